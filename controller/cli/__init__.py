@@ -1,0 +1,15 @@
+"""The `serve` command line: a client of the controller's REST API.
+
+Each command group lives in its own module and registers itself on `app` when imported.
+"""
+
+from __future__ import annotations
+
+from controller.cli.app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]
