@@ -66,7 +66,9 @@ class CloudUnderTest:
             replica_id=replica_id,
             launch_token=uuid.uuid4().hex,
             controller_id="ctrl-test",
-            offer=Offer(where, on_demand_price=3.0, spot_price=1.0, instance_type=self.instance_type),
+            offer=Offer(
+                where, on_demand_price=3.0, spot_price=1.0, instance_type=self.instance_type
+            ),
             spot=spot,
             port=8080,
             run="python3 -m http.server 8080",
