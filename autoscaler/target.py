@@ -1,0 +1,72 @@
+"""Request rate -> target replica count, with SkyPilot's upscale/downscale delays.
+
+Pure: the caller passes the rate, the previous state and the time, and stores the state it
+gets back (plain JSON), so a controller restart does not restart a long wait.
+
+Hysteresis rule: a scale-up happens once the wanted count has stayed above the current
+target for `upscale_delay_seconds` (a scale-down: below it for `downscale_delay_seconds`).
+A dip in the other direction shorter than 10% of that delay does not restart the wait; a
+longer one does. Scaling up from zero replicas happens at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+NOISE_FRACTION = 0.10
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    min_replicas: int
+    max_replicas: int
+    target_qps_per_replica: float | None = None
+    upscale_delay_seconds: float = 300.0
+    downscale_delay_seconds: float = 1200.0
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.target_qps_per_replica is not None and self.max_replicas > self.min_replicas
+
+    def wanted(self, qps: float) -> int:
+        assert self.target_qps_per_replica
+        raw = math.ceil(qps / self.target_qps_per_replica - 1e-9)
+        return max(self.min_replicas, min(self.max_replicas, raw))
+
+
+def decide_target(
+    config: ScalingConfig, qps: float | None, state: dict[str, Any], now: float
+) -> tuple[int, dict[str, Any]]:
+    if not config.autoscaling:
+        return config.min_replicas, {"target": config.min_replicas}
+    current = int(state.get("target", config.min_replicas))
+    current = max(config.min_replicas, min(config.max_replicas, current))
+    if qps is None:
+        return current, {**state, "target": current}
+    wanted = config.wanted(qps)
+    if current == 0 and wanted > 0:
+        return wanted, {"target": wanted, "qps": qps}
+    up = _pending(state, "up", wanted > current, now, config.upscale_delay_seconds)
+    down = _pending(state, "down", wanted < current, now, config.downscale_delay_seconds)
+    new = current
+    if up.get("since") is not None and now - up["since"] >= config.upscale_delay_seconds:
+        new, up = wanted, {}
+    elif down.get("since") is not None and now - down["since"] >= config.downscale_delay_seconds:
+        new, down = wanted, {}
+    return new, {"target": new, "qps": qps, "wanted": wanted, "up": up, "down": down}
+
+
+def _pending(
+    state: dict[str, Any], key: str, holds: bool, now: float, delay: float
+) -> dict[str, Any]:
+    """The wait for one direction: when it started and when its condition last held."""
+    wait = dict(state.get(key) or {})
+    if holds:
+        wait.setdefault("since", now)
+        wait["seen"] = now
+        return wait
+    if wait.get("seen") is not None and now - wait["seen"] <= NOISE_FRACTION * delay:
+        return wait
+    return {}

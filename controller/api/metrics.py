@@ -1,0 +1,66 @@
+"""Prometheus metrics, read from the database at scrape time (so every controller replica
+reports the same numbers and nothing is double counted after a restart)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from controller.db import Database, EventRow, ReplicaRow, ServiceRow
+
+
+class ControllerCollector(Collector):
+    def __init__(self, db: Database):
+        self.db = db
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        replicas = GaugeMetricFamily(
+            "serve_replicas",
+            "Replicas by service, status, market and zone",
+            labels=["service", "status", "market", "cloud", "zone"],
+        )
+        target = GaugeMetricFamily("serve_target_replicas", "Target replicas", labels=["service"])
+        cost = GaugeMetricFamily(
+            "serve_cost_per_hour_dollars",
+            "Current hourly cost of live instances",
+            labels=["service"],
+        )
+        services = GaugeMetricFamily("serve_services", "Services by status", labels=["status"])
+        preemptions = CounterMetricFamily(
+            "serve_preemptions", "Spot preemptions seen", labels=["service"]
+        )
+        with self.db.session() as s:
+            counts: Counter[tuple[str, ...]] = Counter()
+            hourly: Counter[str] = Counter()
+            names = dict(s.execute(select(ServiceRow.id, ServiceRow.name)).tuples().all())
+            for r in s.scalars(select(ReplicaRow)).all():
+                svc = names.get(r.service_id, "?")
+                market = "spot" if r.spot else "on_demand"
+                counts[(svc, r.status, market, r.cloud, r.zone)] += 1
+                if r.instance_id and r.terminated_at is None:
+                    hourly[svc] += r.price_per_hour
+            for labels, n in counts.items():
+                replicas.add_metric(list(labels), n)
+            status_counts: Counter[str] = Counter()
+            for row in s.scalars(select(ServiceRow)).all():
+                target.add_metric([row.name], row.target_replicas)
+                cost.add_metric([row.name], hourly.get(row.name, 0.0))
+                status_counts[row.status] += 1
+            for status, n in status_counts.items():
+                services.add_metric([status], n)
+            pre = (
+                s.execute(
+                    select(EventRow.service_name, func.count())
+                    .where(EventRow.kind == "replica_preempted")
+                    .group_by(EventRow.service_name)
+                )
+                .tuples()
+                .all()
+            )
+            for name, n in pre:
+                preemptions.add_metric([name], n)
+        yield from (replicas, target, cost, services, preemptions)

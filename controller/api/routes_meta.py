@@ -1,0 +1,51 @@
+"""Health, controller identity and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from controller.api.deps import read_access, runtime
+from controller.api.metrics import ControllerCollector
+from controller.runtime import ControllerRuntime
+
+router = APIRouter(tags=["controller"])
+
+
+@router.get("/healthz")
+def healthz(rt: ControllerRuntime = Depends(runtime)) -> Response:
+    try:
+        with rt.db.session() as s:
+            s.execute(text("SELECT 1"))
+    except OperationalError:
+        return Response(
+            '{"status": "degraded", "database": "unreachable"}',
+            503,
+            media_type="application/json",
+        )
+    return Response('{"status": "ok", "database": "ok"}', media_type="application/json")
+
+
+@router.get("/api/v1/controller", dependencies=[Depends(read_access)])
+def controller_info(rt: ControllerRuntime = Depends(runtime)) -> dict[str, Any]:
+    import os
+
+    return {
+        "url": rt.settings.url,
+        "pid": os.getpid(),
+        "database": rt.db.display_url,
+        "clouds": list(rt.settings.clouds),
+        "home": str(rt.settings.home),
+    }
+
+
+@router.get("/metrics", dependencies=[Depends(read_access)])
+def metrics(rt: ControllerRuntime = Depends(runtime)) -> Response:
+    registry = CollectorRegistry()
+    registry.register(ControllerCollector(rt.db))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

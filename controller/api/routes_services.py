@@ -1,0 +1,178 @@
+"""/api/v1/services: the desired state, and what the reconcile loop made of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy import select
+
+from controller.api.deps import read_access, require_token, runtime
+from controller.api.schemas import (
+    EventPublic,
+    ReplicaPublic,
+    ServiceCreate,
+    ServiceCreated,
+    ServicePublic,
+    ServiceUpdate,
+)
+from controller.api.views import event_view, replica_view, service_view
+from controller.db import EventRow, ServiceRow
+from controller.runtime import ControllerRuntime
+from controller.services import create_service, get_or_404, request_down, update_service
+from controller.spec import (
+    ServiceSpec,
+    SpecError,
+    SpecIssue,
+    check_service_name,
+    ignored_fields,
+    parse_yaml,
+)
+from controller.spec.loader import validate_spec
+from controller.spec.models import SpecProblem
+
+router = APIRouter(prefix="/api/v1/services", tags=["services"])
+
+
+def _spec_from(body: ServiceCreate | ServiceUpdate) -> tuple[ServiceSpec, list[str]]:
+    if body.spec is None and body.yaml is None:
+        raise SpecError([SpecIssue("", "send either 'spec' (a mapping) or 'yaml' (text)")])
+    data = body.spec if body.spec is not None else parse_yaml(body.yaml or "")
+    return validate_spec(data), ignored_fields(data)
+
+
+def _name(body: ServiceCreate, spec: ServiceSpec) -> str:
+    name = body.name or spec.name
+    if not name:
+        raise SpecError(
+            [SpecIssue("name", "the service needs a name", "pass -n NAME or set name:")]
+        )
+    try:
+        check_service_name(name)
+    except SpecProblem as exc:
+        raise SpecError([SpecIssue("name", exc.message, exc.hint)]) from None
+    return name
+
+
+@router.get("", response_model=list[ServicePublic], dependencies=[Depends(read_access)])
+def list_services(rt: ControllerRuntime = Depends(runtime)) -> list[ServicePublic]:
+    with rt.db.session() as s:
+        rows = s.scalars(select(ServiceRow).order_by(ServiceRow.name)).all()
+        return [service_view(r, rt.settings, rt.clock.now()) for r in rows]
+
+
+@router.post(
+    "", status_code=201, response_model=ServiceCreated, dependencies=[Depends(require_token)]
+)
+def create(body: ServiceCreate, rt: ControllerRuntime = Depends(runtime)) -> ServiceCreated:
+    spec, warnings = _spec_from(body)
+    name = _name(body, spec)
+    create_service(rt.db, rt.settings, rt.clock, name, spec)
+    with rt.db.session() as s:
+        view = service_view(get_or_404(s, name), rt.settings, rt.clock.now())
+    return ServiceCreated(**view.model_dump(), warnings=warnings)
+
+
+@router.get("/{name}", response_model=ServicePublic, dependencies=[Depends(read_access)])
+def get(name: str, rt: ControllerRuntime = Depends(runtime)) -> ServicePublic:
+    with rt.db.session() as s:
+        return service_view(get_or_404(s, name), rt.settings, rt.clock.now())
+
+
+@router.put("/{name}", response_model=ServiceCreated, dependencies=[Depends(require_token)])
+def update(
+    name: str, body: ServiceUpdate, rt: ControllerRuntime = Depends(runtime)
+) -> ServiceCreated:
+    spec, warnings = _spec_from(body)
+    update_service(rt.db, rt.clock, name, spec)
+    with rt.db.session() as s:
+        view = service_view(get_or_404(s, name), rt.settings, rt.clock.now())
+    return ServiceCreated(**view.model_dump(), warnings=warnings)
+
+
+@router.delete("/{name}", status_code=202, dependencies=[Depends(require_token)])
+def delete(
+    name: str, purge: bool = False, rt: ControllerRuntime = Depends(runtime)
+) -> dict[str, Any]:
+    gone = request_down(rt.db, rt.clock, name, purge)
+    return {"name": name, "status": "DELETED" if gone else "SHUTTING_DOWN"}
+
+
+@router.get(
+    "/{name}/replicas", response_model=list[ReplicaPublic], dependencies=[Depends(read_access)]
+)
+def replicas(name: str, rt: ControllerRuntime = Depends(runtime)) -> list[ReplicaPublic]:
+    with rt.db.session() as s:
+        return [replica_view(r) for r in get_or_404(s, name).replicas]
+
+
+@router.get("/{name}/events", response_model=list[EventPublic], dependencies=[Depends(read_access)])
+def events(
+    name: str,
+    limit: int = Query(200, ge=1, le=5000),
+    since: float = Query(0.0, ge=0),
+    rt: ControllerRuntime = Depends(runtime),
+) -> list[EventPublic]:
+    with rt.db.session() as s:
+        rows = s.scalars(
+            select(EventRow)
+            .where(EventRow.service_name == name, EventRow.at >= since)
+            .order_by(EventRow.id.desc())
+            .limit(limit)
+        ).all()
+        if (
+            not rows
+            and s.scalars(select(ServiceRow).where(ServiceRow.name == name)).first() is None
+        ):
+            get_or_404(s, name)
+        return [event_view(r) for r in reversed(rows)]
+
+
+@router.get("/{name}/logs", dependencies=[Depends(read_access)])
+def logs(
+    name: str,
+    target: str = Query("replica", pattern="^(replica|lb|controller)$"),
+    replica: int | None = Query(None, ge=1),
+    offset: int = Query(0, ge=0),
+    tail: int = Query(0, ge=0, le=1_000_000),
+    rt: ControllerRuntime = Depends(runtime),
+) -> Response:
+    path = _log_path(rt, name, target, replica)
+    data, end = _read_log(path, offset, tail)
+    return Response(
+        data, media_type="text/plain; charset=utf-8", headers={"X-Log-Offset": str(end)}
+    )
+
+
+def _log_path(rt: ControllerRuntime, name: str, target: str, replica: int | None) -> Path:
+    from controller.api.errors import NotFound
+
+    try:
+        check_service_name(name)
+    except SpecProblem:
+        raise NotFound("no_such_service", f"no service named {name!r}") from None
+    if target == "controller":
+        path = rt.settings.log_dir / "controller.log"
+    elif target == "lb":
+        path = rt.settings.service_log_dir(name) / "lb.log"
+    else:
+        if replica is None:
+            raise NotFound("replica_required", "say which replica: ?replica=ID")
+        path = rt.settings.service_log_dir(name) / f"replica-{int(replica)}.log"
+    root = rt.settings.log_dir.resolve()
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root) or not resolved.is_file():
+        raise NotFound(
+            "no_log", f"no {target} log for {name}" + (f" replica {replica}" if replica else "")
+        )
+    return resolved
+
+
+def _read_log(path: Path, offset: int, tail: int) -> tuple[bytes, int]:
+    size = path.stat().st_size
+    start = max(0, size - tail) if tail and not offset else min(offset, size)
+    with path.open("rb") as fh:
+        fh.seek(start)
+        data = fh.read(min(size - start, 8 * 1024 * 1024))
+    return data, start + len(data)

@@ -1,0 +1,95 @@
+"""The REST API's request and response bodies (the HTTP edge of the controller)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ServiceCreate(BaseModel):
+    """Either `spec` (the parsed YAML mapping) or `yaml` (its text)."""
+
+    name: str | None = Field(None, max_length=64)
+    spec: dict[str, Any] | None = None
+    yaml: str | None = Field(None, max_length=256 * 1024)
+
+
+class ServiceUpdate(BaseModel):
+    spec: dict[str, Any] | None = None
+    yaml: str | None = Field(None, max_length=256 * 1024)
+
+
+class ReplicaPublic(BaseModel):
+    id: int
+    version: int
+    status: str
+    status_reason: str
+    cloud: str
+    region: str
+    zone: str
+    spot: bool
+    url: str | None
+    instance_type: str
+    resources: str
+    price_per_hour: float
+    launched_at: float | None
+    ready_at: float | None
+    created_at: float
+
+
+class CostPublic(BaseModel):
+    per_hour: float
+    on_demand_per_hour: float
+    so_far: float
+    on_demand_so_far: float
+    savings_fraction: float | None
+
+
+class ServicePublic(BaseModel):
+    name: str
+    status: str
+    status_reason: str
+    version: int
+    endpoint: str | None
+    created_at: float
+    uptime_seconds: float | None
+    target_replicas: int
+    ready_replicas: int
+    spot_replicas: int
+    on_demand_replicas: int
+    load_balancing_policy: str
+    policy: str
+    cost: CostPublic
+    replicas: list[ReplicaPublic]
+    spec: dict[str, Any]
+
+
+class ServiceCreated(ServicePublic):
+    warnings: list[str] = []
+
+
+class EventPublic(BaseModel):
+    id: int
+    service: str
+    replica_id: int | None
+    kind: str
+    message: str
+    at: float
+    data: dict[str, Any]
+
+
+class LbSyncRequest(BaseModel):
+    request_count: int = Field(0, ge=0)
+    window_seconds: float = Field(0.0, ge=0)
+
+
+class LbSyncResponse(BaseModel):
+    ready_replicas: list[str]
+    load_balancing_policy: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+    issues: list[dict[str, str]] = []

@@ -1,0 +1,83 @@
+"""Rows -> API bodies. The only place that decides how a service looks from outside."""
+
+from __future__ import annotations
+
+from controller.api.schemas import CostPublic, EventPublic, ReplicaPublic, ServicePublic
+from controller.db import EventRow, ReplicaRow, ServiceRow
+from controller.services import latest_spec
+from controller.settings import Settings
+from replica_manager.lifecycle import ALIVE
+from replica_manager.records import ReplicaStatus
+
+
+def replica_view(row: ReplicaRow) -> ReplicaPublic:
+    return ReplicaPublic(
+        id=row.replica_id,
+        version=row.version,
+        status=row.status,
+        status_reason=row.status_reason,
+        cloud=row.cloud,
+        region=row.region,
+        zone=row.zone,
+        spot=row.spot,
+        url=row.url,
+        instance_type=row.instance_type,
+        resources=resources_text(row),
+        price_per_hour=row.price_per_hour,
+        launched_at=row.launched_at,
+        ready_at=row.ready_at,
+        created_at=row.created_at,
+    )
+
+
+def resources_text(row: ReplicaRow) -> str:
+    """SkyPilot's style: `1x AWS([Spot]g5.xlarge)`."""
+    spot = "[Spot]" if row.spot else ""
+    cloud = {"aws": "AWS", "gcp": "GCP", "azure": "Azure"}.get(row.cloud, row.cloud.capitalize())
+    return f"1x {cloud}({spot}{row.instance_type or '?'})"
+
+
+def service_view(row: ServiceRow, settings: Settings, now: float) -> ServicePublic:
+    spec = latest_spec(row)
+    alive = [r for r in row.replicas if ReplicaStatus(r.status) in ALIVE]
+    paying = [r for r in row.replicas if r.instance_id and r.terminated_at is None]
+    per_hour = sum(r.price_per_hour for r in paying)
+    od_price = max((r.on_demand_price_per_hour for r in row.replicas), default=0.0)
+    od_per_hour = od_price * row.target_replicas
+    savings = 1 - row.cost_so_far / row.on_demand_cost_so_far if row.on_demand_cost_so_far else None
+    return ServicePublic(
+        name=row.name,
+        status=row.status,
+        status_reason=row.status_reason,
+        version=row.version,
+        endpoint=f"http://{settings.public_host}:{row.lb_port}" if row.lb_port else None,
+        created_at=row.created_at,
+        uptime_seconds=now - row.ready_since if row.ready_since else None,
+        target_replicas=row.target_replicas,
+        ready_replicas=sum(1 for r in alive if r.status == ReplicaStatus.READY),
+        spot_replicas=sum(1 for r in alive if r.spot),
+        on_demand_replicas=sum(1 for r in alive if not r.spot),
+        load_balancing_policy=spec.service.load_balancing_policy,
+        policy=row.policy_name or ("spothedge" if spec.any_spot else "on_demand"),
+        cost=CostPublic(
+            per_hour=round(per_hour, 4),
+            on_demand_per_hour=round(od_per_hour, 4),
+            so_far=round(row.cost_so_far, 4),
+            on_demand_so_far=round(row.on_demand_cost_so_far, 4),
+            savings_fraction=round(savings, 4) if savings is not None else None,
+        ),
+        replicas=[replica_view(r) for r in row.replicas],
+        spec=spec.redacted(),
+    )
+
+
+def event_view(row: EventRow) -> EventPublic:
+    return EventPublic(
+        id=row.id,
+        service=row.service_name,
+        replica_id=row.replica_id,
+        kind=row.kind,
+        message=row.message,
+        at=row.at,
+        data=row.data or {},
+    )

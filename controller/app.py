@@ -1,0 +1,46 @@
+"""`create_app(settings)`: the controller's FastAPI application.
+
+The runtime (schema upgrade, reconcile schedule) starts in the lifespan, never at import or
+construction, so tests can build the app, and uvicorn owns the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from controller.api.body_limit import BodyLimit
+from controller.api.errors import install_error_handlers
+from controller.api.routes_lb import router as lb_router
+from controller.api.routes_meta import router as meta_router
+from controller.api.routes_services import router as services_router
+from controller.runtime import ControllerRuntime
+from controller.settings import Settings
+
+
+def create_app(settings: Settings, runtime: ControllerRuntime | None = None) -> FastAPI:
+    rt = runtime or ControllerRuntime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt.start()
+        try:
+            yield
+        finally:
+            rt.stop()
+
+    app = FastAPI(
+        title="spotserve controller",
+        version="0.1.0",
+        description="Services, replicas and events of a SpotHedge serving controller.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    app.include_router(meta_router)
+    app.include_router(services_router)
+    app.include_router(lb_router)
+    return app

@@ -1,0 +1,133 @@
+"""The human side of `serve status`: SkyPilot's two tables, colour, and a cost line."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+STATUS_STYLE = {
+    "READY": "green",
+    "REPLICA_INIT": "cyan",
+    "CONTROLLER_INIT": "cyan",
+    "STARTING": "cyan",
+    "PROVISIONING": "cyan",
+    "PENDING": "cyan",
+    "NOT_READY": "yellow",
+    "NO_REPLICA": "yellow",
+    "PREEMPTED": "yellow",
+    "SHUTTING_DOWN": "magenta",
+}
+
+
+def status_text(status: str) -> Text:
+    style = STATUS_STYLE.get(status, "red" if "FAILED" in status else "white")
+    return Text(status, style=style)
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    if not ts:
+        return "-"
+    return duration((now or time.time()) - ts) + " ago"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(max(0, seconds))
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+    ]
+    text = " ".join(p for p in parts if p)
+    return text if days or hours else (f"{text} {s}s".strip() if minutes else f"{s}s")
+
+
+def services_table(services: list[dict[str, Any]]) -> Table:
+    table = Table(title="Services", title_justify="left", box=None, header_style="bold")
+    for col in ("NAME", "VERSION", "UPTIME", "STATUS", "REPLICAS", "ENDPOINT", "COST/HR", "SAVED"):
+        table.add_column(col)
+    for svc in services:
+        cost = svc["cost"]
+        saved = cost.get("savings_fraction")
+        table.add_row(
+            svc["name"],
+            str(svc["version"]),
+            duration(svc.get("uptime_seconds")),
+            status_text(svc["status"]),
+            f"{svc['ready_replicas']}/{svc['target_replicas']}",
+            svc.get("endpoint") or "-",
+            f"${cost['per_hour']:.2f} (od ${cost['on_demand_per_hour']:.2f})",
+            f"{saved * 100:.0f}%" if saved is not None else "-",
+        )
+    return table
+
+
+def replicas_table(services: list[dict[str, Any]], now: float | None = None) -> Table:
+    table = Table(title="Service Replicas", title_justify="left", box=None, header_style="bold")
+    for col in (
+        "SERVICE_NAME",
+        "ID",
+        "VERSION",
+        "ENDPOINT",
+        "LAUNCHED",
+        "RESOURCES",
+        "STATUS",
+        "REGION",
+        "ZONE",
+    ):
+        table.add_column(col)
+    for svc in services:
+        for r in svc["replicas"]:
+            table.add_row(
+                svc["name"],
+                str(r["id"]),
+                str(r["version"]),
+                r.get("url") or "-",
+                ago(r.get("launched_at") or r.get("created_at"), now),
+                r["resources"],
+                status_text(r["status"]),
+                f"{r['cloud']}/{r['region']}",
+                r["zone"],
+            )
+    return table
+
+
+def events_table(events: list[dict[str, Any]]) -> Table:
+    table = Table(title="Events", title_justify="left", box=None, header_style="bold")
+    for col in ("TIME", "KIND", "REPLICA", "MESSAGE"):
+        table.add_column(col)
+    for e in events:
+        stamp = time.strftime("%H:%M:%S", time.localtime(e["at"]))
+        table.add_row(stamp, e["kind"], str(e["replica_id"] or "-"), e["message"])
+    return table
+
+
+def reasons(services: list[dict[str, Any]]) -> Text:
+    lines = Text()
+    for svc in services:
+        if svc["status"] != "READY" and svc.get("status_reason"):
+            lines.append(f"{svc['name']}: ", style="bold")
+            lines.append(svc["status_reason"] + "\n")
+        for r in svc["replicas"]:
+            if "FAILED" in r["status"] or r["status"] == "PREEMPTED":
+                lines.append(f"{svc['name']} replica {r['id']} {r['status']}: ", style="dim")
+                lines.append(r["status_reason"] + "\n", style="dim")
+    return lines
+
+
+def print_status(console: Console, services: list[dict[str, Any]], events: list[Any]) -> None:
+    parts: list[Any] = [services_table(services), Text(""), replicas_table(services)]
+    notes = reasons(services)
+    if notes:
+        parts += [Text(""), notes]
+    if events:
+        parts += [Text(""), events_table(events)]
+    console.print(Group(*parts))

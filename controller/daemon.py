@@ -1,0 +1,88 @@
+"""The controller process: `python -m controller.daemon` (what `serve controller start` runs).
+
+It announces itself in `$SERVE_HOME/controller.json` (url, pid, database) as it starts;
+clients wait for `/healthz` before trusting it. The file goes when the process exits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+import uvicorn
+
+from controller.app import create_app
+from controller.logs import configure_logging
+from controller.settings import Settings
+
+log = logging.getLogger("controller")
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def write_state(settings: Settings, database: str) -> None:
+    state = {
+        "url": settings.url,
+        "pid": os.getpid(),
+        "database": database,
+        "started_at": time.time(),
+        "home": str(settings.home),
+    }
+    tmp = settings.state_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, settings.state_path)
+
+
+def clear_state(settings: Settings) -> None:
+    try:
+        state = json.loads(settings.state_path.read_text())
+    except (OSError, ValueError):
+        return
+    if state.get("pid") == os.getpid():
+        settings.state_path.unlink(missing_ok=True)
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    configure_logging(
+        settings.log_dir / "controller.log", os.environ.get("SERVE_LOG_LEVEL", "INFO")
+    )
+    if not port_free(settings.host, settings.port):
+        log.error("port %s on %s is taken; set SERVE_CONTROLLER_PORT", settings.port, settings.host)
+        return 2
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    write_state(settings, app.state.runtime.db.display_url)
+    log.info("controller starting", extra={"url": settings.url})
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        server.run()
+    finally:
+        clear_state(settings)
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+from controller.db.engine import Database, make_engine, normalise_url, upgrade_schema
+from controller.db.models import Base, EventRow, ReplicaRow, ServiceRow, ServiceVersionRow
+
+__all__ = [
+    "Base",
+    "Database",
+    "EventRow",
+    "ReplicaRow",
+    "ServiceRow",
+    "ServiceVersionRow",
+    "make_engine",
+    "normalise_url",
+    "upgrade_schema",
+]

@@ -1,0 +1,114 @@
+"""Tables: services, their versions (the spec of each), replicas and events.
+
+Times are epoch seconds (floats) taken from the injected clock, so tests and restarts agree
+on them without time zones. Every replica row exists before its instance does: its
+`launch_token` is written first and is also the cloud tag that finds the instance again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class ServiceRow(Base):
+    __tablename__ = "services"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    ready_since: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lb_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lb_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    next_replica_id: Mapped[int] = mapped_column(Integer, default=1)
+    target_replicas: Mapped[int] = mapped_column(Integer, default=0)
+    policy_name: Mapped[str] = mapped_column(String(32), default="")
+    policy_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    autoscaler_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    cost_so_far: Mapped[float] = mapped_column(Float, default=0.0)
+    on_demand_cost_so_far: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_updated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    versions: Mapped[list[ServiceVersionRow]] = relationship(
+        back_populates="service", cascade="all, delete-orphan", order_by="ServiceVersionRow.version"
+    )
+    replicas: Mapped[list[ReplicaRow]] = relationship(
+        back_populates="service", cascade="all, delete-orphan", order_by="ReplicaRow.replica_id"
+    )
+
+
+class ServiceVersionRow(Base):
+    __tablename__ = "service_versions"
+    __table_args__ = (UniqueConstraint("service_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    service: Mapped[ServiceRow] = relationship(back_populates="versions")
+
+
+class ReplicaRow(Base):
+    __tablename__ = "replicas"
+    __table_args__ = (UniqueConstraint("service_id", "replica_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    replica_id: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    status_changed_at: Mapped[float] = mapped_column(Float)
+    launch_token: Mapped[str] = mapped_column(String(64), unique=True)
+    spot: Mapped[bool] = mapped_column(Boolean)
+    cloud: Mapped[str] = mapped_column(String(32))
+    region: Mapped[str] = mapped_column(String(64))
+    zone: Mapped[str] = mapped_column(String(64))
+    instance_type: Mapped[str] = mapped_column(String(64), default="")
+    price_per_hour: Mapped[float] = mapped_column(Float, default=0.0)
+    on_demand_price_per_hour: Mapped[float] = mapped_column(Float, default=0.0)
+    instance_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    url: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    launched_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ready_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    probe_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_probe_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    terminated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    service: Mapped[ServiceRow] = relationship(back_populates="replicas")
+
+
+class EventRow(Base):
+    """An operator-facing event. Keyed by service name, so it outlives `serve down`."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_name: Mapped[str] = mapped_column(String(64), index=True)
+    replica_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    message: Mapped[str] = mapped_column(Text)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

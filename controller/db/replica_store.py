@@ -1,0 +1,191 @@
+"""`ReplicaStore` on SQLAlchemy: each call is one transaction on the controller's database."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.db.engine import Database
+from controller.db.models import EventRow, ReplicaRow, ServiceRow
+from policies.types import Location
+from replica_manager.clock import Clock
+from replica_manager.lifecycle import check_transition
+from replica_manager.records import ReplicaRecord, ReplicaStatus
+
+EVENT_BY_STATUS = {
+    ReplicaStatus.READY: "replica_ready",
+    ReplicaStatus.NOT_READY: "replica_not_ready",
+    ReplicaStatus.PREEMPTED: "replica_preempted",
+    ReplicaStatus.FAILED: "replica_failed",
+    ReplicaStatus.FAILED_PROBING: "replica_failed",
+    ReplicaStatus.FAILED_INITIAL_DELAY: "replica_failed",
+    ReplicaStatus.SHUTTING_DOWN: "replica_shutting_down",
+    ReplicaStatus.STARTING: "replica_starting",
+}
+
+
+def to_record(row: ReplicaRow, service: str) -> ReplicaRecord:
+    return ReplicaRecord(
+        row_id=row.id,
+        service=service,
+        replica_id=row.replica_id,
+        version=row.version,
+        status=ReplicaStatus(row.status),
+        status_reason=row.status_reason,
+        status_changed_at=row.status_changed_at,
+        launch_token=row.launch_token,
+        spot=row.spot,
+        location=Location(row.cloud, row.region, row.zone),
+        instance_type=row.instance_type,
+        price_per_hour=row.price_per_hour,
+        on_demand_price_per_hour=row.on_demand_price_per_hour,
+        created_at=row.created_at,
+        instance_id=row.instance_id,
+        url=row.url,
+        launched_at=row.launched_at,
+        ready_at=row.ready_at,
+        probe_failures=row.probe_failures,
+        terminated_at=row.terminated_at,
+    )
+
+
+def add_event(
+    session: Session,
+    service: str,
+    kind: str,
+    message: str,
+    at: float,
+    replica_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        EventRow(
+            service_name=service,
+            replica_id=replica_id,
+            kind=kind,
+            message=message,
+            at=at,
+            data=data or {},
+        )
+    )
+
+
+class SqlReplicaStore:
+    def __init__(self, db: Database, clock: Clock):
+        self.db = db
+        self.clock = clock
+
+    def replicas(self, service: str) -> list[ReplicaRecord]:
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(ReplicaRow)
+                .join(ServiceRow)
+                .where(ServiceRow.name == service)
+                .order_by(ReplicaRow.replica_id)
+            ).all()
+            return [to_record(r, service) for r in rows]
+
+    def create_intent(
+        self,
+        service: str,
+        version: int,
+        location: Location,
+        spot: bool,
+        instance_type: str,
+        price_per_hour: float,
+        on_demand_price_per_hour: float,
+    ) -> ReplicaRecord:
+        now = self.clock.now()
+        with self.db.session() as s:
+            svc = s.scalars(
+                select(ServiceRow).where(ServiceRow.name == service).with_for_update()
+            ).one()
+            replica_id = svc.next_replica_id
+            svc.next_replica_id += 1
+            row = ReplicaRow(
+                service_id=svc.id,
+                replica_id=replica_id,
+                version=version,
+                status=ReplicaStatus.PENDING.value,
+                status_reason="launch planned",
+                status_changed_at=now,
+                launch_token=secrets.token_hex(16),
+                spot=spot,
+                cloud=location.cloud,
+                region=location.region,
+                zone=location.zone,
+                instance_type=instance_type,
+                price_per_hour=price_per_hour,
+                on_demand_price_per_hour=on_demand_price_per_hour,
+                created_at=now,
+                probe_failures=0,
+            )
+            s.add(row)
+            market = "spot" if spot else "on-demand"
+            add_event(
+                s,
+                service,
+                "replica_launching",
+                f"replica {replica_id}: launching {market} in {location}",
+                now,
+                replica_id,
+                {"location": location.key, "spot": spot},
+            )
+            s.flush()
+            return to_record(row, service)
+
+    def transition(
+        self, record: ReplicaRecord, status: ReplicaStatus, reason: str = "", **fields: Any
+    ) -> ReplicaRecord:
+        now = self.clock.now()
+        with self.db.session() as s:
+            row = s.get_one(ReplicaRow, record.row_id, with_for_update=True)
+            check_transition(ReplicaStatus(row.status), status)
+            row.status = status.value
+            row.status_reason = reason
+            row.status_changed_at = now
+            for key, value in fields.items():
+                setattr(row, key, value)
+            kind = EVENT_BY_STATUS.get(status)
+            if kind:
+                add_event(
+                    s,
+                    record.service,
+                    kind,
+                    f"replica {record.replica_id} {status.value}: {reason}"
+                    if reason
+                    else f"replica {record.replica_id} {status.value}",
+                    now,
+                    record.replica_id,
+                    {"location": record.location.key, "spot": record.spot},
+                )
+            s.flush()
+            return to_record(row, record.service)
+
+    def update(self, record: ReplicaRecord, **fields: Any) -> ReplicaRecord:
+        with self.db.session() as s:
+            row = s.get_one(ReplicaRow, record.row_id)
+            for key, value in fields.items():
+                setattr(row, key, value)
+            s.flush()
+            return to_record(row, record.service)
+
+    def delete(self, record: ReplicaRecord) -> None:
+        with self.db.session() as s:
+            row = s.get(ReplicaRow, record.row_id)
+            if row is not None:
+                s.delete(row)
+
+    def event(
+        self,
+        service: str,
+        kind: str,
+        message: str,
+        replica_id: int | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        with self.db.session() as s:
+            add_event(s, service, kind, message, self.clock.now(), replica_id, data)

@@ -1,0 +1,86 @@
+"""Start, find and stop the per-service load balancer process.
+
+The load balancer outlives controller restarts: its pid is kept on the service row, and a
+restarted controller re-adopts it when that pid still runs our load balancer for that service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from controller.child_env import child_env
+from controller.settings import Settings
+from provisioners.local_process import is_alive, kill_group
+
+
+def pick_port(host: str, start: int, taken: Iterable[int]) -> int:
+    used = set(taken)
+    for port in range(start, start + 5000):
+        if port in used:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free load balancer port in {start}-{start + 5000} on {host}")
+
+
+def is_our_lb(pid: int | None, service: str) -> bool:
+    if not pid or not is_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    args = [a.decode(errors="replace") for a in cmdline]
+    return "load_balancer" in args and service in args
+
+
+def start_lb(settings: Settings, service: str, port: int, policy: str) -> int:
+    log_dir = settings.service_log_dir(service)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "load_balancer",
+        "--host",
+        settings.lb_host,
+        "--port",
+        str(port),
+        "--controller-url",
+        settings.url,
+        "--service",
+        service,
+        "--token-file",
+        str(settings.token_path),
+        "--sync-interval",
+        str(settings.lb_sync_seconds),
+        "--policy",
+        policy,
+    ]
+    with (log_dir / "lb.log").open("ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=child_env(),
+        )
+    return proc.pid
+
+
+def stop_lb(pid: int | None, service: str) -> None:
+    if pid and is_our_lb(pid, service):
+        kill_group(pid, grace_seconds=5)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)

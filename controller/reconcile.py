@@ -1,0 +1,318 @@
+"""One reconcile tick of one service: re-read the world, act on the difference.
+
+Phases, each safe to repeat after a crash: (1) adopt or reap what a crash left behind,
+(2) observe instances and probes, (3) decide the target and ask the placement policy for a
+plan, executing it and re-planning in the same tick when a location refuses a launch,
+(4) terminate what is no longer wanted, (5) store the service's status and cost.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from policies.registry import make_policy
+from sqlalchemy import select
+
+from autoscaler.target import ScalingConfig, decide_target
+from controller.db import Database, ServiceRow
+from controller.db.replica_store import add_event
+from controller.lb_process import is_our_lb, start_lb, stop_lb
+from controller.service_status import ServiceStatus, service_status
+from controller.services import latest_spec
+from controller.settings import Settings
+from controller.spec import ServiceSpec
+from controller.templates import replica_template
+from policies.types import LocationEvent, Offer, PolicyInput, ReplicaView
+from provisioners.base import Provisioner
+from provisioners.errors import ProvisionError
+from provisioners.registry import candidate_offers
+from replica_manager.cleanup import Cleaner
+from replica_manager.clock import Clock
+from replica_manager.execute import Executor
+from replica_manager.lifecycle import ALIVE, APP_FAILURES, ENDING
+from replica_manager.observe import Observer
+from replica_manager.records import ReplicaRecord, ReplicaTemplate
+from replica_manager.records import ReplicaStatus as S
+from replica_manager.store import ReplicaStore
+
+log = logging.getLogger(__name__)
+
+MAX_PLAN_ROUNDS = 8
+BLOCK_SECONDS = 300.0
+
+
+@dataclass
+class Reconciler:
+    settings: Settings
+    db: Database
+    store: ReplicaStore
+    clock: Clock
+    provisioners: dict[str, Provisioner]
+    observer: Observer
+    executor: Executor
+    cleaner: Cleaner
+    request_rate: Any = None  # autoscaler.rate.RequestRates, set by the runtime
+    _offers: dict[tuple[str, int], list[Offer]] = field(default_factory=dict)
+
+    def tick(self, name: str) -> None:
+        with self.db.session() as s:
+            row = s.scalars(select(ServiceRow).where(ServiceRow.name == name)).one_or_none()
+            if row is None:
+                return
+            spec, version, status = latest_spec(row), row.version, ServiceStatus(row.status)
+            state = dict(row.autoscaler_state or {})
+            lb = (row.lb_pid, row.lb_port, spec.service.load_balancing_policy)
+        if status in (ServiceStatus.SHUTTING_DOWN, ServiceStatus.FAILED_CLEANUP):
+            self._tear_down(name, lb[0])
+            return
+        template = replica_template(name, version, spec)
+        self._ensure_lb(name, *lb)
+        self._recover(name, state)
+        before = {r.row_id: r.status for r in self.store.replicas(name)}
+        events = self.observer.observe(template)
+        state = self._count_app_failures(name, before, state)
+        target = self._target(name, spec, state)
+        if status != ServiceStatus.FAILED or state.get("app_failure_streak", 0) == 0:
+            self._place(name, spec, template, target, tuple(events), state)
+        self._retire_old_versions(name, version, target)
+        self.cleaner.terminate_ending(name)
+        self._store_status(name, target, state)
+
+    # -- phase 1: what a crash may have left ---------------------------------------------
+
+    def _recover(self, name: str, state: dict[str, Any]) -> None:
+        now = self.clock.now()
+        records = self.store.replicas(name)
+        lost = any(r.status in (S.PENDING, S.PROVISIONING) and not r.instance_id for r in records)
+        due = now - state.get("last_orphan_scan", 0.0) >= self.settings.orphan_scan_seconds
+        if not (lost or due):
+            return
+        clouds = {r.location.cloud for r in records} | set(self.provisioners)
+        self.cleaner.reconcile_owned(name, sorted(clouds))
+        self.cleaner.fail_lost_intents(name)
+        state["last_orphan_scan"] = now
+
+    # -- phase 3: how many, and where ----------------------------------------------------
+
+    def _target(self, name: str, spec: ServiceSpec, state: dict[str, Any]) -> int:
+        qps = self.request_rate.qps(name, self.clock.now()) if self.request_rate else None
+        target, scaler = decide_target(
+            scaling_config(spec), qps, state.get("scaler", {}), self.clock.now()
+        )
+        state["scaler"] = scaler
+        return target
+
+    def _place(
+        self,
+        name: str,
+        spec: ServiceSpec,
+        template: ReplicaTemplate,
+        target: int,
+        events: tuple[LocationEvent, ...],
+        state: dict[str, Any],
+    ) -> None:
+        offers = self._usable_offers(name, template, state)
+        if not offers:
+            self.store.event(name, "no_location", "no location can host a replica right now")
+            return
+        by_key = {o.location.key: o for o in offers}
+        config = spec.placement_config()
+        policy = make_policy("spothedge" if config.use_spot else "on_demand")
+        policy_state = self._load_policy_state(name, policy)
+        for _ in range(MAX_PLAN_ROUNDS):
+            records = self.store.replicas(name)
+            inp = PolicyInput(
+                target=target,
+                offers=tuple(offers),
+                replicas=tuple(
+                    _view(r) for r in records if r.status in ALIVE and r.version == template.version
+                ),
+                config=config,
+                now=self.clock.now(),
+                latest_version=template.version,
+                events=events,
+            )
+            plan, policy_state = policy.plan(inp, policy_state)
+            self._save_policy_state(name, policy.name, policy.state_to_dict(policy_state))
+            result = self.executor.execute(template, plan, by_key)
+            for error in result.blocked:
+                self._block(name, error, state)
+            if not result.refused:
+                return
+            events = tuple(result.refused)
+
+    def _usable_offers(
+        self, name: str, template: ReplicaTemplate, state: dict[str, Any]
+    ) -> list[Offer]:
+        key = (name, template.version)
+        if key not in self._offers:
+            self._offers[key] = candidate_offers(self.provisioners, template.resources)
+        now = self.clock.now()
+        blocked = {k: v for k, v in state.get("blocked", {}).items() if v["until"] > now}
+        state["blocked"] = blocked
+        return [
+            o
+            for o in self._offers[key]
+            if o.location.key not in blocked and o.location.cloud not in blocked
+        ]
+
+    def _block(self, name: str, error: ProvisionError, state: dict[str, Any]) -> None:
+        """Stop retrying a cloud whose answer needs a person (credentials, bad request)."""
+        where = (error.location or "").split("/")[0] or "unknown"
+        until = self.clock.now() + BLOCK_SECONDS
+        state.setdefault("blocked", {})[where] = {"until": until, "reason": str(error)}
+        self.store.event(
+            name,
+            "cloud_blocked",
+            f"not retrying {where} for {BLOCK_SECONDS:.0f}s: {error}",
+            data={"cloud": where, "error": error.kind},
+        )
+
+    def _load_policy_state(self, name: str, policy: Any) -> Any:
+        with self.db.session() as s:
+            row = s.scalars(select(ServiceRow).where(ServiceRow.name == name)).one()
+            data = row.policy_state if row.policy_name == policy.name else None
+        return policy.state_from_dict(data) if data else policy.initial_state()
+
+    def _save_policy_state(self, name: str, policy_name: str, data: dict[str, Any]) -> None:
+        with self.db.session() as s:
+            row = s.scalars(select(ServiceRow).where(ServiceRow.name == name)).one()
+            row.policy_name = policy_name
+            row.policy_state = data
+
+    def _retire_old_versions(self, name: str, version: int, target: int) -> None:
+        """Blue-green: old versions go once the latest has `target` ready replicas."""
+        records = self.store.replicas(name)
+        ready_new = sum(1 for r in records if r.version == version and r.status == S.READY)
+        if ready_new < target:
+            return
+        for r in records:
+            if r.version < version and r.status in ALIVE:
+                self.store.transition(r, S.SHUTTING_DOWN, f"replaced by version {version}")
+
+    def _count_app_failures(
+        self, name: str, before: dict[int, S], state: dict[str, Any]
+    ) -> dict[str, Any]:
+        streak = int(state.get("app_failure_streak", 0))
+        for r in self.store.replicas(name):
+            if r.status == S.READY and before.get(r.row_id) != S.READY:
+                streak = 0
+            elif (
+                r.status in APP_FAILURES
+                and before.get(r.row_id) not in ENDING
+                and r.ready_at is None
+            ):
+                streak += 1
+        state["app_failure_streak"] = streak
+        return state
+
+    # -- phase 5: what the operator sees -------------------------------------------------
+
+    def _store_status(self, name: str, target: int, state: dict[str, Any]) -> None:
+        records = self.store.replicas(name)
+        now = self.clock.now()
+        with self.db.session() as s:
+            row = s.scalars(select(ServiceRow).where(ServiceRow.name == name)).one_or_none()
+            if row is None:
+                return
+            status, reason = service_status(
+                ServiceStatus(row.status),
+                records,
+                target,
+                int(state.get("app_failure_streak", 0)),
+                self.settings.app_failures_to_fail_service,
+            )
+            if status.value != row.status:
+                add_event(
+                    s,
+                    name,
+                    "service_status",
+                    f"service {name} is {status.value}: {reason}",
+                    now,
+                    data={"status": status.value},
+                )
+            if status == ServiceStatus.READY and row.ready_since is None:
+                row.ready_since = now
+            row.status, row.status_reason = status.value, reason
+            row.target_replicas = target
+            row.autoscaler_state = state
+            _accrue_cost(row, records, now)
+
+    # -- the load balancer ---------------------------------------------------------------
+
+    def _ensure_lb(self, name: str, pid: int | None, port: int | None, policy: str) -> None:
+        if is_our_lb(pid, name) or port is None:
+            return
+        new_pid = start_lb(self.settings, name, port, policy)
+        with self.db.session() as s:
+            row = s.scalars(select(ServiceRow).where(ServiceRow.name == name)).one()
+            row.lb_pid = new_pid
+            add_event(
+                s,
+                name,
+                "lb_started",
+                f"load balancer started on port {port}",
+                self.clock.now(),
+                data={"pid": new_pid, "port": port},
+            )
+
+    # -- teardown ------------------------------------------------------------------------
+
+    def _tear_down(self, name: str, lb_pid: int | None) -> None:
+        for r in self.store.replicas(name):
+            if r.status in ALIVE:
+                self.store.transition(r, S.SHUTTING_DOWN, "service is going down")
+        self.cleaner.terminate_ending(name, keep_failed=False)
+        stop_lb(lb_pid, name)
+        left = [r for r in self.store.replicas(name) if r.terminated_at is None and r.instance_id]
+        with self.db.session() as s:
+            row = s.scalars(select(ServiceRow).where(ServiceRow.name == name)).one_or_none()
+            if row is None:
+                return
+            now = self.clock.now()
+            if left:
+                if now - row.updated_at > 600:
+                    row.status = ServiceStatus.FAILED_CLEANUP.value
+                    row.status_reason = (
+                        f"{len(left)} instances could not be terminated; check the cloud console, "
+                        "then `serve down --purge`"
+                    )
+                return
+            add_event(s, name, "service_deleted", f"service {name} is down", now)
+            s.delete(row)
+        self._offers = {k: v for k, v in self._offers.items() if k[0] != name}
+
+
+def _view(r: ReplicaRecord) -> ReplicaView:
+    return ReplicaView(
+        replica_id=r.replica_id,
+        location=r.location,
+        spot=r.spot,
+        ready=r.status == S.READY,
+        version=r.version,
+        launched_at=r.created_at,
+    )
+
+
+def _accrue_cost(row: ServiceRow, records: list[ReplicaRecord], now: float) -> None:
+    """Add what the live instances cost since the last tick, and what on-demand would have."""
+    last = row.cost_updated_at or now
+    hours = max(0.0, now - last) / 3600.0
+    paying = [r for r in records if r.instance_id and r.terminated_at is None]
+    row.cost_so_far += hours * sum(r.price_per_hour for r in paying)
+    on_demand = max((r.on_demand_price_per_hour for r in records), default=0.0)
+    row.on_demand_cost_so_far += hours * on_demand * row.target_replicas
+    row.cost_updated_at = now
+
+
+def scaling_config(spec: ServiceSpec) -> ScalingConfig:
+    p = spec.service.policy
+    return ScalingConfig(
+        min_replicas=p.min_replicas,
+        max_replicas=p.max_replicas if p.max_replicas is not None else p.min_replicas,
+        target_qps_per_replica=p.target_qps_per_replica,
+        upscale_delay_seconds=p.upscale_delay_seconds,
+        downscale_delay_seconds=p.downscale_delay_seconds,
+    )

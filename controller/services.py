@@ -1,0 +1,112 @@
+"""Desired state: create, update and take down services. These only write the database;
+the reconcile loop makes the world follow."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from controller.db import Database, ServiceRow, ServiceVersionRow
+from controller.db.replica_store import add_event
+from controller.lb_process import pick_port
+from controller.service_status import ServiceStatus
+from controller.settings import Settings
+from controller.spec import ServiceSpec
+from replica_manager.clock import Clock
+
+
+class ServiceExists(Exception):
+    pass
+
+
+class ServiceNotFound(Exception):
+    pass
+
+
+def find(session: Session, name: str) -> ServiceRow | None:
+    return session.scalars(select(ServiceRow).where(ServiceRow.name == name)).one_or_none()
+
+
+def get_or_404(session: Session, name: str) -> ServiceRow:
+    row = find(session, name)
+    if row is None:
+        raise ServiceNotFound(name)
+    return row
+
+
+def latest_spec(row: ServiceRow) -> ServiceSpec:
+    version = next(v for v in row.versions if v.version == row.version)
+    return ServiceSpec.model_validate(version.spec)
+
+
+def create_service(
+    db: Database, settings: Settings, clock: Clock, name: str, spec: ServiceSpec
+) -> ServiceRow:
+    now = clock.now()
+    with db.session() as s:
+        if find(s, name) is not None:
+            raise ServiceExists(name)
+        taken = [p for p in s.scalars(select(ServiceRow.lb_port)).all() if p]
+        row = ServiceRow(
+            name=name,
+            status=ServiceStatus.CONTROLLER_INIT.value,
+            status_reason="waiting for the controller to pick it up",
+            version=1,
+            created_at=now,
+            updated_at=now,
+            lb_port=pick_port(settings.lb_host, settings.lb_port_start, taken),
+            next_replica_id=1,
+            target_replicas=spec.service.policy.min_replicas,
+            policy_state={},
+            autoscaler_state={},
+        )
+        row.versions.append(
+            ServiceVersionRow(version=1, spec=spec.model_dump(mode="json"), created_at=now)
+        )
+        s.add(row)
+        add_event(s, name, "service_created", f"service {name} created (version 1)", now)
+        try:
+            s.flush()
+        except IntegrityError:
+            raise ServiceExists(name) from None
+        return row
+
+
+def update_service(db: Database, clock: Clock, name: str, spec: ServiceSpec) -> ServiceRow:
+    now = clock.now()
+    with db.session() as s:
+        row = get_or_404(s, name)
+        if row.status in (ServiceStatus.SHUTTING_DOWN, ServiceStatus.FAILED_CLEANUP):
+            raise ServiceNotFound(name)
+        row.version += 1
+        row.versions.append(
+            ServiceVersionRow(
+                version=row.version, spec=spec.model_dump(mode="json"), created_at=now
+            )
+        )
+        row.updated_at = now
+        row.autoscaler_state = {**row.autoscaler_state, "app_failure_streak": 0}
+        if row.status == ServiceStatus.FAILED:
+            row.status = ServiceStatus.REPLICA_INIT.value
+        add_event(
+            s, name, "service_updated", f"service {name} updated to version {row.version}", now
+        )
+        s.flush()
+        return row
+
+
+def request_down(db: Database, clock: Clock, name: str, purge: bool) -> bool:
+    """Mark the service for teardown. With `purge`, forget it at once (returns True then)."""
+    now = clock.now()
+    with db.session() as s:
+        row = get_or_404(s, name)
+        if purge and row.status == ServiceStatus.FAILED_CLEANUP:
+            add_event(s, name, "service_purged", "records purged after failed cleanup", now)
+            s.delete(row)
+            return True
+        row.status = ServiceStatus.SHUTTING_DOWN.value
+        row.status_reason = "terminating replicas and the load balancer"
+        row.updated_at = now
+        add_event(s, name, "service_down", f"service {name}: teardown requested", now)
+        return False

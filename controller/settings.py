@@ -1,0 +1,105 @@
+"""Controller settings, read once from the environment (`SERVE_*`), with file paths under
+`SERVE_HOME` (default `~/.serve`). Tests compress time through these, never by patching."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 46590
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{key}={raw!r} is not a number; unset it or give seconds") from None
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    return int(_float(env, key, default))
+
+
+def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    return raw.lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    public_host: str = "127.0.0.1"
+    lb_host: str = "127.0.0.1"
+    lb_port_start: int = 30001
+    tick_seconds: float = 2.0
+    lb_sync_seconds: float = 2.0
+    probe_failures_to_not_ready: int = 3
+    not_ready_grace_seconds: float = 60.0
+    orphan_scan_seconds: float = 60.0
+    terminal_retention_seconds: float = 900.0
+    app_failures_to_fail_service: int = 3
+    clouds: tuple[str, ...] = ("local",)
+    read_auth: bool = False
+    max_body_bytes: int = 1024 * 1024
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(env.get("SERVE_HOME") or Path.home() / ".serve").expanduser()
+        db = env.get("SERVE_DATABASE_URL") or f"sqlite:///{home / 'serve.db'}"
+        clouds = tuple(c.strip() for c in env.get("SERVE_CLOUDS", "local").split(",") if c.strip())
+        return cls(
+            home=home,
+            database_url=db,
+            host=env.get("SERVE_CONTROLLER_HOST", "127.0.0.1"),
+            port=_int(env, "SERVE_CONTROLLER_PORT", DEFAULT_PORT),
+            public_host=env.get("SERVE_PUBLIC_HOST", "127.0.0.1"),
+            lb_host=env.get("SERVE_LB_HOST", "127.0.0.1"),
+            lb_port_start=_int(env, "SERVE_LB_PORT_START", 30001),
+            tick_seconds=_float(env, "SERVE_TICK_SECONDS", 2.0),
+            lb_sync_seconds=_float(env, "SERVE_LB_SYNC_SECONDS", 2.0),
+            probe_failures_to_not_ready=_int(env, "SERVE_PROBE_FAILURES", 3),
+            not_ready_grace_seconds=_float(env, "SERVE_NOT_READY_GRACE_SECONDS", 60.0),
+            orphan_scan_seconds=_float(env, "SERVE_ORPHAN_SCAN_SECONDS", 60.0),
+            terminal_retention_seconds=_float(env, "SERVE_TERMINAL_RETENTION_SECONDS", 900.0),
+            app_failures_to_fail_service=_int(env, "SERVE_APP_FAILURES_TO_FAIL", 3),
+            clouds=clouds or ("local",),
+            read_auth=_bool(env, "SERVE_READ_AUTH", False),
+            max_body_bytes=_int(env, "SERVE_MAX_BODY_BYTES", 1024 * 1024),
+        )
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def token_path(self) -> Path:
+        return self.home / "token"
+
+    @property
+    def state_path(self) -> Path:
+        """Where a running controller says where it is (url, pid, database)."""
+        return self.home / "controller.json"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    def service_log_dir(self, service: str) -> Path:
+        return self.log_dir / "services" / service
+
+    @property
+    def local_root(self) -> Path:
+        return self.home / "local"

@@ -1,0 +1,271 @@
+"""Pydantic models of SkyPilot's service YAML, with SkyPilot's defaults filled in.
+
+The models are the YAML edge: they accept what `sky serve up` accepts and normalise it
+(a probe path becomes a probe object, `replicas: N` becomes a fixed replica policy,
+accelerators become an ordered `{name: count}` mapping). Cross-field rules raise
+`SpecProblem`, which the loader turns into a path-and-hint message.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CLOUDS = ("aws", "gcp", "azure", "kubernetes", "local")
+CLOUD_ALIASES = {"k8s": "kubernetes", "amazon": "aws", "google": "gcp"}
+SERVICE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SpecProblem(ValueError):
+    """A rule across fields was broken; `field` is the offending key under the model."""
+
+    def __init__(self, message: str, hint: str = "", field: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.field = field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReadinessProbe(Strict):
+    path: str
+    initial_delay_seconds: float = Field(1200, ge=0)
+    timeout_seconds: float = Field(15, gt=0)
+    post_data: str | dict[str, Any] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise SpecProblem(f"path {path!r} must start with '/'", f"write '/{path}'")
+        return path
+
+
+class ReplicaPolicy(Strict):
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int | None = Field(None, ge=0)
+    target_qps_per_replica: float | None = Field(None, gt=0)
+    upscale_delay_seconds: float = Field(300, ge=0)
+    downscale_delay_seconds: float = Field(1200, ge=0)
+    base_ondemand_fallback_replicas: int = Field(0, ge=0)
+    dynamic_ondemand_fallback: bool = False
+    num_overprovision: int | None = Field(None, ge=0)
+    spot_placer: Literal["dynamic_fallback"] | None = None
+
+    @field_validator("spot_placer", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ReplicaPolicy:
+        if self.max_replicas is None:
+            object.__setattr__(self, "max_replicas", self.min_replicas)
+        assert self.max_replicas is not None
+        if self.min_replicas > self.max_replicas:
+            raise SpecProblem(
+                f"min_replicas ({self.min_replicas}) is greater than "
+                f"max_replicas ({self.max_replicas})",
+                "make max_replicas at least min_replicas",
+                "max_replicas",
+            )
+        if self.max_replicas != self.min_replicas and self.target_qps_per_replica is None:
+            raise SpecProblem(
+                "autoscaling between min_replicas and max_replicas needs target_qps_per_replica",
+                "add target_qps_per_replica, or set max_replicas equal to min_replicas",
+                "target_qps_per_replica",
+            )
+        if self.num_overprovision is None:
+            # SkyPilot keeps one extra spot replica when the dynamic_fallback placer is on.
+            default = 1 if self.spot_placer == "dynamic_fallback" else 0
+            object.__setattr__(self, "num_overprovision", default)
+        return self
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.target_qps_per_replica is not None and self.max_replicas != self.min_replicas
+
+    @property
+    def uses_spot_options(self) -> bool:
+        return bool(
+            self.base_ondemand_fallback_replicas
+            or self.dynamic_ondemand_fallback
+            or self.spot_placer
+            or self.num_overprovision
+        )
+
+
+class TLS(Strict):
+    keyfile: str
+    certfile: str
+
+
+class ServiceSection(Strict):
+    readiness_probe: ReadinessProbe
+    replicas: int | None = Field(None, ge=0)
+    replica_policy: ReplicaPolicy | None = None
+    load_balancing_policy: Literal["least_load", "round_robin"] = "least_load"
+    ports: int | None = Field(None, ge=1, le=65535)
+    tls: TLS | None = None
+
+    @field_validator("readiness_probe", mode="before")
+    @classmethod
+    def _probe_shorthand(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    @field_validator("load_balancing_policy", mode="before")
+    @classmethod
+    def _lb_lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_replica_count(self) -> ServiceSection:
+        if self.replicas is not None and self.replica_policy is not None:
+            raise SpecProblem(
+                "both 'replicas' and 'replica_policy' are set",
+                "keep one: 'replicas: N' is short for replica_policy.min_replicas: N",
+                "replicas",
+            )
+        if self.replica_policy is None:
+            count = 1 if self.replicas is None else self.replicas
+            policy = ReplicaPolicy(min_replicas=count, max_replicas=count)
+            object.__setattr__(self, "replica_policy", policy)
+        object.__setattr__(self, "replicas", None)
+        return self
+
+    @property
+    def policy(self) -> ReplicaPolicy:
+        assert self.replica_policy is not None
+        return self.replica_policy
+
+
+Accelerators = str | list[str] | dict[str, int | None]
+Scalar = str | int | float
+
+
+class Place(Strict):
+    """One candidate in `resources.any_of` / `resources.ordered`."""
+
+    cloud: str | None = None
+    region: str | None = None
+    zone: str | None = None
+    infra: str | None = None
+    accelerators: Accelerators | None = None
+    instance_type: str | None = None
+    use_spot: bool | None = None
+    cpus: Scalar | None = None
+    memory: Scalar | None = None
+
+    @model_validator(mode="after")
+    def _normalise_place(self) -> Place:
+        _normalise_location(self)
+        return self
+
+
+class Resources(Strict):
+    cloud: str | None = None
+    region: str | None = None
+    zone: str | None = None
+    infra: str | None = None
+    accelerators: Accelerators | None = None
+    accelerator_args: dict[str, Any] | None = None
+    instance_type: str | None = None
+    cpus: Scalar | None = None
+    memory: Scalar | None = None
+    disk_size: int | None = Field(None, gt=0)
+    disk_tier: str | None = None
+    image_id: str | dict[str, str] | None = None
+    use_spot: bool = False
+    job_recovery: str | dict[str, Any] | None = None
+    ports: int | str | list[int | str] | None = None
+    labels: dict[str, str] | None = None
+    any_of: list[Place] | None = None
+    ordered: list[Place] | None = None
+    network_tier: str | None = None
+    autostop: Any = None
+
+    @model_validator(mode="after")
+    def _normalise_resources(self) -> Resources:
+        _normalise_location(self)
+        if self.any_of is not None and self.ordered is not None:
+            raise SpecProblem(
+                "both 'any_of' and 'ordered' are set",
+                "use any_of (cheapest first) or ordered (your order), not both",
+                "ordered",
+            )
+        object.__setattr__(self, "ports", _port_list(self.ports))
+        return self
+
+
+def _normalise_location(obj: Place | Resources) -> None:
+    if obj.infra:
+        parts = obj.infra.strip("/").split("/")
+        for key, value in zip(("cloud", "region", "zone"), parts, strict=False):
+            if getattr(obj, key) is None and value and value != "*":
+                object.__setattr__(obj, key, value)
+        object.__setattr__(obj, "infra", None)
+    if obj.cloud is not None:
+        cloud = CLOUD_ALIASES.get(obj.cloud.lower(), obj.cloud.lower())
+        if cloud not in CLOUDS:
+            from controller.spec.errors import suggest
+
+            raise SpecProblem(f"unknown cloud {obj.cloud!r}", suggest(cloud, CLOUDS), "cloud")
+        object.__setattr__(obj, "cloud", cloud)
+    if obj.accelerators is not None:
+        object.__setattr__(obj, "accelerators", parse_accelerators(obj.accelerators))
+
+
+def parse_accelerators(value: Accelerators) -> dict[str, int]:
+    """'A100:4', ['A100:4', 'L4:8'] or {'A100': 4} -> ordered {'A100': 4, ...}."""
+    items: list[tuple[str, int | None]]
+    if isinstance(value, str):
+        items = [_split_accelerator(value)]
+    elif isinstance(value, list):
+        items = [_split_accelerator(v) for v in value]
+    else:
+        items = [(_split_accelerator(k)[0], v) for k, v in value.items()]
+    out: dict[str, int] = {}
+    for name, count in items:
+        if count is not None and count <= 0:
+            raise SpecProblem(f"accelerator count for {name} must be positive", "", "accelerators")
+        out[name] = int(count or 1)
+    return out
+
+
+def _split_accelerator(text: str) -> tuple[str, int]:
+    name, _, count = text.strip().partition(":")
+    if not name:
+        raise SpecProblem(
+            f"accelerator {text!r} has no name", "write e.g. 'A100:4'", "accelerators"
+        )
+    try:
+        return name, int(float(count)) if count else 1
+    except ValueError:
+        raise SpecProblem(
+            f"accelerator {text!r} has a count that is not a number", "write e.g. 'A100:4'"
+        ) from None
+
+
+def _port_list(ports: int | str | list[int | str] | None) -> list[int] | None:
+    if ports is None:
+        return None
+    raw = ports if isinstance(ports, list) else [ports]
+    out: list[int] = []
+    for item in raw:
+        text = str(item)
+        low, _, high = text.partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise SpecProblem(f"port {text!r} is not a number or range", "", "ports") from None
+        if not 1 <= first <= last <= 65535:
+            raise SpecProblem(f"port {text!r} is out of range 1-65535", "", "ports")
+        out.extend(range(first, last + 1))
+    return out

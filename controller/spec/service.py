@@ -1,0 +1,186 @@
+"""The whole service YAML: the `service:` section plus the task it serves.
+
+`ServiceSpec` is what the controller stores per version (as its normalised JSON) and what
+the replica manager reads: the port to probe, the resources to ask clouds for, and the
+placement knobs the policy needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from controller.spec.models import (
+    ENV_NAME,
+    SERVICE_NAME,
+    Place,
+    Resources,
+    ServiceSection,
+    SpecProblem,
+    Strict,
+)
+from policies.types import PlacementConfig
+from provisioners.base import Accelerator, LocationFilter, ResourceRequest
+
+SECRET_MARKERS = ("_TOKEN", "_KEY", "_SECRET", "PASSWORD")
+
+
+class ServiceSpec(Strict):
+    name: str | None = None
+    workdir: str | None = None
+    num_nodes: int = 1
+    resources: Resources = Field(default_factory=Resources)
+    envs: dict[str, str | None] = Field(default_factory=dict)
+    secrets: dict[str, str | None] = Field(default_factory=dict)
+    file_mounts: dict[str, Any] | None = None
+    setup: str | None = None
+    run: str
+    service: ServiceSection
+    config: dict[str, Any] | None = None
+
+    @field_validator("envs", "secrets", mode="before")
+    @classmethod
+    def _env_values_are_text(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for key in value:
+            if not isinstance(key, str) or not ENV_NAME.match(key):
+                raise SpecProblem(
+                    f"{key!r} is not a valid environment variable name",
+                    "use letters, digits and '_', not starting with a digit",
+                )
+        return {k: v if v is None or isinstance(v, str) else _text(v) for k, v in value.items()}
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_dns_like(cls, name: str | None) -> str | None:
+        if name is not None:
+            check_service_name(name)
+        return name
+
+    @model_validator(mode="after")
+    def _serviceable(self) -> ServiceSpec:
+        if self.num_nodes != 1:
+            raise SpecProblem(
+                "a service replica runs on one node", "remove num_nodes or set it to 1", "num_nodes"
+            )
+        self._check_ports()
+        policy = self.service.policy
+        if policy.uses_spot_options and not self.any_spot:
+            raise SpecProblem(
+                "spot options (base_ondemand_fallback_replicas, dynamic_ondemand_fallback, "
+                "spot_placer, num_overprovision) need spot replicas",
+                "set resources.use_spot: true",
+                "resources",
+            )
+        return self
+
+    def _check_ports(self) -> None:
+        ports = self.resources.ports
+        if self.service.ports is not None:
+            return
+        if not ports:
+            raise SpecProblem(
+                "no replica port: the load balancer would not know where to send requests",
+                "add resources.ports: 8080 (the port your `run` command listens on)",
+                "resources",
+            )
+        if len(ports) != 1:
+            raise SpecProblem(
+                f"resources.ports lists {len(ports)} ports; a service replica exposes one",
+                "set service.ports to the one the load balancer should use",
+                "resources",
+            )
+
+    @property
+    def port(self) -> int:
+        if self.service.ports is not None:
+            return self.service.ports
+        assert self.resources.ports
+        return int(self.resources.ports[0])
+
+    @property
+    def any_spot(self) -> bool:
+        places = self.resources.any_of or self.resources.ordered or []
+        return self.resources.use_spot or any(p.use_spot for p in places)
+
+    def placement_config(self) -> PlacementConfig:
+        policy = self.service.policy
+        return PlacementConfig(
+            use_spot=self.any_spot,
+            num_overprovision=policy.num_overprovision or 0,
+            base_ondemand_fallback_replicas=policy.base_ondemand_fallback_replicas,
+            dynamic_ondemand_fallback=policy.dynamic_ondemand_fallback,
+        )
+
+    def resource_requests(self) -> list[ResourceRequest]:
+        """One request per `any_of`/`ordered` candidate (or one for plain resources)."""
+        res = self.resources
+        candidates = res.any_of or res.ordered or [Place()]
+        return [self._request_for(place, ordered=res.ordered is not None) for place in candidates]
+
+    def _request_for(self, place: Place, *, ordered: bool) -> ResourceRequest:
+        res = self.resources
+        accels = place.accelerators or res.accelerators or {}
+        assert isinstance(accels, dict)
+        image = res.image_id if isinstance(res.image_id, str) else None
+        return ResourceRequest(
+            accelerators=tuple(Accelerator(n, c) for n, c in accels.items()),
+            instance_type=place.instance_type or res.instance_type,
+            cpus=_opt_text(place.cpus if place.cpus is not None else res.cpus),
+            memory=_opt_text(place.memory if place.memory is not None else res.memory),
+            disk_size=res.disk_size,
+            image_id=image,
+            use_spot=res.use_spot if place.use_spot is None else place.use_spot,
+            places=(
+                LocationFilter(
+                    cloud=place.cloud or res.cloud,
+                    region=place.region or res.region,
+                    zone=place.zone or res.zone,
+                ),
+            ),
+            ordered=ordered,
+        )
+
+    def replica_envs(self) -> dict[str, str]:
+        """The user's envs and secrets, as the replica process sees them."""
+        merged = {**self.envs, **self.secrets}
+        return {k: v or "" for k, v in merged.items()}
+
+    def secret_names(self) -> set[str]:
+        named = {k for k in self.envs if is_secret_name(k)}
+        return named | set(self.secrets)
+
+    def redacted(self) -> dict[str, Any]:
+        """The normalised spec as JSON, with secret values replaced."""
+        data = self.model_dump(mode="json")
+        for section in ("envs", "secrets"):
+            for key in data.get(section) or {}:
+                if section == "secrets" or is_secret_name(key):
+                    data[section][key] = "<redacted>"
+        return data
+
+
+def is_secret_name(key: str) -> bool:
+    upper = key.upper()
+    return any(upper.endswith(m) or (m == "PASSWORD" and m in upper) for m in SECRET_MARKERS)
+
+
+def check_service_name(name: str) -> None:
+    if not SERVICE_NAME.match(name):
+        raise SpecProblem(
+            f"service name {name!r} is not valid",
+            "use 1-40 lowercase letters, digits and '-', starting with a letter "
+            "(it becomes part of cloud resource names and labels)",
+        )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _opt_text(value: Any) -> str | None:
+    return None if value is None else str(value)

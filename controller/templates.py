@@ -1,0 +1,28 @@
+"""Cut a `ReplicaTemplate` (what the replica manager needs) out of a service spec."""
+
+from __future__ import annotations
+
+from controller.spec import ServiceSpec
+from replica_manager.records import ProbeSpec, ReplicaTemplate
+
+
+def replica_template(service: str, version: int, spec: ServiceSpec) -> ReplicaTemplate:
+    probe = spec.service.readiness_probe
+    return ReplicaTemplate(
+        service=service,
+        version=version,
+        run=spec.run,
+        port=spec.port,
+        setup=spec.setup,
+        envs=spec.replica_envs(),
+        workdir=spec.workdir,
+        resources=tuple(spec.resource_requests()),
+        probe=ProbeSpec(
+            path=probe.path,
+            port=spec.port,
+            initial_delay_seconds=probe.initial_delay_seconds,
+            timeout_seconds=probe.timeout_seconds,
+            post_data=probe.post_data,
+            headers=dict(probe.headers),
+        ),
+    )

@@ -1,0 +1,249 @@
+"""The local provisioner: replicas as process groups in simulated zones with a spot market.
+
+A real provisioner in every respect the controller can see: launches are refused when a
+zone's spot capacity is used up, spot replicas are preempted (their processes killed) when
+capacity drops, instances are recorded on disk with their ownership tags so a restarted
+controller finds them, and terminate tolerates what is already gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from policies.types import Location, Offer
+from provisioners.base import (
+    CheckResult,
+    Instance,
+    InstanceState,
+    LaunchRequest,
+    ResourceRequest,
+)
+from provisioners.errors import CapacityUnavailable, InvalidRequest
+from provisioners.local_market import REGION, MarketFile
+from provisioners.local_process import free_port, is_alive, kill_group, spawn, write_scripts
+
+CLOUD = "local"
+INSTANCE_TYPE = "local-process"
+COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "node_modules")
+
+
+@dataclass(frozen=True)
+class LocalRecord:
+    instance_id: str
+    service: str
+    replica_id: int
+    launch_token: str
+    zone: str
+    spot: bool
+    pid: int
+    port: int
+    tags: dict[str, str]
+    log_path: str
+    created_at: float
+    state: str = InstanceState.RUNNING.value
+    detail: str = ""
+
+
+@dataclass
+class LocalProvisioner:
+    """`root` holds instance records, replica directories and the market file."""
+
+    root: Path
+    log_root: Path
+    host: str = "127.0.0.1"
+    cloud: str = CLOUD
+    _children: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def market(self) -> MarketFile:
+        return MarketFile(self.root / "market.json")
+
+    def check(self) -> CheckResult:
+        return CheckResult(CLOUD, True, "replicas run as local processes in simulated zones")
+
+    def offers(self, resources: ResourceRequest) -> list[Offer]:
+        out = []
+        for zone in self.market.read().zones:
+            loc = Location(CLOUD, REGION, zone.zone)
+            if resources.allows(loc):
+                out.append(Offer(loc, zone.on_demand_price, zone.spot_price, INSTANCE_TYPE))
+        if not resources.ordered:
+            out.sort(key=lambda o: o.spot_price if resources.use_spot else o.on_demand_price)
+        return out
+
+    def launch(self, request: LaunchRequest) -> Instance:
+        zone = request.location.zone
+        with self._lock:
+            self.enforce_market()
+            market = self.market.read().zone(zone)
+            if market is None:
+                raise InvalidRequest(f"no local zone {zone!r}", location=str(request.location))
+            if request.spot and market.spot_capacity is not None:
+                used = sum(
+                    1 for r in self._records() if r.zone == zone and r.spot and self._live(r)
+                )
+                if used >= market.spot_capacity:
+                    raise CapacityUnavailable(
+                        f"no spot capacity left in {zone} ({used}/{market.spot_capacity} in use)",
+                        location=str(request.location),
+                        code="InsufficientInstanceCapacity",
+                    )
+            record = self._start(request)
+        return self._instance(record)
+
+    def _start(self, request: LaunchRequest) -> LocalRecord:
+        instance_id = f"local-{request.service}-{request.replica_id}-{request.launch_token[:8]}"
+        directory = self.root / "replicas" / instance_id
+        workdir = directory / "workdir"
+        if request.workdir:
+            shutil.copytree(request.workdir, workdir, ignore=COPY_IGNORE, dirs_exist_ok=True)
+        workdir.mkdir(parents=True, exist_ok=True)
+        port = free_port(self.host)
+        env = {**os.environ, **request.envs, "SERVE_REPLICA_PORT": str(port), "PORT": str(port)}
+        script = write_scripts(
+            directory, request.service, request.replica_id, request.setup, request.run, workdir
+        )
+        log_path = self.log_root / request.service / f"replica-{request.replica_id}.log"
+        child = spawn(script, env, log_path)
+        self._children[child.pid] = child
+        record = LocalRecord(
+            instance_id=instance_id,
+            service=request.service,
+            replica_id=request.replica_id,
+            launch_token=request.launch_token,
+            zone=request.location.zone,
+            spot=request.spot,
+            pid=child.pid,
+            port=port,
+            tags=request.ownership_tags(),
+            log_path=str(log_path),
+            created_at=time.time(),
+        )
+        self._save(record)
+        return record
+
+    def get(self, instance_id: str, location: Location) -> Instance | None:
+        with self._lock:
+            self.enforce_market()
+            record = self._load(instance_id)
+            return self._instance(self._refresh(record)) if record else None
+
+    def terminate(self, instance_id: str, location: Location) -> None:
+        with self._lock:
+            record = self._load(instance_id)
+            if record is None:
+                return
+            kill_group(record.pid)
+            self._reap(record.pid)
+            self._path(instance_id).unlink(missing_ok=True)
+            shutil.rmtree(self.root / "replicas" / instance_id, ignore_errors=True)
+
+    def list_owned(self, service: str | None = None) -> list[Instance]:
+        with self._lock:
+            self.enforce_market()
+            records = [r for r in self._records() if service is None or r.service == service]
+            return [self._instance(self._refresh(r)) for r in records]
+
+    def preempt(self, instance_id: str, reason: str) -> None:
+        """Take a spot instance away the way a cloud does: no warning the app can act on."""
+        with self._lock:
+            record = self._load(instance_id)
+            if record is None or not self._live(record):
+                return
+            kill_group(record.pid, grace_seconds=0)
+            self._reap(record.pid)
+            self._save(replace(record, state=InstanceState.PREEMPTED.value, detail=reason))
+
+    def enforce_market(self) -> None:
+        """Preempt the newest spot instances of any zone running over its spot capacity."""
+        with self._lock:
+            for zone in self.market.read().zones:
+                if zone.spot_capacity is None:
+                    continue
+                live = [
+                    r for r in self._records() if r.zone == zone.zone and r.spot and self._live(r)
+                ]
+                live.sort(key=lambda r: r.created_at, reverse=True)
+                excess = len(live) - zone.spot_capacity
+                for record in live[: max(0, excess)]:
+                    self.preempt(
+                        record.instance_id,
+                        f"spot capacity in {zone.zone} dropped to {zone.spot_capacity}",
+                    )
+
+    def _refresh(self, record: LocalRecord) -> LocalRecord:
+        if record.state != InstanceState.RUNNING.value or is_alive(
+            record.pid, self._children.get(record.pid)
+        ):
+            return record
+        code = self._reap(record.pid)
+        kill_group(record.pid, grace_seconds=0)
+        detail = "replica process exited" + (f" with code {code}" if code is not None else "")
+        updated = replace(record, state=InstanceState.TERMINATED.value, detail=detail)
+        self._save(updated)
+        return updated
+
+    def _live(self, record: LocalRecord) -> bool:
+        return self._refresh(record).state == InstanceState.RUNNING.value
+
+    def _reap(self, pid: int) -> int | None:
+        child = self._children.pop(pid, None)
+        if child is None:
+            return None
+        try:
+            return child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _instance(self, record: LocalRecord) -> Instance:
+        return Instance(
+            instance_id=record.instance_id,
+            location=Location(CLOUD, REGION, record.zone),
+            spot=record.spot,
+            state=InstanceState(record.state),
+            service=record.service,
+            replica_id=record.replica_id,
+            launch_token=record.launch_token,
+            address=self.host,
+            port=record.port,
+            detail=record.detail,
+        )
+
+    def tags_of(self, instance_id: str) -> dict[str, str]:
+        record = self._load(instance_id)
+        return dict(record.tags) if record else {}
+
+    def _path(self, instance_id: str) -> Path:
+        return self.root / "instances" / f"{instance_id}.json"
+
+    def _save(self, record: LocalRecord) -> None:
+        path = self._path(record.instance_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(record)))
+        os.replace(tmp, path)
+
+    def _load(self, instance_id: str) -> LocalRecord | None:
+        try:
+            return LocalRecord(**json.loads(self._path(instance_id).read_text()))
+        except FileNotFoundError:
+            return None
+
+    def _records(self) -> list[LocalRecord]:
+        folder = self.root / "instances"
+        if not folder.is_dir():
+            return []
+        out = []
+        for path in sorted(folder.glob("*.json")):
+            record = self._load(path.stem)
+            if record:
+                out.append(record)
+        return out

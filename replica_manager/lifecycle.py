@@ -1,0 +1,44 @@
+"""The replica lifecycle as one table, and the sets of statuses the rest of the code asks about.
+
+PENDING -> PROVISIONING -> STARTING -> READY <-> NOT_READY -> SHUTTING_DOWN -> (row deleted),
+with terminal failures kept visible for diagnosis until `TERMINAL_RETENTION_SECONDS` pass.
+"""
+
+from __future__ import annotations
+
+from replica_manager.records import ReplicaStatus as S
+
+TERMINAL_RETENTION_SECONDS = 15 * 60
+
+FAILURES = frozenset(
+    {S.FAILED_PROVISION, S.FAILED_INITIAL_DELAY, S.FAILED_PROBING, S.FAILED, S.PREEMPTED}
+)
+# Replicas that hold (or are about to hold) an instance we want.
+ALIVE = frozenset({S.PENDING, S.PROVISIONING, S.STARTING, S.READY, S.NOT_READY})
+# Replicas whose instance, if any, must be (or has been) terminated.
+ENDING = FAILURES | {S.SHUTTING_DOWN}
+# Failures that say the user's program is broken, not the cloud.
+APP_FAILURES = frozenset({S.FAILED_INITIAL_DELAY, S.FAILED_PROBING, S.FAILED})
+
+TRANSITIONS: dict[S, frozenset[S]] = {
+    S.PENDING: frozenset({S.PROVISIONING, S.FAILED_PROVISION, S.SHUTTING_DOWN}),
+    S.PROVISIONING: frozenset(
+        {S.STARTING, S.FAILED_PROVISION, S.PREEMPTED, S.FAILED, S.SHUTTING_DOWN}
+    ),
+    S.STARTING: frozenset(
+        {S.READY, S.FAILED_INITIAL_DELAY, S.PREEMPTED, S.FAILED, S.SHUTTING_DOWN}
+    ),
+    S.READY: frozenset({S.NOT_READY, S.PREEMPTED, S.FAILED, S.SHUTTING_DOWN}),
+    S.NOT_READY: frozenset({S.READY, S.FAILED_PROBING, S.PREEMPTED, S.FAILED, S.SHUTTING_DOWN}),
+    S.SHUTTING_DOWN: frozenset(),
+    **{failed: frozenset({S.SHUTTING_DOWN}) for failed in FAILURES},
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+def check_transition(current: S, new: S) -> None:
+    if new not in TRANSITIONS[current]:
+        raise IllegalTransition(f"replica cannot go from {current} to {new}")

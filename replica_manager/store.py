@@ -1,0 +1,50 @@
+"""The replica manager's window on the database, implemented by the controller.
+
+Each method is one transaction. `transition` writes status, reason, time and an event
+together and refuses moves the lifecycle table forbids, so no caller can skip a state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from policies.types import Location
+from replica_manager.records import ReplicaRecord, ReplicaStatus
+
+
+class ReplicaStore(Protocol):
+    def replicas(self, service: str) -> list[ReplicaRecord]:
+        """Every replica row of the service, terminal ones included, by replica id."""
+        ...
+
+    def create_intent(
+        self,
+        service: str,
+        version: int,
+        location: Location,
+        spot: bool,
+        instance_type: str,
+        price_per_hour: float,
+        on_demand_price_per_hour: float,
+    ) -> ReplicaRecord:
+        """A PENDING row with a fresh replica id and launch token, committed before launch."""
+        ...
+
+    def transition(
+        self, record: ReplicaRecord, status: ReplicaStatus, reason: str = "", **fields: Any
+    ) -> ReplicaRecord: ...
+
+    def update(self, record: ReplicaRecord, **fields: Any) -> ReplicaRecord:
+        """Change fields other than the status (probe counters, instance id, url)."""
+        ...
+
+    def delete(self, record: ReplicaRecord) -> None: ...
+
+    def event(
+        self,
+        service: str,
+        kind: str,
+        message: str,
+        replica_id: int | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None: ...
