@@ -7,17 +7,20 @@ connections).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from load_balancer.telemetry import WorkerCounters
 from load_balancer.upstream import ConnectionPool
 
+EJECT_SECONDS = 2.0
+
 
 class Replica:
     """A ready replica as seen by one worker: address, connection pool, requests in flight."""
 
-    __slots__ = ("authority", "in_flight", "pool", "slot", "url")
+    __slots__ = ("authority", "ejected_until", "in_flight", "pool", "slot", "url")
 
     def __init__(self, url: str, slot: int, connect_timeout: float) -> None:
         parts = urlsplit(url)
@@ -28,6 +31,7 @@ class Replica:
         self.authority = parts.netloc.encode()
         self.pool = ConnectionPool(host, port, connect_timeout)
         self.in_flight = 0
+        self.ejected_until = 0.0
 
 
 class RoundRobin:
@@ -85,6 +89,7 @@ class ReplicaSet:
         self._counters = counters
         self._connect_timeout = connect_timeout
         self.ready: list[Replica] = []
+        self._ejected: list[Replica] = []
 
     @property
     def policy_name(self) -> str:
@@ -104,7 +109,24 @@ class ReplicaSet:
         self.ready = fresh
 
     def choose(self, exclude: Sequence[Replica]) -> Replica | None:
-        return self._policy.choose(self.ready, exclude) if self.ready else None
+        """Pick by policy, skipping recently unreachable replicas unless nothing else is left."""
+        if not self.ready:
+            return None
+        if self._ejected:
+            now = time.monotonic()
+            self._ejected = [r for r in self._ejected if r.ejected_until > now]
+            if self._ejected:
+                chosen = self._policy.choose(self.ready, [*exclude, *self._ejected])
+                if chosen is not None:
+                    return chosen
+        return self._policy.choose(self.ready, exclude)
+
+    def eject(self, replica: Replica) -> None:
+        """Passive health check: a replica that refused a connection is avoided for a while
+        (until the next sync would normally have dropped it)."""
+        replica.ejected_until = time.monotonic() + EJECT_SECONDS
+        if replica not in self._ejected:
+            self._ejected.append(replica)
 
     def hold(self, replica: Replica) -> None:
         replica.in_flight += 1

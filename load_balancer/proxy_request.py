@@ -109,6 +109,7 @@ class ProxyRequest:
         tried: list[Replica] = []
         failures: list[str] = []
         replicas = self.app.replicas
+        fresh = False
         for attempt in range(self.app.config.max_attempts):
             replica = replicas.choose(tried)
             if replica is None:
@@ -117,33 +118,38 @@ class ProxyRequest:
                 self.app.counters.retried()
             replicas.hold(replica)
             try:
-                failure = await self._attempt(replica)
+                failure, stale = await self._attempt(replica, fresh)
             finally:
                 replicas.unhold(replica)
             if failure is None:
                 return
-            tried.append(replica)
+            fresh = stale
+            if not stale:
+                tried.append(replica)
             failures.append(f"{replica.url}: {failure}")
             if self._replay is None:
                 failures.append("not retried: the request body outgrew the replay buffer")
                 break
         self._answer_failure(failures)
 
-    async def _attempt(self, replica: Replica) -> str | None:
-        """Return None when the client got a response, else why this replica failed."""
-        conn = replica.pool.take_idle()
+    async def _attempt(self, replica: Replica, fresh: bool) -> tuple[str | None, bool]:
+        """Return (None, _) once the client got a response, else (why it failed, was the
+        failure a stale pooled connection that a fresh one to the same replica may fix)."""
+        conn = None if fresh else replica.pool.take_idle()
+        reused = conn is not None
         if conn is None:
             try:
                 conn = await replica.pool.connect()
             except (OSError, TimeoutError) as exc:
                 self.app.counters.error("connect_failed")
-                return f"connect failed ({exc or type(exc).__name__})"
+                self.app.replicas.eject(replica)
+                return f"connect failed ({exc or type(exc).__name__})", False
         outcome = await self._exchange(conn, replica)
         reusable = outcome == _DONE and self._upstream_keep_alive and self.body_done
         replica.pool.release(conn, reusable and not self._client_gone)
         if outcome == _LOST:
             self.app.counters.error("reset_before_response")
-            return "closed the connection before answering"
+            return "closed the connection before answering", reused
         if outcome == _TIMEOUT:
             self.app.counters.error("response_timeout")
             self._answer_local(504, "response_timeout", self._timeout_detail(replica))
@@ -151,7 +157,7 @@ class ProxyRequest:
             self.app.counters.error("reset_during_response")
             self.client.abort()
         self._finish()
-        return None
+        return None, False
 
     async def _exchange(self, conn: UpstreamConnection, replica: Replica) -> str:
         self._response_started = False
