@@ -122,8 +122,8 @@ class ReplicaSet:
         return self._policy.choose(self.ready, exclude)
 
     def eject(self, replica: Replica) -> None:
-        """Passive health check: a replica that refused a connection is avoided for a while
-        (until the next sync would normally have dropped it)."""
+        """Passive health check: a replica that refused a connection, or closed a fresh one
+        without answering, is avoided for EJECT_SECONDS unless no other replica is left."""
         replica.ejected_until = time.monotonic() + EJECT_SECONDS
         if replica not in self._ejected:
             self._ejected.append(replica)

@@ -149,6 +149,8 @@ class ProxyRequest:
         replica.pool.release(conn, reusable and not self._client_gone)
         if outcome == _LOST:
             self.app.counters.error("reset_before_response")
+            if not reused:
+                self.app.replicas.eject(replica)
             return "closed the connection before answering", reused
         if outcome == _TIMEOUT:
             self.app.counters.error("response_timeout")

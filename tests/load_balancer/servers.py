@@ -159,7 +159,7 @@ class FakeController:
     """The controller's ``lb-sync`` endpoint, programmable from the test thread.
 
     ``status`` other than 200 makes it answer that status; every call is recorded in ``syncs``
-    as ``(authorization header, parsed body)``.
+    as ``(authorization header, parsed body)``, and the bodies it answered 200 in ``accepted``.
     """
 
     ready_replicas: list[str] = field(default_factory=list)
@@ -167,6 +167,7 @@ class FakeController:
     status: int = 200
     service: str = "svc"
     syncs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    accepted: list[dict[str, Any]] = field(default_factory=list)
 
     def start(self) -> str:
         controller = self
@@ -183,6 +184,7 @@ class FakeController:
                 if controller.status != 200:
                     self._answer(controller.status, {"detail": "programmed failure"})
                     return
+                controller.accepted.append(body)
                 answer: dict[str, Any] = {"ready_replicas": list(controller.ready_replicas)}
                 if controller.policy:
                     answer["load_balancing_policy"] = controller.policy
@@ -208,7 +210,8 @@ class FakeController:
         self._server.server_close()
 
     def reported_count(self) -> int:
-        return sum(int(body["request_count"]) for _, body in list(self.syncs))
+        """Requests the load balancer reported in syncs this controller accepted."""
+        return sum(int(body["request_count"]) for body in list(self.accepted))
 
 
 def main() -> None:
