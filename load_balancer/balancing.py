@@ -1,0 +1,160 @@
+"""The ready replicas of one worker and the two policies that pick among them.
+
+Invariant: a replica removed from the ready list gets no new request, while requests already
+holding it run to completion (they keep their ``Replica`` object; its pool stops reusing
+connections).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from load_balancer.telemetry import WorkerCounters
+from load_balancer.upstream import ConnectionPool
+
+EJECT_SECONDS = 2.0
+
+
+class Replica:
+    """A ready replica as seen by one worker: address, connection pool, requests in flight."""
+
+    __slots__ = ("authority", "ejected_until", "in_flight", "pool", "slot", "url")
+
+    def __init__(self, url: str, slot: int, connect_timeout: float) -> None:
+        parts = urlsplit(url)
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or 80
+        self.url = url
+        self.slot = slot
+        self.authority = parts.netloc.encode()
+        self.pool = ConnectionPool(host, port, connect_timeout)
+        self.in_flight = 0
+        self.ejected_until = 0.0
+
+
+class RoundRobin:
+    """Each request goes to the next replica in list order."""
+
+    name = "round_robin"
+
+    def __init__(self) -> None:
+        self._next = 0
+
+    def choose(self, replicas: Sequence[Replica], exclude: Sequence[Replica]) -> Replica | None:
+        count = len(replicas)
+        for offset in range(count):
+            index = (self._next + offset) % count
+            if replicas[index] not in exclude:
+                self._next = index + 1
+                return replicas[index]
+        return None
+
+
+class LeastLoad:
+    """The replica with the fewest requests in flight; ties rotate so load spreads evenly."""
+
+    name = "least_load"
+
+    def __init__(self) -> None:
+        self._start = 0
+
+    def choose(self, replicas: Sequence[Replica], exclude: Sequence[Replica]) -> Replica | None:
+        count = len(replicas)
+        best: Replica | None = None
+        self._start = (self._start + 1) % count if count else 0
+        for offset in range(count):
+            candidate = replicas[(self._start + offset) % count]
+            if exclude and candidate in exclude:
+                continue
+            if best is None or candidate.in_flight < best.in_flight:
+                best = candidate
+        return best
+
+
+def make_policy(name: str) -> RoundRobin | LeastLoad:
+    if name == "round_robin":
+        return RoundRobin()
+    if name == "least_load":
+        return LeastLoad()
+    raise ValueError(f"unknown load_balancing_policy {name!r}; use least_load or round_robin")
+
+
+class ReplicaSet:
+    """The ready list plus the active policy; updated by the sync, read by every request."""
+
+    def __init__(self, policy: str, counters: WorkerCounters, connect_timeout: float) -> None:
+        self._policy = make_policy(policy)
+        self._counters = counters
+        self._connect_timeout = connect_timeout
+        self.ready: list[Replica] = []
+        self._ejected: list[Replica] = []
+
+    @property
+    def policy_name(self) -> str:
+        return self._policy.name
+
+    def update(self, assignments: Sequence[tuple[str, int]], policy: str | None = None) -> None:
+        """Replace the ready list with ``(url, telemetry slot)`` pairs, keeping known replicas."""
+        if policy and policy != self._policy.name:
+            self._policy = make_policy(policy)
+        known = {r.url: r for r in self.ready}
+        fresh = [
+            known.pop(url, None) or Replica(url, slot, self._connect_timeout)
+            for url, slot in assignments
+        ]
+        for gone in known.values():
+            gone.pool.close()
+        self.ready = fresh
+
+    def choose(self, exclude: Sequence[Replica]) -> Replica | None:
+        """Pick by policy, skipping recently unreachable replicas unless nothing else is left."""
+        if not self.ready:
+            return None
+        if self._ejected:
+            now = time.monotonic()
+            self._ejected = [r for r in self._ejected if r.ejected_until > now]
+            if self._ejected:
+                chosen = self._policy.choose(self.ready, [*exclude, *self._ejected])
+                if chosen is not None:
+                    return chosen
+        return self._policy.choose(self.ready, exclude)
+
+    def eject(self, replica: Replica) -> None:
+        """Passive health check: a replica that refused a connection, or closed a fresh one
+        without answering, is avoided for EJECT_SECONDS unless no other replica is left."""
+        replica.ejected_until = time.monotonic() + EJECT_SECONDS
+        if replica not in self._ejected:
+            self._ejected.append(replica)
+
+    def hold(self, replica: Replica) -> None:
+        replica.in_flight += 1
+        self._counters.in_flight(replica.slot, 1)
+
+    def unhold(self, replica: Replica) -> None:
+        replica.in_flight -= 1
+        self._counters.in_flight(replica.slot, -1)
+
+    def slots(self) -> list[tuple[str, int]]:
+        return [(r.url, r.slot) for r in self.ready]
+
+
+class SlotAllocator:
+    """Stable telemetry slot per replica URL; freed slots are reused last (FIFO).
+
+    Run by whoever syncs (one per load balancer), so every worker labels a replica alike.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._free = list(range(capacity))
+        self._by_url: dict[str, int] = {}
+
+    def assign(self, urls: Sequence[str]) -> list[tuple[str, int]]:
+        wanted = list(dict.fromkeys(urls))
+        for url in [u for u in self._by_url if u not in wanted]:
+            self._free.append(self._by_url.pop(url))
+        for url in wanted:
+            if url not in self._by_url and self._free:
+                self._by_url[url] = self._free.pop(0)
+        return [(url, self._by_url[url]) for url in wanted if url in self._by_url]

@@ -1,0 +1,195 @@
+"""The server side: one ``asyncio.Protocol`` per client connection, parsed with httptools.
+
+Requests on a connection are answered in order: the first starts forwarding as soon as its
+head is parsed (so uploads stream); pipelined ones wait their turn with reading paused.
+Paths under ``/-/`` are the load balancer's own and are never proxied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
+
+import httptools
+
+from load_balancer.http_head import Headers, expects_continue, json_response, wants_upgrade
+from load_balancer.local_endpoints import LocalRequest, RefusedRequest
+from load_balancer.proxy_request import ProxyRequest
+
+if TYPE_CHECKING:
+    from load_balancer.proxy_app import ProxyApp
+
+RESERVED_PREFIX = b"/-/"
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Exchange(Protocol):
+    """A request being answered; ProxyRequest, LocalRequest and RefusedRequest are ones."""
+
+    body_done: bool
+
+    def start(self) -> None: ...
+    def body_received(self, data: bytes) -> None: ...
+    def body_complete(self) -> None: ...
+    def client_gone(self) -> None: ...
+    def client_write_paused(self, paused: bool) -> None: ...
+
+
+class ClientConnection(asyncio.Protocol):
+    """Parses client requests and hands them to exchanges; owns the client transport."""
+
+    def __init__(self, app: ProxyApp) -> None:
+        self.app = app
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = b"unknown"
+        self.closed = False
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: Headers = []
+        self._parsing: Exchange | None = None
+        self._queue: deque[Exchange] = deque()
+        self._pause_reasons: set[str] = set()
+        self._write_paused = False
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client_ip = str(peer[0]).encode()
+        self._arm_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass
+        except httptools.HttpParserError as exc:
+            self._reject_malformed(exc)
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        exchange = self._make_exchange()
+        self._parsing = exchange
+        self._queue.append(exchange)
+        if len(self._queue) == 1:
+            exchange.start()
+        else:
+            self.pause_reading_for("pipeline")
+
+    def _make_exchange(self) -> Exchange:
+        parser = self._parser
+        method = parser.get_method()
+        keep_alive = parser.should_keep_alive()
+        target = _origin_form(self._url)
+        if target.startswith(RESERVED_PREFIX):
+            return LocalRequest(self, self.app, method, target, keep_alive)
+        if method == b"CONNECT" or wants_upgrade(self._headers):
+            return RefusedRequest(self, self.app, method, keep_alive)
+        if expects_continue(self._headers):
+            self.write(_CONTINUE)
+        http11 = parser.get_http_version() == "1.1"
+        return ProxyRequest(self, self.app, method, target, self._headers, http11, keep_alive)
+
+    def on_body(self, body: bytes) -> None:
+        if self._parsing is not None:
+            self._parsing.body_received(body)
+
+    def on_message_complete(self) -> None:
+        if self._parsing is not None:
+            self._parsing.body_complete()
+            self._parsing = None
+
+    def request_finished(self, exchange: Exchange, keep_alive: bool) -> None:
+        """Called once per exchange after its response was fully written."""
+        if self._queue and self._queue[0] is exchange:
+            self._queue.popleft()
+        if not keep_alive:
+            self.close()
+            return
+        if self._queue:
+            self._queue[0].start()
+            if len(self._queue) == 1:
+                self.resume_reading_for("pipeline")
+        else:
+            self._arm_idle_timer()
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def pause_reading_for(self, reason: str) -> None:
+        if not self._pause_reasons and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self._pause_reasons.add(reason)
+
+    def resume_reading_for(self, reason: str) -> None:
+        if reason not in self._pause_reasons:
+            return
+        self._pause_reasons.discard(reason)
+        if not self._pause_reasons and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self._queue:
+            self._queue[0].client_write_paused(True)
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._queue:
+            self._queue[0].client_write_paused(False)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        while self._queue:
+            self._queue.popleft().client_gone()
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Cut the connection so the client sees a truncated response, not a complete one."""
+        if self.transport is not None:
+            self.closed = True
+            self.transport.abort()
+
+    def _arm_idle_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(self.app.config.keepalive_timeout, self.close)
+
+    def _reject_malformed(self, exc: Exception) -> None:
+        self.app.counters.error("bad_request")
+        if not self._queue:
+            body = b'{"error": "bad_request", "detail": "malformed HTTP request: %s"}' % (
+                str(exc).replace('"', "'").encode()
+            )
+            self.write(json_response(400, body, keep_alive=False))
+        self.close()
+
+
+def _origin_form(url: bytes) -> bytes:
+    """Turn an absolute-form target (``http://host/path``) into ``/path``; keep others."""
+    if url.startswith((b"http://", b"https://")):
+        parts = urlsplit(url)
+        path = parts.path or b"/"
+        return path + (b"?" + parts.query if parts.query else b"")
+    return url or b"/"

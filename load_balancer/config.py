@@ -1,0 +1,130 @@
+"""Command-line contract of ``python -m load_balancer`` parsed into one frozen config.
+
+Two modes: *controller* (``--controller-url``, ``--service``, ``--token-file``; the ready
+replicas come from the controller's sync call) and *standalone* (``--replicas``; a fixed list).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+POLICIES = ("least_load", "round_robin")
+
+
+class ConfigError(ValueError):
+    """The command line is inconsistent; the message names the flag and the fix."""
+
+
+@dataclass(frozen=True)
+class LBConfig:
+    """Everything a load balancer process needs; built once at start, never mutated."""
+
+    host: str
+    port: int
+    policy: str
+    replicas: tuple[str, ...]
+    controller_url: str | None
+    service: str | None
+    token_file: str | None
+    sync_interval: float
+    workers: int
+    max_attempts: int
+    connect_timeout: float
+    response_timeout: float
+    keepalive_timeout: float
+    replay_buffer_bytes: int
+
+    @property
+    def standalone(self) -> bool:
+        return self.controller_url is None
+
+    @property
+    def service_label(self) -> str:
+        return self.service or "standalone"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m load_balancer",
+        description="HTTP load balancer for one service's ready replicas.",
+    )
+    p.add_argument("--port", type=int, required=True, help="port to listen on")
+    p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    p.add_argument("--controller-url", help="controller base URL, e.g. http://127.0.0.1:8765")
+    p.add_argument("--service", help="service name known to the controller")
+    p.add_argument("--token-file", help="file holding the controller's bearer token")
+    p.add_argument("--sync-interval", type=float, default=2.0, help="seconds between syncs")
+    p.add_argument("--replicas", help="standalone mode: comma-separated replica URLs")
+    p.add_argument("--policy", choices=POLICIES, default="least_load")
+    p.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    p.add_argument("--max-attempts", type=int, default=3, help="tries per request, >= 1")
+    p.add_argument("--connect-timeout", type=float, default=5.0, help="seconds per connect")
+    p.add_argument(
+        "--response-timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for a replica's response head (504 after that)",
+    )
+    p.add_argument("--keepalive-timeout", type=float, default=75.0, help="idle client seconds")
+    p.add_argument(
+        "--replay-buffer-bytes",
+        type=int,
+        default=1 << 20,
+        help="request bytes kept for replay on retry; larger bodies are not retried",
+    )
+    return p
+
+
+def normalise_replica_url(url: str) -> str:
+    """Return ``http://host:port`` or raise ConfigError naming the bad URL."""
+    candidate = url.strip().rstrip("/")
+    if "://" not in candidate:
+        candidate = "http://" + candidate
+    parts = urlsplit(candidate)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(
+            f"replica URL {url!r} must look like http://host:port (https is not proxied)"
+        )
+    port = parts.port or 80
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"http://{host}:{port}"
+
+
+def parse_config(argv: list[str] | None = None) -> LBConfig:
+    """Parse and cross-check the flags; raise ConfigError with the fix on a bad combination."""
+    args = _parser().parse_args(argv)
+    controller_flags = (args.controller_url, args.service, args.token_file)
+    if args.replicas and any(controller_flags):
+        raise ConfigError(
+            "use either --replicas (standalone) or --controller-url/--service/--token-file"
+        )
+    if not args.replicas and not all(controller_flags):
+        raise ConfigError(
+            "give --replicas URL,URL for standalone mode, or all of --controller-url, "
+            "--service and --token-file to follow a controller"
+        )
+    replicas = tuple(
+        normalise_replica_url(u) for u in (args.replicas or "").split(",") if u.strip()
+    )
+    if args.replicas is not None and not replicas:
+        raise ConfigError("--replicas is empty; give at least one http://host:port")
+    if args.max_attempts < 1 or args.workers < 1 or args.sync_interval <= 0:
+        raise ConfigError("--max-attempts and --workers must be >= 1 and --sync-interval > 0")
+    return LBConfig(
+        host=args.host,
+        port=args.port,
+        policy=args.policy,
+        replicas=replicas,
+        controller_url=args.controller_url.rstrip("/") if args.controller_url else None,
+        service=args.service,
+        token_file=args.token_file,
+        sync_interval=args.sync_interval,
+        workers=args.workers,
+        max_attempts=args.max_attempts,
+        connect_timeout=args.connect_timeout,
+        response_timeout=args.response_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        replay_buffer_bytes=args.replay_buffer_bytes,
+    )

@@ -1,0 +1,123 @@
+"""The sync call: report request counts to the controller, learn the ready replicas.
+
+Contract: ``POST {controller}/api/v1/services/{name}/lb-sync`` with a bearer token and
+``{"request_count", "window_seconds"}``; 200 answers ``{"ready_replicas": [...],
+"load_balancing_policy": ...}``. Invariants: a request is reported exactly once (the reported
+total advances only after a 200); on any failure the last known replicas keep serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from load_balancer.balancing import SlotAllocator
+from load_balancer.config import LBConfig, normalise_replica_url
+from load_balancer.structured_log import log_event
+from load_balancer.telemetry import REPLICA_SLOTS
+
+Assignments = list[tuple[str, int]]
+ApplyFn = Callable[[Assignments, "str | None"], None]
+
+
+class SyncResponse(BaseModel):
+    """The controller's answer (unknown extra fields are ignored for forward compatibility)."""
+
+    ready_replicas: list[str]
+    load_balancing_policy: Literal["least_load", "round_robin"] | None = None
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    ok: bool
+    reason: str = ""
+
+
+class ControllerSync:
+    """Runs the sync right away and then every ``--sync-interval`` seconds."""
+
+    def __init__(
+        self,
+        config: LBConfig,
+        received_total: Callable[[], int],
+        apply: ApplyFn,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._received_total = received_total
+        self._apply = apply
+        self._clock = clock
+        self._slots = SlotAllocator(REPLICA_SLOTS)
+        self._reported = 0
+        self._last_success = clock()
+        self._url = f"{config.controller_url}/api/v1/services/{config.service}/lb-sync"
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=max(self._config.sync_interval, 5.0)) as client:
+            while True:
+                await self.sync_once(client)
+                await asyncio.sleep(self._config.sync_interval)
+
+    async def sync_once(self, client: httpx.AsyncClient) -> SyncOutcome:
+        total = self._received_total()
+        now = self._clock()
+        payload = {
+            "request_count": total - self._reported,
+            "window_seconds": round(max(now - self._last_success, 0.0), 3),
+        }
+        outcome = await self._post(client, payload)
+        if outcome.ok:
+            self._reported = total
+            self._last_success = now
+        return outcome
+
+    async def _post(self, client: httpx.AsyncClient, payload: dict[str, float]) -> SyncOutcome:
+        try:
+            headers = {"Authorization": f"Bearer {self._read_token()}"}
+            response = await client.post(self._url, json=payload, headers=headers)
+        except (OSError, httpx.HTTPError) as exc:
+            return self._failed("controller_unreachable", f"{type(exc).__name__}: {exc}")
+        if response.status_code == 404:
+            return self._failed(
+                "service_gone", "controller answered 404; keeping the last replicas"
+            )
+        if response.status_code != 200:
+            return self._failed(
+                "sync_rejected", f"HTTP {response.status_code}: {response.text[:200]}"
+            )
+        try:
+            answer = SyncResponse.model_validate_json(response.content)
+            urls = [normalise_replica_url(u) for u in answer.ready_replicas]
+        except (ValidationError, ValueError) as exc:
+            return self._failed("sync_bad_answer", str(exc)[:300])
+        self._apply(self._slots.assign(urls), answer.load_balancing_policy)
+        return SyncOutcome(True)
+
+    def _read_token(self) -> str:
+        path = self._config.token_file or ""
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise OSError(f"cannot read --token-file {path}: {exc.strerror}") from exc
+
+    def _failed(self, event: str, reason: str) -> SyncOutcome:
+        log_event(
+            "warning",
+            event,
+            service=self._config.service,
+            controller=self._config.controller_url,
+            reason=reason,
+            action="serving the last known ready replicas; retrying next interval",
+        )
+        return SyncOutcome(False, reason)
+
+
+def standalone_assignments(config: LBConfig) -> Assignments:
+    return SlotAllocator(REPLICA_SLOTS).assign(list(config.replicas))

@@ -1,0 +1,297 @@
+"""One client request forwarded to a replica, with bounded retries and streaming both ways.
+
+Invariants:
+- never retries once a replica sent the first response byte;
+- retries (on another replica while one is left) only when connecting failed or the replica
+  closed without answering, and only while every request byte sent so far is still held in
+  the replay buffer (``--replay-buffer-bytes``, 1 MiB by default);
+- bytes are forwarded from parser callbacks as they arrive; back-pressure pauses the reading
+  side instead of buffering (memory per request is bounded by the replay buffer);
+- a client that goes away aborts the upstream exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING
+
+from load_balancer.balancing import Replica
+from load_balancer.http_head import (
+    LAST_CHUNK,
+    Headers,
+    chunk,
+    client_response_head,
+    framing_of,
+    json_response,
+    upstream_request_head,
+)
+from load_balancer.structured_log import log_event
+from load_balancer.upstream import UpstreamConnection
+
+if TYPE_CHECKING:
+    from load_balancer.client_connection import ClientConnection
+    from load_balancer.proxy_app import ProxyApp
+
+_HEAD, _LOST, _TIMEOUT, _DONE, _TRUNCATED = "head", "lost", "timeout", "done", "truncated"
+
+
+class ProxyRequest:
+    """Drives the attempts of one request; implements ``upstream.ResponseSink``."""
+
+    def __init__(
+        self,
+        client: ClientConnection,
+        app: ProxyApp,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        http11: bool,
+        keep_alive: bool,
+    ) -> None:
+        self.client = client
+        self.app = app
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.http11 = http11
+        self.keep_alive = keep_alive
+        self.body_done = False
+        self._loop = asyncio.get_running_loop()
+        self._started_at = self._loop.time()
+        self._body_chunked = framing_of(headers).chunked
+        self._replay: list[bytes] | None = []
+        self._replay_size = 0
+        self._unsent: list[bytes] = []
+        self._unsent_size = 0
+        self._upstream: UpstreamConnection | None = None
+        self._waiter: asyncio.Future[str] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._status = 0
+        self._response_started = False
+        self._outcome = ""
+        self._chunk_response = False
+        self._close_delimited = False
+        self._upstream_keep_alive = False
+        self._client_gone = False
+        app.counters.received()
+
+    def start(self) -> None:
+        self._task = self._loop.create_task(self._run())
+
+    def body_received(self, data: bytes) -> None:
+        self._forward_body(chunk(data) if self._body_chunked else data)
+
+    def body_complete(self) -> None:
+        self.body_done = True
+        if self._body_chunked:
+            self._forward_body(LAST_CHUNK)
+        if self._upstream is not None:
+            self._arm_timer()
+
+    def _forward_body(self, framed: bytes) -> None:
+        if self._replay is not None:
+            self._replay_size += len(framed)
+            if self._replay_size <= self.app.config.replay_buffer_bytes:
+                self._replay.append(framed)
+            else:
+                self._replay = None
+        if self._upstream is not None:
+            self._upstream.write(framed)
+            return
+        self._unsent.append(framed)
+        self._unsent_size += len(framed)
+        if self._unsent_size > self.app.config.replay_buffer_bytes:
+            self.client.pause_reading_for("body")
+
+    async def _run(self) -> None:
+        tried: list[Replica] = []
+        failures: list[str] = []
+        replicas = self.app.replicas
+        fresh = False
+        for attempt in range(self.app.config.max_attempts):
+            replica = replicas.choose(tried)
+            if replica is None:
+                break
+            if attempt:
+                self.app.counters.retried()
+            replicas.hold(replica)
+            try:
+                failure, stale = await self._attempt(replica, fresh)
+            finally:
+                replicas.unhold(replica)
+            if failure is None:
+                return
+            fresh = stale
+            if not stale:
+                tried.append(replica)
+            failures.append(f"{replica.url}: {failure}")
+            if self._replay is None:
+                failures.append("not retried: the request body outgrew the replay buffer")
+                break
+        self._answer_failure(failures)
+
+    async def _attempt(self, replica: Replica, fresh: bool) -> tuple[str | None, bool]:
+        """Return (None, _) once the client got a response, else (why it failed, was the
+        failure a stale pooled connection that a fresh one to the same replica may fix)."""
+        conn = None if fresh else replica.pool.take_idle()
+        reused = conn is not None
+        if conn is None:
+            try:
+                conn = await replica.pool.connect()
+            except (OSError, TimeoutError) as exc:
+                self.app.counters.error("connect_failed")
+                self.app.replicas.eject(replica)
+                return f"connect failed ({exc or type(exc).__name__})", False
+        outcome = await self._exchange(conn, replica)
+        reusable = outcome == _DONE and self._upstream_keep_alive and self.body_done
+        replica.pool.release(conn, reusable and not self._client_gone)
+        if outcome == _LOST:
+            self.app.counters.error("reset_before_response")
+            if not reused:
+                self.app.replicas.eject(replica)
+            return "closed the connection before answering", reused
+        if outcome == _TIMEOUT:
+            self.app.counters.error("response_timeout")
+            self._answer_local(504, "response_timeout", self._timeout_detail(replica))
+        elif outcome == _TRUNCATED:
+            self.app.counters.error("reset_during_response")
+            self.client.abort()
+        self._finish()
+        return None, False
+
+    async def _exchange(self, conn: UpstreamConnection, replica: Replica) -> str:
+        self._response_started = False
+        self._outcome = ""
+        self._waiter = self._loop.create_future()
+        head, _ = upstream_request_head(
+            self.method, self.target, self.headers, replica.authority, self.client.client_ip
+        )
+        conn.begin(self, head_request=self.method == b"HEAD")
+        self._upstream = conn
+        body = self._replay if self._replay is not None else self._unsent
+        conn.write(head + b"".join(body) if body else head)
+        self._unsent.clear()
+        self._unsent_size = 0
+        self.client.resume_reading_for("body")
+        if self.body_done:
+            self._arm_timer()
+        try:
+            outcome = await self._waiter
+            if outcome == _HEAD and not self._outcome:
+                self._waiter = self._loop.create_future()
+                outcome = await self._waiter
+            return self._outcome or outcome
+        except asyncio.CancelledError:
+            conn.abort()
+            raise
+        finally:
+            self._cancel_timer()
+            self._upstream = None
+
+    def _wake(self, outcome: str) -> None:
+        if outcome in (_DONE, _TRUNCATED):
+            self._outcome = outcome
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(outcome)
+
+    def _arm_timer(self) -> None:
+        if self._timer is None:
+            self._timer = self._loop.call_later(self.app.config.response_timeout, self._on_timeout)
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if not self._response_started:
+            if self._upstream is not None:
+                self._upstream.abort()
+            self._wake(_TIMEOUT)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def response_head(self, status: int, reason: bytes, headers: Headers, keep_alive: bool) -> None:
+        self._cancel_timer()
+        self._response_started = True
+        self._status = status
+        self._upstream_keep_alive = keep_alive
+        body_allowed = self.method != b"HEAD" and status not in (204, 304)
+        framing = framing_of(headers)
+        self._close_delimited = (
+            body_allowed and not framing.chunked and framing.content_length is None
+        )
+        head, self._chunk_response, self.keep_alive = client_response_head(
+            status, reason, headers, body_allowed, self.keep_alive, self.http11
+        )
+        self.client.write(head)
+        self._wake(_HEAD)
+
+    def response_body(self, data: bytes) -> None:
+        self.client.write(chunk(data) if self._chunk_response else data)
+
+    def response_complete(self) -> None:
+        if self._chunk_response:
+            self.client.write(LAST_CHUNK)
+        self._wake(_DONE)
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        if not self._response_started:
+            self._wake(_LOST)
+        elif self._close_delimited:
+            self._upstream_keep_alive = False
+            self.response_complete()
+        else:
+            self._wake(_TRUNCATED)
+
+    def upstream_write_paused(self, paused: bool) -> None:
+        if paused:
+            self.client.pause_reading_for("upstream")
+        else:
+            self.client.resume_reading_for("upstream")
+
+    def client_write_paused(self, paused: bool) -> None:
+        upstream = self._upstream
+        if upstream is not None:
+            upstream.pause_reading() if paused else upstream.resume_reading()
+
+    def client_gone(self) -> None:
+        """The client closed its connection: stop the upstream exchange (cancels the task)."""
+        if self._client_gone:
+            return
+        self._client_gone = True
+        if self._task is not None and not self._task.done():
+            self.app.counters.error("client_disconnected")
+            self._task.cancel()
+
+    def _answer_failure(self, failures: list[str]) -> None:
+        if not failures:
+            self.app.counters.error("no_ready_replica")
+            name = self.app.config.service_label
+            detail = f"service {name} has no ready replica yet; check `serve status {name}`"
+            self._answer_local(503, "no_ready_replica", detail)
+        else:
+            self.app.counters.error("all_attempts_failed")
+            log_event(
+                "warning", "request_failed", target=self.target.decode("latin-1"), tried=failures
+            )
+            detail = "every attempt failed: " + "; ".join(failures)
+            self._answer_local(502, "all_replicas_failed", detail)
+        self._finish()
+
+    def _timeout_detail(self, replica: Replica) -> str:
+        seconds = self.app.config.response_timeout
+        return f"{replica.url} sent no response head within {seconds:g}s (--response-timeout)"
+
+    def _answer_local(self, status: int, error: str, detail: str) -> None:
+        self._status = status
+        self.keep_alive = self.keep_alive and self.body_done
+        body = json.dumps({"error": error, "detail": detail}).encode()
+        self.client.write(json_response(status, body, self.keep_alive))
+
+    def _finish(self) -> None:
+        elapsed = self._loop.time() - self._started_at
+        self.app.counters.answered(self._status, elapsed)
+        self.client.request_finished(self, self.keep_alive and self.body_done)

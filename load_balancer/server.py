@@ -1,0 +1,206 @@
+"""Process layout: one event loop serving the port, or a supervisor with forked workers.
+
+With ``--workers N > 1`` the supervisor binds the socket, forks N workers that accept on it,
+and is the only process that talks to the controller: it reads the request total from the
+shared telemetry, syncs, and sends each worker the ready list (with telemetry slots) over a
+pipe. So the controller sees one load balancer with one exact count, and ``/-/metrics`` on any
+worker sums every worker's row. A worker that dies is replaced and gets the last list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+
+import uvloop
+
+from load_balancer.client_connection import ClientConnection
+from load_balancer.config import LBConfig
+from load_balancer.controller_sync import Assignments, ControllerSync, standalone_assignments
+from load_balancer.proxy_app import ProxyApp
+from load_balancer.structured_log import log_event
+from load_balancer.telemetry import Telemetry
+
+_DRAIN_SECONDS = 10.0
+
+
+def bind_socket(config: LBConfig) -> socket.socket:
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((config.host, config.port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror}; pick a free --port"
+        ) from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def serve(config: LBConfig) -> None:
+    sock = bind_socket(config)
+    if config.workers == 1:
+        telemetry = Telemetry(1)
+        uvloop.run(_serve_single(config, telemetry, sock))
+    else:
+        _Supervisor(config, sock).run()
+
+
+async def _start_worker(
+    config: LBConfig, telemetry: Telemetry, index: int, sock: socket.socket
+) -> tuple[ProxyApp, asyncio.Server, asyncio.Event]:
+    loop = asyncio.get_running_loop()
+    app = ProxyApp(config, telemetry, index)
+    server = await loop.create_server(lambda: ClientConnection(app), sock=sock)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return app, server, stop
+
+
+async def _drain(app: ProxyApp, server: asyncio.Server) -> None:
+    """Stop accepting, then let requests in flight finish (bounded by _DRAIN_SECONDS)."""
+    server.close()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _DRAIN_SECONDS
+    while app.counters.in_flight_total() > 0 and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+
+
+async def _serve_single(config: LBConfig, telemetry: Telemetry, sock: socket.socket) -> None:
+    app, server, stop = await _start_worker(config, telemetry, 0, sock)
+    sync_task = None
+    if config.standalone:
+        app.replicas.update(standalone_assignments(config))
+    else:
+        syncer = ControllerSync(config, telemetry.received_total, app.replicas.update)
+        sync_task = asyncio.get_running_loop().create_task(syncer.run())
+    log_event("info", "lb_started", **_describe(config))
+    await stop.wait()
+    if sync_task is not None:
+        sync_task.cancel()
+    await _drain(app, server)
+    log_event("info", "lb_stopped", service=config.service_label)
+
+
+def _describe(config: LBConfig) -> dict[str, object]:
+    return {
+        "service": config.service_label,
+        "listen": f"{config.host}:{config.port}",
+        "policy": config.policy,
+        "workers": config.workers,
+        "mode": "standalone" if config.standalone else "controller",
+        "replicas": list(config.replicas),
+    }
+
+
+async def _worker_main(
+    config: LBConfig, telemetry: Telemetry, index: int, sock: socket.socket, updates_fd: int
+) -> None:
+    app, server, stop = await _start_worker(config, telemetry, index, sock)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    pipe = os.fdopen(updates_fd, "rb", buffering=0)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+
+    async def follow_updates() -> None:
+        while line := await reader.readline():
+            message = json.loads(line)
+            pairs = [(url, int(slot)) for url, slot in message["replicas"]]
+            app.replicas.update(pairs, message.get("policy"))
+        stop.set()
+
+    follower = loop.create_task(follow_updates())
+    await stop.wait()
+    follower.cancel()
+    await _drain(app, server)
+
+
+class _Supervisor:
+    """Forks the workers, syncs with the controller for all of them, replaces dead ones."""
+
+    def __init__(self, config: LBConfig, sock: socket.socket) -> None:
+        self.config = config
+        self.sock = sock
+        self.telemetry = Telemetry(config.workers, shared=True)
+        self.pipes: dict[int, int] = {}
+        self.pids: dict[int, int] = {}
+        self.last_message = b""
+
+    def run(self) -> None:
+        for index in range(self.config.workers):
+            self._fork(index)
+        uvloop.run(self._supervise())
+
+    def _fork(self, index: int) -> None:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(write_fd)
+            for fd in self.pipes.values():
+                os.close(fd)
+            code = 0
+            try:
+                uvloop.run(_worker_main(self.config, self.telemetry, index, self.sock, read_fd))
+            except BaseException as exc:
+                log_event("error", "worker_crashed", worker=index, error=repr(exc))
+                code = 1
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        os.close(read_fd)
+        self.pipes[index] = write_fd
+        self.pids[index] = pid
+        if self.last_message:
+            os.write(write_fd, self.last_message)
+
+    def broadcast(self, assignments: Assignments, policy: str | None) -> None:
+        message = {"replicas": [[url, slot] for url, slot in assignments], "policy": policy}
+        self.last_message = json.dumps(message).encode() + b"\n"
+        for fd in self.pipes.values():
+            with contextlib.suppress(OSError):
+                os.write(fd, self.last_message)
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        sync_task = None
+        if self.config.standalone:
+            self.broadcast(standalone_assignments(self.config), None)
+        else:
+            syncer = ControllerSync(self.config, self.telemetry.received_total, self.broadcast)
+            sync_task = loop.create_task(syncer.run())
+        log_event("info", "lb_started", **_describe(self.config))
+        while not stop.is_set():
+            self._replace_dead_workers()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+        if sync_task is not None:
+            sync_task.cancel()
+        self._stop_workers()
+
+    def _replace_dead_workers(self) -> None:
+        for index, pid in list(self.pids.items()):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                log_event("warning", "worker_died", worker=index, status=status)
+                os.close(self.pipes.pop(index))
+                self.telemetry.worker(index).clear_in_flight()
+                self._fork(index)
+
+    def _stop_workers(self) -> None:
+        for pid in self.pids.values():
+            os.kill(pid, signal.SIGTERM)
+        for pid in self.pids.values():
+            os.waitpid(pid, 0)
+        log_event("info", "lb_stopped", service=self.config.service_label)

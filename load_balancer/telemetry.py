@@ -1,0 +1,167 @@
+"""Request counters, latency histogram and in-flight gauges, shared by worker processes.
+
+Every worker owns one row of int64 slots in a buffer (an anonymous shared ``mmap`` when
+several workers fork from one supervisor, a ``bytearray`` otherwise). Invariant: a worker
+writes only its own row; readers (the metrics endpoint, the controller sync) sum all rows, so
+totals are exact without locks (aligned 8-byte stores are atomic on the platforms we run on).
+"""
+
+from __future__ import annotations
+
+import bisect
+import mmap
+from collections.abc import Iterable
+
+ERROR_KINDS = (
+    "connect_failed",
+    "reset_before_response",
+    "reset_during_response",
+    "response_timeout",
+    "no_ready_replica",
+    "all_attempts_failed",
+    "client_disconnected",
+    "bad_request",
+    "upstream_protocol",
+    "websocket_refused",
+)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
+REPLICA_SLOTS = 1024
+MAX_STATUS = 600
+
+RECEIVED = 0
+RETRIES = 1
+CODES = 2
+ERRORS = CODES + MAX_STATUS
+BUCKETS = ERRORS + len(ERROR_KINDS)
+LATENCY_SUM_US = BUCKETS + len(LATENCY_BUCKETS) + 1
+LATENCY_COUNT = LATENCY_SUM_US + 1
+IN_FLIGHT = LATENCY_COUNT + 1
+ROW_SLOTS = IN_FLIGHT + REPLICA_SLOTS
+_ERROR_INDEX = {kind: ERRORS + i for i, kind in enumerate(ERROR_KINDS)}
+
+
+class WorkerCounters:
+    """The row of one worker; every method is a few integer stores (hot path)."""
+
+    def __init__(self, row: memoryview) -> None:
+        self._row = row
+
+    def received(self) -> None:
+        self._row[RECEIVED] += 1
+
+    def retried(self) -> None:
+        self._row[RETRIES] += 1
+
+    def answered(self, status: int, seconds: float) -> None:
+        row = self._row
+        row[CODES + (status if 0 < status < MAX_STATUS else 0)] += 1
+        row[BUCKETS + bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        row[LATENCY_SUM_US] += int(seconds * 1e6)
+        row[LATENCY_COUNT] += 1
+
+    def error(self, kind: str) -> None:
+        self._row[_ERROR_INDEX[kind]] += 1
+
+    def in_flight(self, slot: int, delta: int) -> None:
+        self._row[IN_FLIGHT + slot] += delta
+
+    def in_flight_total(self) -> int:
+        return sum(self._row[IN_FLIGHT:ROW_SLOTS])
+
+    def clear_in_flight(self) -> None:
+        """Forget a dead worker's gauges before its replacement takes the row."""
+        for slot in range(IN_FLIGHT, ROW_SLOTS):
+            self._row[slot] = 0
+
+
+class Telemetry:
+    """All workers' rows; ``shared=True`` puts them in memory inherited across ``fork``."""
+
+    def __init__(self, workers: int, shared: bool = False) -> None:
+        size = workers * ROW_SLOTS * 8
+        self._buffer: mmap.mmap | bytearray = mmap.mmap(-1, size) if shared else bytearray(size)
+        self._slots = memoryview(self._buffer).cast("q")
+        self.workers = workers
+
+    def worker(self, index: int) -> WorkerCounters:
+        return WorkerCounters(self._slots[index * ROW_SLOTS : (index + 1) * ROW_SLOTS])
+
+    def total(self, slot: int) -> int:
+        return sum(self._slots[w * ROW_SLOTS + slot] for w in range(self.workers))
+
+    def received_total(self) -> int:
+        return self.total(RECEIVED)
+
+
+def _line(name: str, labels: dict[str, str], value: float) -> str:
+    rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+    return f"{name}{{{rendered}}} {value:g}" if rendered else f"{name} {value:g}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _header(name: str, kind: str, text: str) -> list[str]:
+    return [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+
+
+def render_prometheus(
+    telemetry: Telemetry, service: str, replicas: Iterable[tuple[str, int]]
+) -> str:
+    """Prometheus text exposition (format 0.0.4) of the summed rows of every worker."""
+    base = {"service": service}
+    replica_list = list(replicas)
+    out = _header("lb_received_requests_total", "counter", "Requests received for proxying.")
+    out.append(_line("lb_received_requests_total", base, telemetry.total(RECEIVED)))
+    out += _header("lb_requests_total", "counter", "Requests answered, by HTTP status code.")
+    for code in range(MAX_STATUS):
+        count = telemetry.total(CODES + code)
+        if count:
+            out.append(_line("lb_requests_total", {**base, "code": str(code)}, count))
+    out += _header("lb_errors_total", "counter", "Failures by kind (a retried one counts too).")
+    for kind in ERROR_KINDS:
+        out.append(
+            _line("lb_errors_total", {**base, "kind": kind}, telemetry.total(_ERROR_INDEX[kind]))
+        )
+    out += _header("lb_retries_total", "counter", "Requests re-sent to another replica.")
+    out.append(_line("lb_retries_total", base, telemetry.total(RETRIES)))
+    out += _render_histogram(telemetry, base)
+    out += _header("lb_replica_in_flight", "gauge", "Requests in flight per ready replica.")
+    for url, slot in replica_list:
+        value = telemetry.total(IN_FLIGHT + slot)
+        out.append(_line("lb_replica_in_flight", {**base, "replica": url}, value))
+    out += _header("lb_ready_replicas", "gauge", "Replicas currently receiving new requests.")
+    out.append(_line("lb_ready_replicas", base, len(replica_list)))
+    return "\n".join(out) + "\n"
+
+
+def _render_histogram(telemetry: Telemetry, base: dict[str, str]) -> list[str]:
+    name = "lb_request_duration_seconds"
+    out = _header(name, "histogram", "Time from request head to last response byte.")
+    cumulative = 0
+    bounds = [*(f"{b:g}" for b in LATENCY_BUCKETS), "+Inf"]
+    for i, bound in enumerate(bounds):
+        cumulative += telemetry.total(BUCKETS + i)
+        out.append(_line(f"{name}_bucket", {**base, "le": bound}, cumulative))
+    out.append(_line(f"{name}_sum", base, telemetry.total(LATENCY_SUM_US) / 1e6))
+    out.append(_line(f"{name}_count", base, telemetry.total(LATENCY_COUNT)))
+    return out

@@ -1,0 +1,132 @@
+"""The lb-sync contract with the controller, against a fake controller HTTP server."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import httpx
+
+from tests.load_balancer.conftest import Proc, ProcessFactory, wait_until
+from tests.load_balancer.servers import FakeController
+
+
+def _follow(procs: ProcessFactory, controller: FakeController, token: Path, *extra: str) -> Proc:
+    url = controller.start()
+    flags = ["--controller-url", url, "--service", "svc", "--token-file", str(token)]
+    return procs.lb(*flags, "--sync-interval", "0.1", *extra)
+
+
+def _replica_of(lb: Proc, path: str = "/") -> str:
+    return str(httpx.get(lb.url + path, timeout=10).json()["replica"])
+
+
+def test_serves_only_the_replicas_the_controller_reports(
+    procs: ProcessFactory,
+    controller: FakeController,
+    token_file: Path,
+    two_backends: tuple[Proc, Proc],
+) -> None:
+    controller.ready_replicas = [two_backends[1].url]
+    lb = _follow(procs, controller, token_file)
+    wait_until(lambda: httpx.get(lb.url + "/").status_code == 200, "first sync")
+    assert {_replica_of(lb) for _ in range(6)} == {"B"}
+
+
+def test_dropped_replica_gets_no_new_requests_but_finishes_in_flight_ones(
+    procs: ProcessFactory,
+    controller: FakeController,
+    token_file: Path,
+    two_backends: tuple[Proc, Proc],
+) -> None:
+    a, b = two_backends
+    controller.ready_replicas = [a.url]
+    lb = _follow(procs, controller, token_file)
+    wait_until(lambda: httpx.get(lb.url + "/").status_code == 200, "first sync")
+    held: dict[str, httpx.Response] = {}
+    thread = threading.Thread(target=lambda: held.update(r=httpx.get(lb.url + "/hold", timeout=20)))
+    thread.start()
+    wait_until(lambda: httpx.get(a.url + "/stats").json()["in_progress"] == 1, "held on A")
+    controller.ready_replicas = [b.url]
+    wait_until(lambda: _replica_of(lb) == "B", "B takes over")
+    assert {_replica_of(lb) for _ in range(4)} == {"B"}
+    httpx.post(a.url + "/release")
+    thread.join(20)
+    assert held["r"].status_code == 200 and held["r"].json()["replica"] == "A"
+
+
+def test_reports_each_request_once_with_the_bearer_token(
+    procs: ProcessFactory,
+    controller: FakeController,
+    token_file: Path,
+    two_backends: tuple[Proc, Proc],
+) -> None:
+    controller.ready_replicas = [two_backends[0].url]
+    lb = _follow(procs, controller, token_file)
+    wait_until(lambda: httpx.get(lb.url + "/").status_code == 200, "first sync")
+    for _ in range(6):
+        httpx.get(lb.url + "/")
+    wait_until(lambda: controller.reported_count() == 7, "counts reported")
+    assert {auth for auth, _ in controller.syncs} == {"Bearer s3cret-token"}
+    assert all(body["window_seconds"] >= 0 for _, body in controller.syncs)
+
+
+def test_keeps_serving_and_counting_while_the_controller_errors(
+    procs: ProcessFactory,
+    controller: FakeController,
+    token_file: Path,
+    two_backends: tuple[Proc, Proc],
+) -> None:
+    controller.ready_replicas = [two_backends[0].url]
+    lb = _follow(procs, controller, token_file)
+    wait_until(lambda: httpx.get(lb.url + "/").status_code == 200, "first sync")
+    controller.status = 500
+    failing_from = len(controller.syncs)
+    statuses = [httpx.get(lb.url + "/").status_code for _ in range(5)]
+    wait_until(lambda: len(controller.syncs) > failing_from + 1, "syncs failing")
+    controller.status = 200
+    assert statuses == [200] * 5
+    wait_until(lambda: controller.reported_count() == 6, "unreported counts delivered later")
+
+
+def test_service_gone_404_keeps_the_last_replicas_and_logs_it(
+    procs: ProcessFactory,
+    controller: FakeController,
+    token_file: Path,
+    two_backends: tuple[Proc, Proc],
+) -> None:
+    controller.ready_replicas = [two_backends[0].url]
+    lb = _follow(procs, controller, token_file)
+    wait_until(lambda: httpx.get(lb.url + "/").status_code == 200, "first sync")
+    controller.status = 404
+    seen = len(controller.syncs)
+    wait_until(lambda: len(controller.syncs) > seen + 1, "404 answered")
+    assert httpx.get(lb.url + "/").status_code == 200
+    assert '"event": "service_gone"' in lb.stderr_text()
+
+
+def test_policy_from_the_service_overrides_the_command_line(
+    procs: ProcessFactory,
+    controller: FakeController,
+    token_file: Path,
+    two_backends: tuple[Proc, Proc],
+) -> None:
+    controller.ready_replicas = [two_backends[0].url]
+    controller.policy = "round_robin"
+    lb = _follow(procs, controller, token_file, "--policy", "least_load")
+    wait_until(
+        lambda: httpx.get(lb.url + "/-/healthz").json()["policy"] == "round_robin", "policy applied"
+    )
+
+
+def test_no_ready_replica_answers_503_with_a_json_reason(
+    procs: ProcessFactory, controller: FakeController, token_file: Path
+) -> None:
+    lb = _follow(procs, controller, token_file)
+    wait_until(lambda: len(controller.syncs) >= 1, "first sync")
+    response = httpx.get(lb.url + "/v1/chat/completions")
+    assert response.status_code == 503
+    assert response.json() == {
+        "error": "no_ready_replica",
+        "detail": "service svc has no ready replica yet; check `serve status svc`",
+    }
