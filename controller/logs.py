@@ -21,7 +21,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STD and k != "message"})
+        entry.update(
+            {
+                k: v
+                for k, v in vars(record).items()
+                if k not in _STD and k not in ("message", "color_message")
+            }
+        )
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from policies.registry import make_policy
 from sqlalchemy import select
 
 from autoscaler.target import ScalingConfig, decide_target
@@ -24,6 +23,7 @@ from controller.services import latest_spec
 from controller.settings import Settings
 from controller.spec import ServiceSpec
 from controller.templates import replica_template
+from policies.registry import make_policy
 from policies.types import LocationEvent, Offer, PolicyInput, ReplicaView
 from provisioners.base import Provisioner
 from provisioners.errors import ProvisionError

@@ -24,6 +24,7 @@ from provisioners.base import (
     InstanceState,
     LaunchRequest,
     ResourceRequest,
+    replica_environment,
 )
 from provisioners.errors import CapacityUnavailable, InvalidRequest
 from provisioners.local_market import REGION, MarketFile
@@ -107,7 +108,12 @@ class LocalProvisioner:
             shutil.copytree(request.workdir, workdir, ignore=COPY_IGNORE, dirs_exist_ok=True)
         workdir.mkdir(parents=True, exist_ok=True)
         port = free_port(self.host)
-        env = {**os.environ, **request.envs, "SERVE_REPLICA_PORT": str(port), "PORT": str(port)}
+        env = {
+            **os.environ,
+            **replica_environment(request),
+            "SERVE_REPLICA_PORT": str(port),
+            "PORT": str(port),
+        }
         script = write_scripts(
             directory, request.service, request.replica_id, request.setup, request.run, workdir
         )

@@ -104,13 +104,6 @@ class Executor:
     def _request(
         self, template: ReplicaTemplate, record: ReplicaRecord, offer: Offer
     ) -> LaunchRequest:
-        envs = {
-            **template.envs,
-            "SERVE_SERVICE_NAME": template.service,
-            "SERVE_REPLICA_ID": str(record.replica_id),
-            "SERVE_REPLICA_PORT": str(template.port),
-            "PORT": str(template.port),
-        }
         return LaunchRequest(
             service=template.service,
             replica_id=record.replica_id,
@@ -121,7 +114,7 @@ class Executor:
             port=template.port,
             run=template.run,
             setup=template.setup,
-            envs=envs,
+            envs=dict(template.envs),
             workdir=template.workdir,
             resources=template.resources[0],
         )

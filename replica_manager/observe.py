@@ -102,7 +102,7 @@ class Observer:
             return LocationEvent(LocationEventKind.PREEMPTED, record.location, now, record.spot)
         if inst is None or inst.state == InstanceState.TERMINATED:
             why = (inst.detail if inst else "") or "the instance is gone"
-            self.store.transition(record, S.FAILED, why, terminated_at=now)
+            self.store.transition(record, S.FAILED, why)
             return None
         if record.status == S.PROVISIONING and inst.state == InstanceState.RUNNING:
             self.store.transition(

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from controller.cli.app import app
-from controller.cli.errors import fail, friendly
+from controller.cli.errors import fail, friendly, wide_console
 from controller.client import (
     ControllerClient,
     pid_alive,
@@ -19,7 +18,7 @@ from controller.client import (
 )
 from controller.settings import Settings
 
-console = Console(highlight=False)
+console = wide_console()
 controller_app = typer.Typer(help="Manage the controller daemon.", no_args_is_help=True)
 app.add_typer(controller_app, name="controller")
 

@@ -14,6 +14,14 @@ from controller.client import ApiError, ControllerUnavailable
 from controller.spec import SpecError
 
 err_console = Console(stderr=True, highlight=False)
+
+
+def wide_console() -> Console:
+    """A console that does not fold tables to 80 columns when piped to a file or a pager."""
+    probe = Console()
+    return Console(highlight=False, width=None if probe.is_terminal else 200)
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

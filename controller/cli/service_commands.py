@@ -8,17 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
 from controller.cli.app import app
-from controller.cli.errors import fail, friendly
+from controller.cli.errors import fail, friendly, wide_console
 from controller.cli.render import print_status
 from controller.client import ApiError, ControllerClient, ControllerUnavailable, start_controller
 from controller.settings import Settings
 from controller.spec import ServiceSpec, ignored_fields, load_spec_file, parse_yaml
 from controller.spec.loader import validate_spec
 
-console = Console(highlight=False)
+console = wide_console()
 
 
 def _load(file: Path) -> tuple[dict[str, Any], ServiceSpec]:

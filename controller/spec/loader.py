@@ -18,7 +18,7 @@ from controller.spec.service import ServiceSpec
 
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 20
-MAX_ALIASES = 100
+MAX_EXPANDED_NODES = 20_000
 
 # Fields SkyPilot accepts that have no effect here; accepted so SkyPilot YAMLs load as-is.
 IGNORED_FIELDS = {
@@ -191,28 +191,40 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 def _check_shape(node: yaml.Node | None, source: str) -> None:
-    aliases = 0
-    stack: list[tuple[Any, int]] = [(node, 1)] if node is not None else []
-    seen: set[int] = set()
-    while stack:
-        current, depth = stack.pop()
-        if id(current) in seen:
-            aliases += 1
-            if aliases > MAX_ALIASES:
-                raise SpecError(
-                    [SpecIssue("", "too many YAML aliases", "write values out")], source
-                )
-            continue
-        seen.add(id(current))
+    """Refuse deep nesting, and alias bombs: count nodes as they would be once expanded."""
+    sizes: dict[int, int] = {}
+
+    def expanded(current: yaml.Node, depth: int) -> int:
         if depth > MAX_DEPTH:
             raise SpecError(
                 [SpecIssue("", f"nested deeper than {MAX_DEPTH} levels", "flatten the document")],
                 source,
             )
+        if id(current) in sizes:
+            return sizes[id(current)]
+        children: list[yaml.Node] = []
         if isinstance(current, yaml.MappingNode):
-            stack += [(v, depth + 1) for pair in current.value for v in pair]
+            children = [n for pair in current.value for n in pair]
         elif isinstance(current, yaml.SequenceNode):
-            stack += [(v, depth + 1) for v in current.value]
+            children = list(current.value)
+        total = 1 + sum(expanded(child, depth + 1) for child in children)
+        if total > MAX_EXPANDED_NODES:
+            raise SpecError(
+                [
+                    SpecIssue(
+                        "",
+                        f"the YAML expands to over {MAX_EXPANDED_NODES} values "
+                        "(aliases repeated too often)",
+                        "write the values out once",
+                    )
+                ],
+                source,
+            )
+        sizes[id(current)] = total
+        return total
+
+    if node is not None:
+        expanded(node, 1)
 
 
 def _too_big(size: int) -> SpecIssue:

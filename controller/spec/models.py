@@ -230,7 +230,11 @@ def parse_accelerators(value: Accelerators) -> dict[str, int]:
     elif isinstance(value, list):
         items = [_split_accelerator(v) for v in value]
     else:
-        items = [(_split_accelerator(k)[0], v) for k, v in value.items()]
+        # `{L4:8, A100:4}` in flow style parses as keys 'L4:8' with null values.
+        items = [
+            _split_accelerator(k) if v is None else (_split_accelerator(k)[0], v)
+            for k, v in value.items()
+        ]
     out: dict[str, int] = {}
     for name, count in items:
         if count is not None and count <= 0:

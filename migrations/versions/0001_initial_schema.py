@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 15:27:07.259545
+Create Date: 2026-11-23
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def upgrade() -> None:
     sa.Column('ready_at', sa.Float(), nullable=True),
     sa.Column('probe_failures', sa.Integer(), nullable=False),
     sa.Column('last_probe_at', sa.Float(), nullable=True),
+    sa.Column('terminated_at', sa.Float(), nullable=True),
     sa.ForeignKeyConstraint(['service_id'], ['services.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('launch_token'),
