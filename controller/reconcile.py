@@ -74,7 +74,7 @@ class Reconciler:
         events = self.observer.observe(template)
         state = self._count_app_failures(name, before, state)
         target = self._target(name, spec, state)
-        if status != ServiceStatus.FAILED or state.get("app_failure_streak", 0) == 0:
+        if state["app_failure_streak"] < self.settings.app_failures_to_fail_service:
             self._place(name, spec, template, target, tuple(events), state)
         self._retire_old_versions(name, version, target)
         self.cleaner.terminate_ending(name)

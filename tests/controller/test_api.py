@@ -1,0 +1,126 @@
+"""The REST API of a real controller process, over real HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support.processes import ControllerProcess
+
+SPEC = {
+    "service": {"readiness_probe": "/health", "replicas": 1},
+    "resources": {"ports": 8080},
+    "run": "sleep 600",
+}
+
+
+@pytest.fixture
+def api(controller: ControllerProcess) -> httpx.Client:
+    return httpx.Client(base_url=controller.env.url, timeout=10)
+
+
+@pytest.fixture
+def auth(controller: ControllerProcess) -> dict[str, str]:
+    return controller.env.auth()
+
+
+def test_health_answers(api: httpx.Client) -> None:
+    assert api.get("/healthz").json() == {"status": "ok", "database": "ok"}
+
+
+def test_openapi_document_is_served(api: httpx.Client) -> None:
+    paths = api.get("/openapi.json").json()["paths"]
+    assert "/api/v1/services/{name}/lb-sync" in paths
+    assert api.get("/docs").status_code == 200
+
+
+def test_mutation_without_token_is_401_with_a_json_reason(api: httpx.Client) -> None:
+    resp = api.post("/api/v1/services", json={"name": "a", "spec": SPEC})
+    assert resp.status_code == 401
+    assert resp.json()["error"] == "unauthorized"
+    assert (
+        api.post(
+            "/api/v1/services",
+            json={"name": "a", "spec": SPEC},
+            headers={"Authorization": "Bearer wrong"},
+        ).status_code
+        == 401
+    )
+    assert api.get("/api/v1/services").json() == []
+
+
+def test_lb_sync_needs_the_token(api: httpx.Client, auth: dict[str, str]) -> None:
+    api.post("/api/v1/services", json={"name": "a", "spec": SPEC}, headers=auth)
+    assert api.post("/api/v1/services/a/lb-sync", json={}).status_code == 401
+    synced = api.post("/api/v1/services/a/lb-sync", json={"request_count": 3}, headers=auth)
+    assert synced.status_code == 200
+    assert synced.json() == {"ready_replicas": [], "load_balancing_policy": "least_load"}
+
+
+def test_invalid_spec_is_422_with_the_field_path(api: httpx.Client, auth: dict[str, str]) -> None:
+    bad = {**SPEC, "service": {"readiness_probe": "/health", "replcas": 1}}
+    resp = api.post("/api/v1/services", json={"name": "a", "spec": bad}, headers=auth)
+    assert resp.status_code == 422
+    body = resp.json()
+    assert body["error"] == "invalid_spec"
+    assert body["issues"][0]["path"] == "service.replcas"
+    assert "did you mean 'replicas'?" in body["issues"][0]["hint"]
+    assert api.get("/api/v1/services").json() == []
+
+
+def test_yaml_text_is_accepted_too(api: httpx.Client, auth: dict[str, str]) -> None:
+    text = "service:\n  readiness_probe: /health\nresources:\n  ports: 8080\nrun: sleep 600\n"
+    resp = api.post("/api/v1/services", json={"name": "y", "yaml": text}, headers=auth)
+    assert resp.status_code == 201 and resp.json()["name"] == "y"
+
+
+def test_duplicate_name_is_409(api: httpx.Client, auth: dict[str, str]) -> None:
+    assert (
+        api.post("/api/v1/services", json={"name": "a", "spec": SPEC}, headers=auth).status_code
+        == 201
+    )
+    resp = api.post("/api/v1/services", json={"name": "a", "spec": SPEC}, headers=auth)
+    assert resp.status_code == 409 and resp.json()["error"] == "service_exists"
+
+
+def test_unknown_service_is_404(api: httpx.Client, auth: dict[str, str]) -> None:
+    assert api.get("/api/v1/services/nope").json()["error"] == "no_such_service"
+    assert api.delete("/api/v1/services/nope", headers=auth).status_code == 404
+
+
+def test_bad_name_is_refused(api: httpx.Client, auth: dict[str, str]) -> None:
+    resp = api.post("/api/v1/services", json={"name": "Bad_Name", "spec": SPEC}, headers=auth)
+    assert resp.status_code == 422 and "lowercase" in resp.json()["detail"]
+
+
+def test_oversized_body_is_413(api: httpx.Client, auth: dict[str, str]) -> None:
+    huge = {"name": "a", "spec": {**SPEC, "envs": {"X": "v" * (2 * 1024 * 1024)}}}
+    resp = api.post("/api/v1/services", json=huge, headers=auth)
+    assert resp.status_code == 413 and resp.json()["error"] == "too_large"
+
+
+def test_logs_cannot_escape_the_log_directory(api: httpx.Client, auth: dict[str, str]) -> None:
+    api.post("/api/v1/services", json={"name": "a", "spec": SPEC}, headers=auth)
+    for name in ("..", "../..", "a%2F..%2F..", "%2e%2e"):
+        resp = api.get(f"/api/v1/services/{name}/logs", params={"target": "lb"})
+        assert resp.status_code in (404, 422), name
+    assert api.get("/api/v1/services/a/logs", params={"replica": "../x"}).status_code == 422
+    assert api.get("/api/v1/services/a/logs", params={"target": "/etc/passwd"}).status_code == 422
+
+
+def test_events_record_what_happened(api: httpx.Client, auth: dict[str, str]) -> None:
+    api.post("/api/v1/services", json={"name": "a", "spec": SPEC}, headers=auth)
+    kinds = [e["kind"] for e in api.get("/api/v1/services/a/events").json()]
+    assert kinds[0] == "service_created"
+
+
+def test_metrics_are_prometheus_text(api: httpx.Client, auth: dict[str, str]) -> None:
+    api.post("/api/v1/services", json={"name": "a", "spec": SPEC}, headers=auth)
+    text = api.get("/metrics").text
+    assert 'serve_target_replicas{service="a"} 1.0' in text
+    assert "# TYPE serve_replicas gauge" in text
+
+
+def test_controller_info_names_its_database(api: httpx.Client) -> None:
+    info = api.get("/api/v1/controller").json()
+    assert info["pid"] > 0 and info["database"].split(":")[0] in ("sqlite", "postgresql+psycopg")
