@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 WORKLOADS = ("poisson", "maf", "constant")
-MAF_CLIP_PERCENTILE = 99.0
+MAF_CLIP_PERCENTILE = 90.0
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -24,7 +24,7 @@ class WorkloadError(ValueError):
 
 @dataclass(frozen=True)
 class MafTrace:
-    """Requests per minute, clipped at the 99th percentile (the raw trace has bursts of 10^4
+    """Requests per minute, clipped at the 90th percentile (the raw trace has bursts of 10^4
     times its median) and divided by its mean: each minute's multiple of the mean rate."""
 
     per_minute: FloatArray
