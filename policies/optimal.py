@@ -18,6 +18,7 @@ policy. Deterministic: CBC is run single-threaded with a fixed seed.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +103,13 @@ def _window_ranges(
 
 def solve_optimal(problem: OptimalProblem, time_limit: float = 120.0) -> OptimalSchedule:
     """Solve the program with PuLP's bundled CBC; raises OptimalUnavailable if it cannot."""
+    with warnings.catch_warnings():
+        # PuLP 3.x announces API changes for 4.0; the calls used here work in 2.8 to 3.x.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _solve(problem, time_limit)
+
+
+def _solve(problem: OptimalProblem, time_limit: float) -> OptimalSchedule:
     cap = problem.capacity
     zones, ticks = cap.shape
     starts = segment_starts(cap, problem.cold_start_ticks)

@@ -54,7 +54,7 @@ def shared_dir() -> Path:
 
 
 def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=2)
 
 

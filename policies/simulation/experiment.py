@@ -19,7 +19,7 @@ import numpy as np
 from policies.optimal import OptimalProblem, solve_optimal
 from policies.registry import make_policy
 from policies.simulation.engine import RunResult, SimSettings, run_window
-from policies.simulation.latency import serve_requests
+from policies.simulation.latency import serve_requests, service_times
 from policies.simulation.traces import SpotTrace
 from policies.simulation.workloads import MafTrace, arrivals
 from policies.types import Offer, Policy
@@ -190,7 +190,7 @@ def run_experiment(
                 times = arrivals(
                     workload, spec.request_rate, result.duration_seconds, rng, spec.maf
                 )
-                outcome = serve_requests(times, result.spans, rng)
+                outcome = serve_requests(times, result.spans, service_times(times.size, rng))
                 pooled.setdefault(workload, []).append((outcome.latencies, outcome.failed))
                 latency[workload] = _latency([(outcome.latencies, outcome.failed)])
             runs.append(RunSummary(window, result, latency))

@@ -41,15 +41,21 @@ def _boundaries(spans: Sequence[ReplicaSpan]) -> list[tuple[float, int, int]]:
     return marks
 
 
+def service_times(
+    count: int, rng: np.random.Generator, mean: float = DEFAULT_SERVICE_MEAN
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Exponential service times, one per request."""
+    return rng.exponential(mean, size=count)
+
+
 def serve_requests(
     arrivals: np.ndarray[Any, np.dtype[np.float64]],
     spans: Sequence[ReplicaSpan],
-    rng: np.random.Generator,
-    service_mean: float = DEFAULT_SERVICE_MEAN,
+    service: np.ndarray[Any, np.dtype[np.float64]],
     timeout: float = DEFAULT_TIMEOUT,
 ) -> RequestOutcome:
-    """Latency and failure of every request arriving at `arrivals` (sorted seconds)."""
-    service = rng.exponential(service_mean, size=arrivals.size)
+    """Latency and failure of every request arriving at `arrivals` (sorted seconds), the
+    i-th needing `service[i]` seconds of its replica."""
     latency = np.full(arrivals.size, timeout, dtype=np.float64)
     failed = np.ones(arrivals.size, dtype=np.bool_)
     marks = _boundaries(spans)
