@@ -18,9 +18,10 @@ policy. Deterministic: CBC is run single-threaded with a fixed seed.
 
 from __future__ import annotations
 
+import bisect
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,14 +50,16 @@ class OptimalSchedule:
     steps: tuple[ScheduleStep, ...]
     objective: float
     proven_optimal: bool
+    starts: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError("an OptimalSchedule needs at least one step")
+        object.__setattr__(self, "starts", tuple(step.start for step in self.steps))
 
     def step_at(self, now: float) -> ScheduleStep:
-        chosen = self.steps[0]
-        for step in self.steps:
-            if step.start > now:
-                break
-            chosen = step
-        return chosen
+        """The step in force at `now` (the first one before it starts)."""
+        return self.steps[max(0, bisect.bisect_right(self.starts, now) - 1)]
 
 
 @dataclass(frozen=True)
