@@ -38,15 +38,20 @@ def run_trace(folder: Path) -> tuple[dict[str, PolicySummary], float, float]:
     started = time.perf_counter()
     results = {s.policy: s for s in run_experiment(spec)}
     elapsed = time.perf_counter() - started
-    capped = ExperimentSpec(trace, ("optimal",), SimSettings(), workloads=(), optimal_max_launched=4)
+    capped = ExperimentSpec(
+        trace, ("optimal",), SimSettings(), workloads=(), optimal_max_launched=4
+    )
     capped_cost = run_experiment(capped)[0].mean(lambda r: r.relative_cost)
     return results, capped_cost, elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--traces", type=Path,
-                        default=Path(os.environ.get("SERVE_SHARED_DIR", "/work/shared")) / "traces")
+    parser.add_argument(
+        "--traces",
+        type=Path,
+        default=Path(os.environ.get("SERVE_SHARED_DIR", "/work/shared")) / "traces",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     lines = [

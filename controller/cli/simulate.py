@@ -37,6 +37,11 @@ class Preemption(StrEnum):
     random = "random"
 
 
+class Prices(StrEnum):
+    relative = "relative"
+    catalog = "catalog"
+
+
 class CapacityMode(StrEnum):
     auto = "auto"
     count = "count"
@@ -69,6 +74,39 @@ def _maf(
             raise WorkloadError(f"{source}: MAF workload trace not found; pass --maf PATH")
         return [w for w in workloads if w != "maf"], None
     return workloads, load_maf(source)
+
+
+def catalog_prices(trace: SpotTrace) -> dict[str, tuple[float, float]]:
+    """(on-demand, spot) $/h per zone from the instance catalog, matched on cloud, zone and
+    the accelerator named in the trace file (`v100_1` = 1 V100); the cheapest match wins."""
+    from provisioners.catalog import CatalogError, default_catalog
+
+    try:
+        entries = default_catalog().entries
+    except (OSError, CatalogError) as exc:
+        raise ExperimentError(f"cannot read the instance catalog: {exc}") from exc
+    prices = {}
+    for zone in trace.zones:
+        parts = zone.instance.split("_")
+        accelerator = parts[0].upper()
+        count = int(parts[-1]) if len(parts) > 1 and parts[-1].isdigit() else 1
+        matches = [
+            e
+            for e in entries
+            if e.location == zone.location
+            and e.accelerator.upper() == accelerator
+            and e.accelerator_count == count
+            and e.spot_price is not None
+        ]
+        if not matches:
+            raise ExperimentError(
+                f"the catalog has no spot and on-demand price for {count}x {accelerator} in "
+                f"{zone.location} (from {zone.path.name}); add it to the catalog or use "
+                "--prices relative"
+            )
+        best = min(matches, key=lambda e: e.on_demand_price)
+        prices[zone.location.key] = (best.on_demand_price, best.spot_price or 0.0)
+    return prices
 
 
 def _summary_json(s: PolicySummary, spec: ExperimentSpec) -> dict[str, Any]:
@@ -125,6 +163,7 @@ def _document(
             "repeats": spec.repeats,
             "seed": spec.seed,
             "on_demand_cost": spec.on_demand_cost,
+            "prices": spec.prices or "relative",
             "workloads": list(spec.workloads),
             "request_rate": spec.request_rate,
         },
@@ -203,6 +242,9 @@ def simulate(
     repeats: Annotated[int, typer.Option(min=1, help="Windows at random offsets.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed for offsets, zone order, requests.")] = 0,
     on_demand_cost: Annotated[float, typer.Option(help="On-demand price, spot = 1.")] = 3.0,
+    prices: Annotated[
+        Prices, typer.Option(help="relative: spot 1, on-demand --on-demand-cost; catalog: $/h.")
+    ] = Prices.relative,
     workload: Annotated[
         list[str] | None,
         typer.Option(help=f"Latency workload, repeatable: {', '.join(WORKLOADS)}."),
@@ -244,6 +286,7 @@ def simulate(
             request_rate=rate,
             maf=maf_trace,
             optimal_max_launched=optimal_max_launched,
+            prices=catalog_prices(loaded) if prices is Prices.catalog else {},
         )
         unknown = [p for p in spec.policies if p not in POLICY_NAMES]
         if unknown:
