@@ -6,7 +6,8 @@ Each command group lives in its own module and registers itself on `app` when im
 from __future__ import annotations
 
 import controller.cli.controller_commands
-import controller.cli.service_commands  # noqa: F401
+import controller.cli.service_commands
+import controller.cli.simulate  # noqa: F401
 from controller.cli.app import app
 
 
