@@ -195,7 +195,7 @@ class GCPProvisioner:
             # A plain-http endpoint is a local fake: never send real credentials to it.
             from google.oauth2.credentials import Credentials
 
-            credentials = Credentials(token="local-endpoint")
+            credentials = Credentials(token="local-endpoint")  # type: ignore[no-untyped-call]
         if credentials is None:
             import google.auth
 

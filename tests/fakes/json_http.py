@@ -83,6 +83,7 @@ class JsonHTTPFake:
 def _handler_class(fake: JsonHTTPFake) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)
