@@ -85,13 +85,13 @@ class GCPProvisioner:
         api_endpoint: str | None = None,
         credentials: Any = None,
         image: str | None = None,
-        network: str = DEFAULT_NETWORK,
+        network: str | None = None,
         operation_timeout: float = 900.0,
     ) -> None:
         self.project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
         self.api_endpoint = api_endpoint or os.environ.get("SERVE_GCP_API_ENDPOINT") or None
         self.image = image or os.environ.get("SERVE_GCP_IMAGE") or None
-        self.network = network
+        self.network = network or os.environ.get("SERVE_GCP_NETWORK") or DEFAULT_NETWORK
         self.operation_timeout = operation_timeout
         self._catalog = catalog
         self._credentials = credentials

@@ -20,7 +20,7 @@ from typing import Any
 
 from policies.types import Location
 from tests.fakes import azure_errors_bodies as bodies
-from tests.fakes.json_http import JsonHTTPFake, Reply, Request
+from tests.fakes.json_http import JsonHTTPFake, Reply, Request, serve_until_interrupted
 
 _RES = (
     r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
@@ -300,3 +300,7 @@ def _view(power: str) -> dict[str, Any]:
             {"code": f"PowerState/{power}", "level": "Info", "displayStatus": f"VM {power}"},
         ]
     }
+
+
+if __name__ == "__main__":
+    serve_until_interrupted(FakeAzureARM())

@@ -18,7 +18,7 @@ from typing import Any
 
 from policies.types import Location
 from tests.fakes import gcp_errors_bodies as bodies
-from tests.fakes.json_http import JsonHTTPFake, Reply, Request
+from tests.fakes.json_http import JsonHTTPFake, Reply, Request, serve_until_interrupted
 
 API = "https://www.googleapis.com/compute/v1"
 _P = r"/compute/v1/projects/(?P<project>[^/]+)"
@@ -326,3 +326,7 @@ def _field(doc: dict[str, Any], dotted: str) -> str | None:
             return None
         value = value[part]
     return str(value)
+
+
+if __name__ == "__main__":
+    serve_until_interrupted(FakeGCPCompute())

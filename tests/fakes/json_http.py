@@ -55,8 +55,8 @@ class JsonHTTPFake:
     def route(self, method: str, pattern: str, handler: Handler) -> None:
         self._routes.append((method, re.compile(pattern), handler))
 
-    def start(self) -> str:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
+    def start(self, port: int = 0) -> str:
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
         return self.url
@@ -112,3 +112,17 @@ def _handler_class(fake: JsonHTTPFake) -> type[BaseHTTPRequestHandler]:
             return
 
     return _Handler
+
+
+def serve_until_interrupted(fake: JsonHTTPFake, argv: list[str] | None = None) -> None:
+    """`python -m tests.fakes.<fake> [PORT]`: serve on 127.0.0.1 until Ctrl-C."""
+    import sys
+    import time
+
+    args = sys.argv[1:] if argv is None else argv
+    print(fake.start(int(args[0]) if args else 0), flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()

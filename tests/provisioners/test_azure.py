@@ -29,6 +29,7 @@ from provisioners.errors import (
     SpotUnavailable,
     TransientError,
 )
+from provisioners.startup_script import build_startup_script
 from tests.fakes import azure_errors_bodies as bodies
 from tests.fakes.azure_arm import IP, NIC, NSG, VM, FakeAzureARM
 from tests.provisioners.contract_suite import *  # noqa: F403
@@ -100,20 +101,16 @@ def test_every_created_resource_carries_ownership_tags(
         assert tags[TAG_LAUNCH_TOKEN] == req.launch_token
 
 
-def test_custom_data_is_the_base64_startup_script(
+def test_custom_data_is_the_base64_shared_replica_script(
     cloud: CloudUnderTest, fake: FakeAzureARM
 ) -> None:
-    inst = cloud.provisioner.launch(cloud.request(service="chat", replica_id=2))
+    req = cloud.request(service="chat", replica_id=2)
+    inst = cloud.provisioner.launch(req)
     encoded = fake.get(VM, inst.instance_id)["properties"]["osProfile"]["customData"]
     script = base64.b64decode(encoded).decode()
-    assert script.startswith("#!/bin/bash")
-    for line in (
-        "export MODEL=tiny",
-        "export SERVE_SERVICE_NAME=chat",
-        "export SERVE_REPLICA_ID=2",
-    ):
-        assert line in script
-    assert "export SERVE_REPLICA_PORT=8080" in script and "export PORT=8080" in script
+    assert script == build_startup_script(req)
+    for text in ("SERVE_SERVICE_NAME", "chat", "SERVE_REPLICA_PORT", "8080", "MODEL", "tiny"):
+        assert text in script
 
 
 def test_security_group_opens_only_the_service_port(

@@ -31,6 +31,7 @@ from provisioners.errors import (
     TransientError,
 )
 from provisioners.gcp import GCPProvisioner
+from provisioners.startup_script import build_startup_script
 from tests.fakes import gcp_errors_bodies as bodies
 from tests.fakes.gcp_compute import FakeGCPCompute
 from tests.provisioners.contract_suite import *  # noqa: F403
@@ -97,20 +98,16 @@ def test_label_values_are_lowercased_for_gcp(cloud: CloudUnderTest, fake: FakeGC
     assert fake.tags_of(inst.instance_id)[TAG_CONTROLLER_ID] == "ctrl-main"
 
 
-def test_startup_script_metadata_exports_replica_environment(
+def test_startup_script_metadata_is_the_shared_replica_script(
     cloud: CloudUnderTest, fake: FakeGCPCompute
 ) -> None:
-    inst = cloud.provisioner.launch(cloud.request(service="chat", replica_id=4))
+    req = cloud.request(service="chat", replica_id=4)
+    inst = cloud.provisioner.launch(req)
     items = {i["key"]: i["value"] for i in fake.instance(inst.instance_id)["metadata"]["items"]}
     script = items["startup-script"]
-    for line in (
-        "export MODEL=tiny",
-        "export SERVE_SERVICE_NAME=chat",
-        "export SERVE_REPLICA_ID=4",
-        "export SERVE_REPLICA_PORT=8080",
-        "export PORT=8080",
-    ):
-        assert line in script
+    assert script == build_startup_script(req)
+    for text in ("SERVE_SERVICE_NAME", "chat", "SERVE_REPLICA_ID", "SERVE_REPLICA_PORT", "MODEL"):
+        assert text in script
     assert script.index("echo setup") < script.index("python3 -m http.server 8080")
 
 
