@@ -100,12 +100,13 @@ class GCPProvisioner:
     def check(self) -> CheckResult:
         try:
             c = self._connect()
-            c.instances.aggregated_list(request=self._owned_query(c, None, max_results=1))
+            try:
+                c.instances.aggregated_list(request=self._owned_query(c, None, max_results=1))
+            except SDK_ERRORS as exc:
+                raise from_api_error(exc, None) from exc
         except ProvisionError as err:
             hint = CREDENTIALS_HINT if isinstance(err, CredentialsError) else ""
             return CheckResult(self.cloud, usable=False, reason=str(err), hint=hint)
-        except SDK_ERRORS as exc:
-            return CheckResult(self.cloud, False, str(from_api_error(exc, None)), CREDENTIALS_HINT)
         return CheckResult(self.cloud, usable=True, reason=f"project {c.project} answers")
 
     def offers(self, resources: ResourceRequest) -> list[Offer]:
