@@ -1,0 +1,116 @@
+"""Azure Resource Manager error codes mapped onto our error vocabulary: one table.
+
+ARM reports a failure either as the HTTP answer to the PUT (`{"error": {"code":
+"SkuNotAvailable", ...}}`, e.g. 409) or as the final status of the long-running operation
+the PUT started (`{"status": "Failed", "error": {"code": "AllocationFailed", ...}}`).
+azure-core raises `HttpResponseError` for both and parses the body into `.error.code`, which
+is what this module reads.
+
+ARM uses `OperationNotAllowed` both for quota refusals ("...results in exceeding approved
+... Cores quota") and for spot price refusals ("...max price ... is lower than the current
+spot price"), so that one code is refined by a phrase of its message, as Azure's own Go SDK
+extensions do.
+
+Invariant: no azure exception leaves the adapter; every failure becomes a `ProvisionError`.
+"""
+
+from __future__ import annotations
+
+from azure.core import exceptions as aexc
+
+from provisioners.errors import (
+    CapacityUnavailable,
+    CredentialsError,
+    InvalidRequest,
+    ProvisionError,
+    QuotaExceeded,
+    SpotUnavailable,
+    TransientError,
+)
+
+CREDENTIALS_HINT = (
+    "run `az login` (or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET for a "
+    "service principal with the Contributor role on the resource group) and set "
+    "AZURE_SUBSCRIPTION_ID"
+)
+
+ERROR_TABLE: dict[str, type[ProvisionError]] = {
+    "SkuNotAvailable": CapacityUnavailable,
+    "AllocationFailed": CapacityUnavailable,
+    "ZonalAllocationFailed": CapacityUnavailable,
+    "OverconstrainedAllocationRequest": CapacityUnavailable,
+    "OverconstrainedZonalAllocationRequest": CapacityUnavailable,
+    "AllocationTimedOut": CapacityUnavailable,
+    "QuotaExceeded": QuotaExceeded,
+    "OperationNotAllowed": InvalidRequest,
+    "SpotPriceGreaterThanProvidedMaxPrice": SpotUnavailable,
+    "AzureSpotIsNotSupportedForThisVMSize": SpotUnavailable,
+    "AzureSpotFeatureNotEnabledForSubscription": SpotUnavailable,
+    "AuthenticationFailed": CredentialsError,
+    "InvalidAuthenticationToken": CredentialsError,
+    "InvalidAuthenticationTokenTenant": CredentialsError,
+    "ExpiredAuthenticationToken": CredentialsError,
+    "AuthorizationFailed": CredentialsError,
+    "SubscriptionNotFound": CredentialsError,
+    "InvalidParameter": InvalidRequest,
+    "InvalidRequestContent": InvalidRequest,
+    "InvalidResourceReference": InvalidRequest,
+    "ResourceGroupNotFound": InvalidRequest,
+    "BadRequest": InvalidRequest,
+    "TooManyRequests": TransientError,
+    "RetryableError": TransientError,
+    "InternalServerError": TransientError,
+    "InternalExecutionError": TransientError,
+}
+
+OPERATION_NOT_ALLOWED_PHRASES: tuple[tuple[str, type[ProvisionError]], ...] = (
+    ("quota", QuotaExceeded),
+    ("spot price", SpotUnavailable),
+)
+
+_BY_HTTP_STATUS: dict[int, type[ProvisionError]] = {
+    400: InvalidRequest,
+    401: CredentialsError,
+    403: CredentialsError,
+    404: InvalidRequest,
+    409: InvalidRequest,
+    429: TransientError,
+}
+
+_HINTS = {
+    "ResourceGroupNotFound": "create it with `az group create -n <group> -l <region>` or set "
+    "SERVE_AZURE_RESOURCE_GROUP to an existing group",
+}
+
+
+def from_azure_error(exc: Exception, where: str | None) -> ProvisionError:
+    """An exception raised by an azure-mgmt call (or by the credential), as our type."""
+    if isinstance(exc, aexc.ClientAuthenticationError) and exc.response is None:
+        return CredentialsError(f"{exc.message}; {CREDENTIALS_HINT}", location=where, code="auth")
+    if not isinstance(exc, aexc.HttpResponseError):
+        return TransientError(f"cannot reach Azure Resource Manager: {exc}", location=where)
+    code, message = _code_and_message(exc)
+    kind = ERROR_TABLE.get(code)
+    if code == "OperationNotAllowed":
+        kind = next((k for p, k in OPERATION_NOT_ALLOWED_PHRASES if p in message.lower()), kind)
+    if kind is None:
+        status = int(exc.status_code or 0)
+        kind = _BY_HTTP_STATUS.get(status, TransientError if status >= 500 else InvalidRequest)
+        code = code or str(status)
+    if kind is CredentialsError:
+        message = f"{message}; {CREDENTIALS_HINT}"
+    elif code in _HINTS:
+        message = f"{message}; {_HINTS[code]}"
+    return kind(message, location=where, code=code)
+
+
+def _code_and_message(exc: aexc.HttpResponseError) -> tuple[str, str]:
+    """The most specific known code: the top-level one, else the first known detail code."""
+    error = exc.error
+    if error is None:
+        return "", str(exc.message or exc.reason or "request failed")
+    candidates = [error, *(getattr(error, "details", None) or [])]
+    for item in candidates:
+        if item.code in ERROR_TABLE:
+            return str(item.code), str(item.message)
+    return str(error.code or ""), str(error.message or "")

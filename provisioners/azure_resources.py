@@ -1,0 +1,255 @@
+"""Pure builders and readers for the Azure resources one replica owns.
+
+A replica on Azure is a VM plus its network security group (one inbound rule for the
+service port), public IP and NIC, all tagged with the ownership tags and the replica's
+location. The NIC is attached with deleteOption Detach, so it outlives the VM: after a Spot
+eviction (eviction policy Delete removes the VM and its disks) the tagged NIC is the
+cloud-side record that a replica existed there, until `terminate` deletes it. The regional
+virtual network is shared by all replicas in a region and is not deleted per replica.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from azure.mgmt.compute import models as cm
+from azure.mgmt.network import models as nm
+
+from policies.types import Location
+from provisioners.base import (
+    MANAGED_BY,
+    TAG_LAUNCH_TOKEN,
+    TAG_MANAGED_BY,
+    TAG_REPLICA_ID,
+    TAG_SERVICE,
+    TAG_SPOT,
+    Instance,
+    InstanceState,
+    LaunchRequest,
+)
+
+TAG_PORT = "serve-port"
+TAG_LOCATION = "serve-location"
+ADMIN_USER = "spotserve"
+DEFAULT_IMAGE = "microsoft-dsvm:ubuntu-hpc:2204:latest"
+"""Ubuntu 22.04 HPC image with NVIDIA drivers and CUDA (publisher:offer:sku:version)."""
+DEFAULT_DISK_GB = 128
+
+_POWER_STATES = {
+    "PowerState/running": InstanceState.RUNNING,
+    "PowerState/starting": InstanceState.PENDING,
+    "PowerState/stopping": InstanceState.TERMINATED,
+    "PowerState/stopped": InstanceState.TERMINATED,
+    "PowerState/deallocating": InstanceState.TERMINATED,
+    "PowerState/deallocated": InstanceState.TERMINATED,
+}
+_PROVISIONING_STATES = {
+    "Creating": InstanceState.PENDING,
+    "Updating": InstanceState.PENDING,
+    "Deleting": InstanceState.TERMINATED,
+    "Failed": InstanceState.TERMINATED,
+}
+
+
+@dataclass(frozen=True)
+class Names:
+    """The names of one replica's resources, all derived from the VM name."""
+
+    vm: str
+
+    @property
+    def nic(self) -> str:
+        return f"{self.vm}-nic"
+
+    @property
+    def public_ip(self) -> str:
+        return f"{self.vm}-ip"
+
+    @property
+    def nsg(self) -> str:
+        return f"{self.vm}-nsg"
+
+
+def vnet_name(region: str) -> str:
+    return f"spotserve-{region}-vnet"
+
+
+def tags_for(request: LaunchRequest) -> dict[str, str]:
+    return {
+        **request.ownership_tags(),
+        TAG_PORT: str(request.port),
+        TAG_LOCATION: request.location.key,
+    }
+
+
+def azure_zone(location: Location) -> str | None:
+    """The catalog writes Azure zones as `<region>-<n>`; ARM wants just `<n>`."""
+    suffix = location.zone.rsplit("-", 1)[-1]
+    return suffix if location.zone != location.region and suffix.isdigit() else None
+
+
+def vnet_body(region: str, controller_id: str) -> nm.VirtualNetwork:
+    subnet = nm.Subnet(
+        name="default", properties=nm.SubnetPropertiesFormat(address_prefix="10.240.0.0/20")
+    )
+    return nm.VirtualNetwork(
+        location=region,
+        tags={TAG_MANAGED_BY: MANAGED_BY, "serve-controller-id": controller_id},
+        properties=nm.VirtualNetworkPropertiesFormat(
+            address_space=nm.AddressSpace(address_prefixes=["10.240.0.0/16"]), subnets=[subnet]
+        ),
+    )
+
+
+def nsg_body(request: LaunchRequest) -> nm.NetworkSecurityGroup:
+    rule = nm.SecurityRule(
+        name="serve-port",
+        properties=nm.SecurityRulePropertiesFormat(
+            protocol="Tcp",
+            direction="Inbound",
+            access="Allow",
+            priority=1000,
+            source_address_prefix="Internet",
+            source_port_range="*",
+            destination_address_prefix="*",
+            destination_port_range=str(request.port),
+        ),
+    )
+    return nm.NetworkSecurityGroup(
+        location=request.location.region,
+        tags=tags_for(request),
+        properties=nm.NetworkSecurityGroupPropertiesFormat(security_rules=[rule]),
+    )
+
+
+def public_ip_body(request: LaunchRequest) -> nm.PublicIPAddress:
+    return nm.PublicIPAddress(
+        location=request.location.region,
+        tags=tags_for(request),
+        sku=nm.PublicIPAddressSku(name="Standard"),
+        properties=nm.PublicIPAddressPropertiesFormat(public_ip_allocation_method="Static"),
+    )
+
+
+def nic_body(
+    request: LaunchRequest, tags: dict[str, str], subnet_id: str, ip_id: str, nsg_id: str
+) -> nm.NetworkInterface:
+    config = nm.NetworkInterfaceIPConfiguration(
+        name="ipconfig1",
+        properties=nm.NetworkInterfaceIPConfigurationPropertiesFormat(
+            subnet=nm.Subnet(id=subnet_id),
+            public_ip_address=nm.PublicIPAddress(id=ip_id),
+            private_ip_allocation_method="Dynamic",
+        ),
+    )
+    return nm.NetworkInterface(
+        location=request.location.region,
+        tags=tags,
+        properties=nm.NetworkInterfacePropertiesFormat(
+            ip_configurations=[config], network_security_group=nm.NetworkSecurityGroup(id=nsg_id)
+        ),
+    )
+
+
+def vm_body(
+    request: LaunchRequest, name: str, nic_id: str, script: str, ssh_key: str, image: str
+) -> cm.VirtualMachine:
+    """Spot: priority Spot, eviction policy Delete, max price -1 (never evicted for price)."""
+    zone = azure_zone(request.location)
+    properties = cm.VirtualMachineProperties(
+        hardware_profile=cm.HardwareProfile(vm_size=request.offer.instance_type),
+        storage_profile=_storage(request, image),
+        os_profile=_os_profile(name, script, ssh_key),
+        network_profile=cm.NetworkProfile(
+            network_interfaces=[
+                cm.NetworkInterfaceReference(
+                    id=nic_id,
+                    properties=cm.NetworkInterfaceReferenceProperties(
+                        primary=True, delete_option="Detach"
+                    ),
+                )
+            ]
+        ),
+        priority="Spot" if request.spot else "Regular",
+    )
+    if request.spot:
+        properties.eviction_policy = "Delete"
+        properties.billing_profile = cm.BillingProfile(max_price=-1)
+    return cm.VirtualMachine(
+        location=request.location.region,
+        tags=tags_for(request),
+        zones=[zone] if zone else None,
+        properties=properties,
+    )
+
+
+def _storage(request: LaunchRequest, image: str) -> cm.StorageProfile:
+    return cm.StorageProfile(
+        image_reference=image_reference(request.resources.image_id or image),
+        os_disk=cm.OSDisk(
+            create_option="FromImage",
+            delete_option="Delete",
+            disk_size_gb=request.resources.disk_size or DEFAULT_DISK_GB,
+            managed_disk=cm.ManagedDiskParameters(storage_account_type="Premium_LRS"),
+        ),
+    )
+
+
+def _os_profile(name: str, script: str, ssh_key: str) -> cm.OSProfile:
+    key = cm.SshPublicKey(path=f"/home/{ADMIN_USER}/.ssh/authorized_keys", key_data=ssh_key)
+    return cm.OSProfile(
+        computer_name=name,
+        admin_username=ADMIN_USER,
+        custom_data=base64.b64encode(script.encode()).decode(),
+        linux_configuration=cm.LinuxConfiguration(
+            disable_password_authentication=True, ssh=cm.SshConfiguration(public_keys=[key])
+        ),
+    )
+
+
+def image_reference(image: str) -> cm.ImageReference:
+    """`publisher:offer:sku:version` (marketplace) or a full resource id (custom image)."""
+    if image.startswith("/"):
+        return cm.ImageReference(id=image)
+    publisher, offer, sku, version = [*image.split(":"), "latest"][:4]
+    return cm.ImageReference(publisher=publisher, offer=offer, sku=sku, version=version)
+
+
+def is_ours(tags: dict[str, str] | None, service: str | None = None) -> bool:
+    tags = tags or {}
+    if tags.get(TAG_MANAGED_BY) != MANAGED_BY or TAG_LAUNCH_TOKEN not in tags:
+        return False
+    return service is None or tags.get(TAG_SERVICE) == service
+
+
+def vm_state(vm: cm.VirtualMachine) -> InstanceState:
+    props = vm.properties or cm.VirtualMachineProperties()
+    provisioning = str(props.provisioning_state or "")
+    if provisioning in _PROVISIONING_STATES:
+        return _PROVISIONING_STATES[provisioning]
+    statuses = props.instance_view.statuses if props.instance_view else None
+    for status in statuses or []:
+        if str(status.code) in _POWER_STATES:
+            return _POWER_STATES[str(status.code)]
+    return InstanceState.PENDING if provisioning != "Succeeded" else InstanceState.UNKNOWN
+
+
+def from_tags(
+    name: str, tags: dict[str, str], state: InstanceState, address: str | None, detail: str
+) -> Instance:
+    """Our view of a replica from its resources' tags (VM, or the NIC it left behind)."""
+    port = tags.get(TAG_PORT, "")
+    return Instance(
+        instance_id=name,
+        location=Location.parse(tags[TAG_LOCATION]),
+        spot=tags.get(TAG_SPOT) == "true",
+        state=state,
+        service=tags.get(TAG_SERVICE, ""),
+        replica_id=int(tags.get(TAG_REPLICA_ID, "0") or 0),
+        launch_token=tags.get(TAG_LAUNCH_TOKEN, ""),
+        address=address,
+        port=int(port) if port.isdigit() else None,
+        detail=detail,
+    )

@@ -1,0 +1,87 @@
+"""Azure Resource Manager error bodies in the shapes ARM returns them.
+
+Synchronous refusals answer the PUT with `{"error": {"code", "message"}}` (SkuNotAvailable
+and quota refusals come back as 409); allocation failures arrive later as the failed status
+of the long-running operation. Messages follow Azure's documentation and public reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def arm_error(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def sku_not_available(size: str, region: str) -> dict[str, Any]:
+    return arm_error(
+        "SkuNotAvailable",
+        f"The requested VM size for resource 'Following SKUs have failed for Capacity "
+        f"Restrictions: {size}' is currently not available in location '{region}'. Please try "
+        "another size or deploy to a different location or different zone. See "
+        "https://aka.ms/azureskunotavailable for details.",
+    )
+
+
+def quota_exceeded(region: str, spot: bool) -> dict[str, Any]:
+    family = "LowPriorityCores" if spot else "standardNCASv3_T4Family Cores"
+    return arm_error(
+        "OperationNotAllowed",
+        f"Operation could not be completed as it results in exceeding approved {family} quota. "
+        f"Additional details - Deployment Model: Resource Manager, Location: {region}, Current "
+        "Limit: 0, Current Usage: 0, Additional Required: 4, (Minimum) New Limit Required: 4. "
+        "Submit a request for Quota increase at https://aka.ms/ProdCoresQuotaIncrease.",
+    )
+
+
+def spot_price_too_low(size: str) -> dict[str, Any]:
+    return arm_error(
+        "OperationNotAllowed",
+        "Unable to perform operation 'Create Virtual Machine' since the provided max price "
+        f"'0.01 USD' is lower than the current spot price '0.0526 USD' for Azure Spot VM size "
+        f"'{size}'. For more information, see http://aka.ms/AzureSpot/errormessages.",
+    )
+
+
+ALLOCATION_FAILED = {
+    "code": "AllocationFailed",
+    "message": "Allocation failed. We do not have sufficient capacity for the requested VM size "
+    "in this region. Read more about improving likelihood of allocation success at "
+    "http://aka.ms/allocation-guidance",
+}
+ZONAL_ALLOCATION_FAILED = {
+    "code": "ZonalAllocationFailed",
+    "message": "Allocation failed. We do not have sufficient capacity for the requested VM size "
+    "in this zone. Read more about improving likelihood of allocation success at "
+    "http://aka.ms/allocation-guidance",
+}
+AUTHENTICATION_FAILED = arm_error(
+    "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+)
+INVALID_TOKEN = arm_error("InvalidAuthenticationToken", "The access token is invalid.")
+AUTHORIZATION_FAILED = arm_error(
+    "AuthorizationFailed",
+    "The client 'spotserve' with object id '00000000-0000-0000-0000-000000000000' does not have "
+    "authorization to perform action 'Microsoft.Compute/virtualMachines/write' over scope "
+    "'/subscriptions/sub/resourceGroups/spotserve'.",
+)
+INVALID_PARAMETER = arm_error(
+    "InvalidParameter",
+    "The value of parameter imageReference.sku is invalid.",
+    target="imageReference.sku",
+)
+TOO_MANY_REQUESTS = arm_error(
+    "TooManyRequests", "The request is being throttled as the limit has been reached."
+)
+
+
+def not_found(kind: str, name: str, group: str) -> dict[str, Any]:
+    return arm_error(
+        "ResourceNotFound",
+        f"The Resource '{kind}/{name}' under resource group '{group}' was not found.",
+    )
+
+
+def group_not_found(group: str) -> dict[str, Any]:
+    return arm_error("ResourceGroupNotFound", f"Resource group '{group}' could not be found.")

@@ -1,0 +1,267 @@
+"""The Azure adapter at the wire: real azure-mgmt-compute/network clients against a local fake
+of the ARM REST API (tests/fakes/azure_arm.py), pointed there by SERVE_AZURE_ARM_ENDPOINT.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+
+from policies.types import Location
+from provisioners.azure import AzureProvisioner
+from provisioners.base import (
+    TAG_LAUNCH_TOKEN,
+    TAG_MANAGED_BY,
+    TAG_REPLICA_ID,
+    TAG_SERVICE,
+    Accelerator,
+    InstanceState,
+    ResourceRequest,
+)
+from provisioners.catalog import Catalog, CatalogEntry
+from provisioners.errors import (
+    CapacityUnavailable,
+    CredentialsError,
+    InvalidRequest,
+    QuotaExceeded,
+    SpotUnavailable,
+    TransientError,
+)
+from provisioners.startup_script import build_startup_script
+from tests.fakes import azure_errors_bodies as bodies
+from tests.fakes.azure_arm import IP, NIC, NSG, VM, FakeAzureARM
+from tests.provisioners.contract_suite import *  # noqa: F403
+from tests.provisioners.contract_suite import CloudUnderTest
+
+EAST_1 = Location("azure", "eastus", "eastus-1")
+WEST_2 = Location("azure", "westus2", "westus2-2")
+SIZE = "Standard_NC4as_T4_v3"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAzureARM]:
+    server = FakeAzureARM(subscription="sub-0000")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def azure(fake: FakeAzureARM, monkeypatch: pytest.MonkeyPatch) -> AzureProvisioner:
+    monkeypatch.setenv("SERVE_AZURE_ARM_ENDPOINT", fake.url)
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "sub-0000")
+    monkeypatch.setenv("SERVE_AZURE_SSH_PUBLIC_KEY", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA test")
+    return AzureProvisioner(poll_interval=0)
+
+
+@pytest.fixture
+def cloud(azure: AzureProvisioner, fake: FakeAzureARM) -> CloudUnderTest:
+    return CloudUnderTest(azure, fake, EAST_1, WEST_2, SIZE)
+
+
+def test_spot_vm_has_spot_priority_and_delete_eviction(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=True))
+    props = fake.get(VM, inst.instance_id)["properties"]
+    assert props["priority"] == "Spot"
+    assert props["evictionPolicy"] == "Delete"
+    assert props["billingProfile"] == {"maxPrice": -1}
+
+
+def test_on_demand_vm_is_regular_without_eviction_policy(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=False))
+    props = fake.get(VM, inst.instance_id)["properties"]
+    assert props["priority"] == "Regular"
+    assert "evictionPolicy" not in props
+
+
+def test_vm_is_placed_in_the_offers_region_and_zone(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(EAST_1))
+    vm = fake.get(VM, inst.instance_id)
+    assert (vm["location"], vm["zones"]) == ("eastus", ["1"])
+    assert vm["properties"]["hardwareProfile"]["vmSize"] == SIZE
+
+
+def test_every_created_resource_carries_ownership_tags(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    req = cloud.request(service="chat", replica_id=5)
+    inst = cloud.provisioner.launch(req)
+    for kind, name in ((VM, ""), (NIC, "-nic"), (IP, "-ip"), (NSG, "-nsg")):
+        tags = fake.get(kind, inst.instance_id + name)["tags"]
+        assert tags[TAG_MANAGED_BY] == "spotserve"
+        assert (tags[TAG_SERVICE], tags[TAG_REPLICA_ID]) == ("chat", "5")
+        assert tags[TAG_LAUNCH_TOKEN] == req.launch_token
+
+
+def test_custom_data_is_the_base64_shared_replica_script(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    req = cloud.request(service="chat", replica_id=2)
+    inst = cloud.provisioner.launch(req)
+    encoded = fake.get(VM, inst.instance_id)["properties"]["osProfile"]["customData"]
+    script = base64.b64decode(encoded).decode()
+    assert script == build_startup_script(req)
+    for text in ("SERVE_SERVICE_NAME", "chat", "SERVE_REPLICA_PORT", "8080", "MODEL", "tiny"):
+        assert text in script
+
+
+def test_security_group_opens_only_the_service_port(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    (rule,) = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
+    props = rule["properties"]
+    assert (props["direction"], props["access"], props["protocol"]) == ("Inbound", "Allow", "Tcp")
+    assert props["destinationPortRange"] == "8080"
+    nic = fake.get(NIC, inst.instance_id + "-nic")["properties"]
+    assert nic["networkSecurityGroup"]["id"].endswith(f"/{inst.instance_id}-nsg")
+
+
+def test_launch_returns_the_public_address(cloud: CloudUnderTest) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    assert inst.url is not None and inst.url.startswith("http://203.0.113.")
+
+
+def test_terminate_deletes_nic_public_ip_and_security_group(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    cloud.provisioner.terminate(inst.instance_id, inst.location)
+    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
+
+
+def test_allocation_failure_removes_the_failed_vm_and_its_network(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.refuse_capacity(EAST_1)
+    with pytest.raises(CapacityUnavailable) as err:
+        cloud.provisioner.launch(cloud.request(EAST_1))
+    assert err.value.code == "ZonalAllocationFailed"
+    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
+
+
+def test_sku_not_available_is_capacity_unavailable(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.fail_vm_put(EAST_1, 409, bodies.sku_not_available(SIZE, "eastus"))
+    with pytest.raises(CapacityUnavailable) as err:
+        cloud.provisioner.launch(cloud.request(EAST_1))
+    assert err.value.code == "SkuNotAvailable" and err.value.location == EAST_1.key
+
+
+def test_spot_price_refusal_is_spot_unavailable(cloud: CloudUnderTest, fake: FakeAzureARM) -> None:
+    fake.fail_vm_put(EAST_1, 409, bodies.spot_price_too_low(SIZE))
+    with pytest.raises(SpotUnavailable) as err:
+        cloud.provisioner.launch(cloud.request(EAST_1))
+    assert err.value.try_elsewhere
+
+
+def test_regular_cores_quota_refusal_is_quota_exceeded(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.fail_vm_put(EAST_1, 409, bodies.quota_exceeded("eastus", spot=False))
+    with pytest.raises(QuotaExceeded):
+        cloud.provisioner.launch(cloud.request(EAST_1, spot=False))
+
+
+def test_invalid_parameter_is_invalid_request_and_not_retried(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.fail_vm_put(EAST_1, 400, bodies.INVALID_PARAMETER)
+    with pytest.raises(InvalidRequest) as err:
+        cloud.provisioner.launch(cloud.request(EAST_1))
+    assert not err.value.try_elsewhere and not err.value.retry_later
+    assert err.value.code == "InvalidParameter"
+
+
+def test_authorization_failure_is_credentials_error_with_fix(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.fail_vm_put(EAST_1, 403, bodies.AUTHORIZATION_FAILED)
+    with pytest.raises(CredentialsError) as err:
+        cloud.provisioner.launch(cloud.request(EAST_1))
+    assert "az login" in err.value.message
+
+
+def test_throttling_is_retried_later(cloud: CloudUnderTest, fake: FakeAzureARM) -> None:
+    fake.fail_vm_put(EAST_1, 429, bodies.TOO_MANY_REQUESTS)
+    impatient = AzureProvisioner(poll_interval=0, retry_total=0)
+    with pytest.raises(TransientError) as err:
+        impatient.launch(cloud.request(EAST_1))
+    assert err.value.retry_later
+
+
+def test_missing_resource_group_names_the_fix(fake: FakeAzureARM, azure: AzureProvisioner) -> None:
+    fake.groups.clear()
+    result = azure.check()
+    assert not result.usable and "az group create" in result.reason
+
+
+def test_preempted_vm_is_listed_until_terminated(cloud: CloudUnderTest, fake: FakeAzureARM) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=True))
+    fake.preempt(inst.instance_id)
+    (listed,) = cloud.provisioner.list_owned("svc")
+    assert (listed.instance_id, listed.state) == (inst.instance_id, InstanceState.PREEMPTED)
+    assert listed.launch_token == inst.launch_token
+    cloud.provisioner.terminate(inst.instance_id, inst.location)
+    assert cloud.provisioner.list_owned("svc") == []
+    assert cloud.provisioner.get(inst.instance_id, inst.location) is None
+
+
+def test_vm_removed_while_we_were_deleting_it_is_not_reported_preempted(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=True))
+    nic = fake.resources[(NIC, f"{inst.instance_id}-nic")]
+    nic["tags"]["serve-vm-state"] = "deleting"
+    fake.preempt(inst.instance_id)
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.TERMINATED
+
+
+def test_repeated_launch_with_same_token_keeps_one_vm(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    req = cloud.request()
+    first = cloud.provisioner.launch(req)
+    again = cloud.provisioner.launch(req)
+    assert again.instance_id == first.instance_id
+    assert fake.names(VM) == [first.instance_id]
+
+
+def test_check_reports_usable_subscription(cloud: CloudUnderTest) -> None:
+    result = cloud.provisioner.check()
+    assert result.usable and "sub-0000" in result.reason
+
+
+def test_check_reports_rejected_token_with_a_hint(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.reject_credentials()
+    result = cloud.provisioner.check()
+    assert not result.usable and "az login" in result.hint
+
+
+def test_check_without_subscription_says_what_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
+    result = AzureProvisioner().check()
+    assert not result.usable and "AZURE_SUBSCRIPTION_ID" in result.reason
+
+
+def test_offers_are_the_catalogs_azure_rows_cheapest_first() -> None:
+    rows = [
+        CatalogEntry("azure", SIZE, "T4", 1, 4, 28, "westus2", "westus2-2", 0.53, 0.06),
+        CatalogEntry("azure", SIZE, "T4", 1, 4, 28, "eastus", "eastus-1", 0.53, 0.05),
+        CatalogEntry("gcp", "n1-standard-4", "T4", 1, 4, 15, "us-east1", "us-east1-b", 0.5, 0.01),
+    ]
+    azure = AzureProvisioner(subscription_id="s", catalog=Catalog(rows))
+    offers = azure.offers(ResourceRequest(accelerators=(Accelerator("T4", 1),), use_spot=True))
+    assert [o.location.zone for o in offers] == ["eastus-1", "westus2-2"]
