@@ -76,7 +76,6 @@ class Reconciler:
         target = self._target(name, spec, state)
         if state["app_failure_streak"] < self.settings.app_failures_to_fail_service:
             self._place(name, spec, template, target, tuple(events), state)
-        self._retire_old_versions(name, version, target)
         self.cleaner.terminate_ending(name)
         self._store_status(name, target, state)
 
@@ -126,9 +125,7 @@ class Reconciler:
             inp = PolicyInput(
                 target=target,
                 offers=tuple(offers),
-                replicas=tuple(
-                    _view(r) for r in records if r.status in ALIVE and r.version == template.version
-                ),
+                replicas=tuple(_view(r) for r in records if r.status in ALIVE),
                 config=config,
                 now=self.clock.now(),
                 latest_version=template.version,
@@ -181,16 +178,6 @@ class Reconciler:
             row = s.scalars(select(ServiceRow).where(ServiceRow.name == name)).one()
             row.policy_name = policy_name
             row.policy_state = data
-
-    def _retire_old_versions(self, name: str, version: int, target: int) -> None:
-        """Blue-green: old versions go once the latest has `target` ready replicas."""
-        records = self.store.replicas(name)
-        ready_new = sum(1 for r in records if r.version == version and r.status == S.READY)
-        if ready_new < target:
-            return
-        for r in records:
-            if r.version < version and r.status in ALIVE:
-                self.store.transition(r, S.SHUTTING_DOWN, f"replaced by version {version}")
 
     def _count_app_failures(
         self, name: str, before: dict[int, S], state: dict[str, Any]

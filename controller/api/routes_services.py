@@ -31,6 +31,7 @@ from controller.spec import (
 )
 from controller.spec.loader import validate_spec
 from controller.spec.models import SpecProblem
+from provisioners.registry import candidate_offers
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 
@@ -55,6 +56,23 @@ def _name(body: ServiceCreate, spec: ServiceSpec) -> str:
     return name
 
 
+def _check_placeable(rt: ControllerRuntime, spec: ServiceSpec) -> None:
+    """Refuse at `serve up` what no enabled cloud can host, saying what would work."""
+    assert rt.reconciler is not None
+    provisioners = rt.reconciler.provisioners
+    if candidate_offers(provisioners, spec.resource_requests()):
+        return
+    asked = sorted({p.cloud for r in spec.resource_requests() for p in r.places if p.cloud})
+    enabled = ", ".join(provisioners) or "none"
+    hint = (
+        f"enable {', '.join(asked)} with SERVE_CLOUDS (now: {enabled}); `serve check` shows "
+        "which clouds are usable"
+        if asked and not set(asked) & set(provisioners)
+        else f"enabled clouds: {enabled}; relax accelerators, regions or zones"
+    )
+    raise SpecError([SpecIssue("resources", "no enabled cloud offers these resources", hint)])
+
+
 @router.get("", response_model=list[ServicePublic], dependencies=[Depends(read_access)])
 def list_services(rt: ControllerRuntime = Depends(runtime)) -> list[ServicePublic]:
     with rt.db.session() as s:
@@ -68,6 +86,7 @@ def list_services(rt: ControllerRuntime = Depends(runtime)) -> list[ServicePubli
 def create(body: ServiceCreate, rt: ControllerRuntime = Depends(runtime)) -> ServiceCreated:
     spec, warnings = _spec_from(body)
     name = _name(body, spec)
+    _check_placeable(rt, spec)
     create_service(rt.db, rt.settings, rt.clock, name, spec)
     with rt.db.session() as s:
         view = service_view(get_or_404(s, name), rt.settings, rt.clock.now())

@@ -124,3 +124,13 @@ def test_metrics_are_prometheus_text(api: httpx.Client, auth: dict[str, str]) ->
 def test_controller_info_names_its_database(api: httpx.Client) -> None:
     info = api.get("/api/v1/controller").json()
     assert info["pid"] > 0 and info["database"].split(":")[0] in ("sqlite", "postgresql+psycopg")
+
+
+def test_resources_no_enabled_cloud_offers_are_refused_at_create(
+    api: httpx.Client, auth: dict[str, str]
+) -> None:
+    spec = {**SPEC, "resources": {"ports": 8080, "cloud": "aws", "accelerators": "A100:8"}}
+    resp = api.post("/api/v1/services", json={"name": "gpu", "spec": spec}, headers=auth)
+    assert resp.status_code == 422
+    assert "SERVE_CLOUDS" in resp.json()["detail"] and "serve check" in resp.json()["detail"]
+    assert api.get("/api/v1/services").json() == []

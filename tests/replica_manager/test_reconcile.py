@@ -132,3 +132,23 @@ def _request(h: Harness, replica_id: int, token: str) -> LaunchRequest:
         port=8080,
         run=f"python3 {APP}",
     )
+
+
+def test_update_brings_up_the_new_version_before_retiring_the_old(harness: Harness) -> None:
+    from controller.services import update_service
+    from controller.spec import load_spec_text
+
+    harness.create(text=SPEC.replace("replicas: 2", "replicas: 1"))
+    old = harness.tick_until(lambda: ready(harness), "version 1 READY")[0]
+    new_spec = SPEC.replace("replicas: 2", "replicas: 1") + "envs: {V: '2'}\n"
+    update_service(harness.rt.db, harness.rt.clock, "svc", load_spec_text(new_spec))
+    harness.tick()
+    versions = {r.version: r.status for r in harness.replicas()}
+    assert versions[1] == S.READY, "the old version keeps serving until the new one is ready"
+    harness.tick_until(
+        lambda: (
+            [r.version for r in ready(harness)] == [2]
+            and all(r.replica_id != old.replica_id for r in harness.replicas())
+        ),
+        "only version 2 to remain",
+    )
