@@ -42,6 +42,7 @@ from provisioners.errors import InvalidRequest
 from provisioners.kubernetes_errors import CREDENTIALS_HINT, KUBE_ERRORS, classify
 from provisioners.kubernetes_objects import (
     label_value,
+    meta,
     pod_manifest,
     service_manifest,
     to_instance,
@@ -130,7 +131,7 @@ class KubernetesProvisioner:
             created = self._create_pod(cluster, pod, request)
         except KUBE_ERRORS as exc:
             raise classify(exc, request.location.key) from exc
-        manifest = service_manifest(request, name, created.metadata.uid, self.service_type)
+        manifest = service_manifest(request, name, str(meta(created).uid), self.service_type)
         try:
             service = self._create_service(cluster, manifest)
         except KUBE_ERRORS as exc:
@@ -168,22 +169,22 @@ class KubernetesProvisioner:
             )
         except KUBE_ERRORS as exc:
             raise classify(exc, cluster.location.key) from exc
-        by_name = {s.metadata.name: s for s in services.items}
+        by_name = {meta(s).name: s for s in services.items}
         return [
-            to_instance(p, by_name.get(p.metadata.name), cluster.location, self.service_type)
+            to_instance(p, by_name.get(meta(p).name), cluster.location, self.service_type)
             for p in pods.items
         ]
 
     def _create_pod(self, cluster: _Cluster, pod: k8s.V1Pod, request: LaunchRequest) -> k8s.V1Pod:
         """Create the pod; a retried launch finds the pod its first attempt made."""
-        name = pod.metadata.name
+        name = str(meta(pod).name)
         try:
             return cluster.api.create_namespaced_pod(cluster.namespace, pod)
         except ApiException as exc:
             if exc.status != 409:
                 raise
         existing = cluster.api.read_namespaced_pod(name, cluster.namespace)
-        token = (existing.metadata.labels or {}).get(TAG_LAUNCH_TOKEN)
+        token = (meta(existing).labels or {}).get(TAG_LAUNCH_TOKEN)
         if token != label_value(request.launch_token):
             raise InvalidRequest(
                 f"pod {name} already exists in {cluster.namespace} but belongs to another "
@@ -198,7 +199,7 @@ class KubernetesProvisioner:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-        return cluster.api.read_namespaced_service(service.metadata.name, cluster.namespace)
+        return cluster.api.read_namespaced_service(str(meta(service).name), cluster.namespace)
 
     def _read_service(self, cluster: _Cluster, name: str) -> k8s.V1Service | None:
         try:
@@ -245,7 +246,9 @@ class KubernetesProvisioner:
             api_client, context, namespace = self._api_client, self._context or "custom", None
         elif self._in_cluster():
             configuration = k8s.Configuration()
-            k8s_config.load_incluster_config(client_configuration=configuration)
+            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
             api_client, context = k8s.ApiClient(configuration), "in-cluster"
             namespace = (SERVICE_ACCOUNT / "namespace").read_text().strip()
         else:
@@ -256,12 +259,14 @@ class KubernetesProvisioner:
 
     def _from_kubeconfig(self) -> tuple[k8s.ApiClient, str, str | None]:
         path = self._kubeconfig or str(Path("~/.kube/config").expanduser())
-        contexts, active = k8s_config.list_kube_config_contexts(config_file=path)
+        contexts, active = k8s_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=path
+        )
         name = self._context or (active or {}).get("name")
         chosen = next((c for c in contexts if c["name"] == name), None)
         if chosen is None:
             raise ConfigException(f"context {name!r} is not in the kubeconfig {path}")
-        api_client = k8s_config.new_client_from_config(
+        api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=path, context=name, persist_config=False
         )
         return api_client, str(name), chosen.get("context", {}).get("namespace")

@@ -35,6 +35,11 @@ PREEMPTION_REASONS = frozenset(
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+def meta(obj: k8s.V1Pod | k8s.V1Service) -> k8s.V1ObjectMeta:
+    """The object's metadata; the API server always sends it, the models type it optional."""
+    return obj.metadata or k8s.V1ObjectMeta()
+
+
 def label_value(text: str) -> str:
     """A valid label value (<= 63 chars of [A-Za-z0-9._-], alphanumeric at both ends)."""
     return _LABEL_BAD.sub("-", text)[:63].strip("._-")
@@ -110,7 +115,7 @@ def pod_state(pod: k8s.V1Pod) -> tuple[InstanceState, str]:
         return InstanceState.PREEMPTED, f"{disruption.reason}: {disruption.message or ''}".strip()
     if status.phase == "Failed" and status.reason in PREEMPTION_REASONS:
         return InstanceState.PREEMPTED, f"{status.reason}: {status.message or ''}".strip()
-    if pod.metadata and pod.metadata.deletion_timestamp:
+    if meta(pod).deletion_timestamp:
         return InstanceState.TERMINATED, "being deleted"
     if status.phase == "Pending":
         return InstanceState.PENDING, _pending_detail(pod)
@@ -124,11 +129,11 @@ def pod_state(pod: k8s.V1Pod) -> tuple[InstanceState, str]:
 def to_instance(
     pod: k8s.V1Pod, service: k8s.V1Service | None, location: Location, service_type: str
 ) -> Instance:
-    labels = (pod.metadata.labels if pod.metadata else None) or {}
+    labels = meta(pod).labels or {}
     state, detail = pod_state(pod)
     address, port = _endpoint(pod, service, service_type)
     return Instance(
-        instance_id=str(pod.metadata.name),
+        instance_id=str(meta(pod).name),
         location=location,
         spot=False,
         state=state,
@@ -145,7 +150,7 @@ def _endpoint(
     pod: k8s.V1Pod, service: k8s.V1Service | None, service_type: str
 ) -> tuple[str | None, int | None]:
     """Where the controller reaches the replica, for the configured service type."""
-    annotations = (pod.metadata.annotations if pod.metadata else None) or {}
+    annotations = meta(pod).annotations or {}
     port_text = annotations.get(ANNOTATION_PORT, "")
     port = int(port_text) if port_text.isdigit() else None
     if service is None or not service.spec:

@@ -4,6 +4,11 @@ an error proxy that answers with EC2's real error bodies."""
 from __future__ import annotations
 
 import base64
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -336,3 +341,52 @@ def test_launch_outside_aws_is_an_invalid_request(cloud: CloudUnderTest) -> None
     gcp = Offer(Location("gcp", "us-central1", "us-central1-a"), 1.0, 0.3, "g2-standard-4")
     with pytest.raises(InvalidRequest):
         cloud.provisioner.launch(LaunchRequest(**{**base.__dict__, "offer": gcp}))
+
+
+@pytest.fixture
+def moto_server_process(moto_ec2: MotoEC2) -> Iterator[str]:
+    """`python -m moto.server` as its own process, as the README tells operators to run it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("moto.server did not start within 30 s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_runs_against_a_moto_server_process_given_only_aws_endpoint_url(
+    moto_server_process: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server_process)
+    provisioner = AWSProvisioner()
+    request = LaunchRequest(
+        service="standalone",
+        replica_id=1,
+        launch_token="standalone-token",
+        controller_id="ctrl-test",
+        offer=Offer(EAST, on_demand_price=1.006, spot_price=0.4, instance_type="g5.xlarge"),
+        spot=True,
+        port=8080,
+        run="python3 -m http.server 8080",
+    )
+    inst = provisioner.launch(request)
+    assert [i.instance_id for i in provisioner.list_owned("standalone")] == [inst.instance_id]
+    provisioner.terminate(inst.instance_id, inst.location)
+    assert provisioner.list_owned("standalone") == []
