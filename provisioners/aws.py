@@ -16,6 +16,7 @@ default 0.0.0.0/0), `SERVE_AWS_KEY_NAME` (an EC2 key pair for SSH).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -153,7 +154,14 @@ class AWSProvisioner:
         except AWS_ERRORS as exc:
             self._quietly_delete_group(ec2, group_id)
             raise classify(exc, where.key) from exc
-        return to_instance(reply["Instances"][0], where.region)
+        launched = to_instance(reply["Instances"][0], where.region)
+        return dataclasses.replace(
+            launched,
+            service=request.service,
+            replica_id=request.replica_id,
+            launch_token=request.launch_token,
+            port=request.port,
+        )
 
     def get(self, instance_id: str, location: Location) -> Instance | None:
         raw = self._describe(instance_id, location)
