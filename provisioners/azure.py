@@ -54,7 +54,7 @@ from provisioners.base import (
 )
 from provisioners.catalog import Catalog, default_catalog
 from provisioners.errors import CredentialsError, ProvisionError, TransientError
-from provisioners.instance_names import instance_name
+from provisioners.replica_names import resource_name
 from provisioners.startup_script import build_startup_script
 
 TAG_VM_STATE = "serve-vm-state"
@@ -126,7 +126,7 @@ class AzureProvisioner:
 
     def launch(self, request: LaunchRequest) -> Instance:
         c = self._connect()
-        names = Names(instance_name(request))
+        names = Names(resource_name(request, max_len=57))
         where = request.location.key
         try:
             self._create_network(c, request, names)

@@ -172,13 +172,3 @@ class Provisioner(Protocol):
         """Every instance tagged as ours (for one service, or all), in any live state."""
         ...
 
-
-def replica_environment(request: LaunchRequest) -> dict[str, str]:
-    """What every replica sees, on any cloud: the user's envs plus who and where it is."""
-    return {
-        **request.envs,
-        "SERVE_SERVICE_NAME": request.service,
-        "SERVE_REPLICA_ID": str(request.replica_id),
-        "SERVE_REPLICA_PORT": str(request.port),
-        "PORT": str(request.port),
-    }

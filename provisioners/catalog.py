@@ -3,18 +3,23 @@ and at what hourly price.
 
 Kept as data (`provisioners/data/catalog.csv`, one row per instance type per zone) so a
 price refresh is a data change, not a code change; see the README for how to refresh it.
+Invariant: one (cloud, instance_type) always means the same accelerators, vCPUs and memory,
+so an adapter can read an offer's instance type back into its hardware with `instance_spec`.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from policies.types import Location, Offer
 from provisioners.base import ResourceRequest
+from provisioners.catalog_explain import explain
+from provisioners.catalog_match import accelerator_rank, fits, place_rank
+from provisioners.errors import InvalidRequest
 
 DEFAULT_PATH = Path(__file__).parent / "data" / "catalog.csv"
 COLUMNS = (
@@ -50,12 +55,25 @@ class CatalogEntry:
     def location(self) -> Location:
         return Location(self.cloud, self.region, self.zone)
 
+    @property
+    def accelerator_label(self) -> str:
+        return f"{self.accelerator}:{self.accelerator_count}" if self.accelerator else "CPU"
+
     def offer(self) -> Offer:
         return Offer(self.location, self.on_demand_price, self.spot_price, self.instance_type)
+
+    def price(self, spot: bool) -> float:
+        if spot and self.spot_price is not None:
+            return self.spot_price
+        return self.on_demand_price
 
 
 class CatalogError(ValueError):
     """The catalog file is malformed; the message names the file, row and column."""
+
+
+class NotOffered(InvalidRequest):
+    """No location satisfies the resources; the message says what is available instead."""
 
 
 class Catalog:
@@ -68,57 +86,81 @@ class Catalog:
         return [e for e in self.entries if e.cloud == cloud]
 
     def matching(self, cloud: str, resources: ResourceRequest) -> list[CatalogEntry]:
-        return [e for e in self.for_cloud(cloud) if _fits(e, resources)]
+        return [e for e in self.for_cloud(cloud) if fits(e, resources)]
 
-    def offers(self, cloud: str, resources: ResourceRequest) -> list[Offer]:
-        """Offers on `cloud` that satisfy `resources`, cheapest first for the market asked."""
+    def candidates(
+        self, resources: ResourceRequest, clouds: Iterable[str] | None = None
+    ) -> list[Offer]:
+        """Every offer satisfying `resources` on `clouds` (all if None), best first.
+
+        Best means cheapest for the market asked (spot price when `use_spot`), unless
+        `resources.ordered`: then the YAML's order of `places` decides first, then the order
+        of the accelerator candidates, and price only breaks ties within one of them.
+        """
+        allowed = set(clouds) if clouds is not None else None
         found = [
-            e for e in self.matching(cloud, resources) if not resources.use_spot or e.spot_price
+            e
+            for e in self.entries
+            if (allowed is None or e.cloud in allowed)
+            and fits(e, resources)
+            and (not resources.use_spot or e.spot_price is not None)
         ]
-        found.sort(key=lambda e: (_price(e, resources.use_spot), e.zone))
+        found.sort(key=lambda e: _rank(e, resources))
         return [e.offer() for e in found]
 
+    def offers(self, cloud: str, resources: ResourceRequest) -> list[Offer]:
+        """Offers on `cloud` that satisfy `resources`, in `candidates` order."""
+        return self.candidates(resources, clouds=(cloud,))
 
-def _price(entry: CatalogEntry, spot: bool) -> float:
-    if spot and entry.spot_price is not None:
-        return entry.spot_price
-    return entry.on_demand_price
+    def require(
+        self, resources: ResourceRequest, clouds: Iterable[str] | None = None
+    ) -> list[Offer]:
+        """`candidates`, or `NotOffered` whose message lists what is available instead."""
+        clouds = tuple(clouds) if clouds is not None else None
+        found = self.candidates(resources, clouds)
+        if not found:
+            raise NotOffered(explain(self.entries, resources, clouds))
+        return found
+
+    def describe(self, resources: ResourceRequest, clouds: Iterable[str] | None = None) -> str:
+        """A human answer to "where can this run?", naming alternatives when nowhere."""
+        return explain(self.entries, resources, tuple(clouds) if clouds is not None else None)
+
+    def instance_spec(self, cloud: str, instance_type: str) -> CatalogEntry | None:
+        """Any row of that instance type (its hardware is the same in every zone)."""
+        return next(
+            (e for e in self.entries if e.cloud == cloud and e.instance_type == instance_type),
+            None,
+        )
+
+    def regions(self, cloud: str) -> list[str]:
+        return sorted({e.region for e in self.for_cloud(cloud)})
 
 
-def _fits(entry: CatalogEntry, resources: ResourceRequest) -> bool:
-    if resources.instance_type and entry.instance_type != resources.instance_type:
-        return False
-    if resources.accelerators and not any(
-        a.name.upper() == entry.accelerator.upper() and a.count == entry.accelerator_count
-        for a in resources.accelerators
-    ):
-        return False
-    if not resources.accelerators and not resources.instance_type and entry.accelerator:
-        return False
-    if not _at_least(resources.cpus, entry.vcpus) or not _at_least(
-        resources.memory, entry.memory_gib
-    ):
-        return False
-    return resources.allows(entry.location)
-
-
-def _at_least(wanted: str | None, have: float) -> bool:
-    """SkyPilot's `cpus`/`memory` syntax: '8' means exactly 8, '8+' at least 8."""
-    if not wanted:
-        return True
-    text = str(wanted).strip()
-    if text.endswith("+"):
-        return have >= float(text[:-1])
-    return have == float(text)
+def _rank(entry: CatalogEntry, resources: ResourceRequest) -> tuple[object, ...]:
+    tie = (entry.cloud, entry.region, entry.zone, entry.instance_type)
+    price = entry.price(resources.use_spot)
+    if not resources.ordered:
+        return (price, *tie)
+    return (place_rank(entry, resources), accelerator_rank(entry, resources), price, *tie)
 
 
 def load_catalog(path: Path = DEFAULT_PATH) -> Catalog:
     with path.open(newline="") as fh:
-        reader = csv.DictReader(row for row in fh if not row.startswith("#"))
-        missing = set(COLUMNS) - set(reader.fieldnames or ())
-        if missing:
-            raise CatalogError(f"{path}: missing columns {sorted(missing)}")
-        return Catalog(_entry(path, n, row) for n, row in enumerate(reader, start=2))
+        numbered = list(_data_lines(fh))
+    reader = csv.DictReader(line for _, line in numbered)
+    missing = set(COLUMNS) - set(reader.fieldnames or ())
+    if missing:
+        raise CatalogError(f"{path}: missing columns {sorted(missing)}")
+    line_numbers = [n for n, _ in numbered[1:]]
+    return Catalog(_entry(path, n, row) for n, row in zip(line_numbers, reader, strict=False))
+
+
+def _data_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """(line number, text) of every non-comment, non-blank line: errors cite file lines."""
+    for number, line in enumerate(lines, start=1):
+        if line.strip() and not line.startswith("#"):
+            yield number, line
 
 
 def _entry(path: Path, line: int, row: dict[str, str]) -> CatalogEntry:

@@ -55,7 +55,7 @@ from provisioners.gcp_resources import (
     to_instance,
     tombstone,
 )
-from provisioners.instance_names import instance_name
+from provisioners.replica_names import resource_name
 from provisioners.startup_script import build_startup_script
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
@@ -114,7 +114,7 @@ class GCPProvisioner:
 
     def launch(self, request: LaunchRequest) -> Instance:
         c = self._connect()
-        name = instance_name(request)
+        name = resource_name(request, max_len=57)
         where = request.location.key
         try:
             self._open_port(c, request, name)

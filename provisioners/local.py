@@ -24,11 +24,11 @@ from provisioners.base import (
     InstanceState,
     LaunchRequest,
     ResourceRequest,
-    replica_environment,
 )
 from provisioners.errors import CapacityUnavailable, InvalidRequest
 from provisioners.local_market import REGION, MarketFile
 from provisioners.local_process import free_port, is_alive, kill_group, spawn, write_scripts
+from provisioners.startup_script import replica_environment
 
 CLOUD = "local"
 INSTANCE_TYPE = "local-process"

@@ -31,6 +31,7 @@ from controller.spec import (
 )
 from controller.spec.loader import validate_spec
 from controller.spec.models import SpecProblem
+from provisioners.catalog import default_catalog
 from provisioners.registry import candidate_offers
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
@@ -64,12 +65,14 @@ def _check_placeable(rt: ControllerRuntime, spec: ServiceSpec) -> None:
         return
     asked = sorted({p.cloud for r in spec.resource_requests() for p in r.places if p.cloud})
     enabled = ", ".join(provisioners) or "none"
-    hint = (
-        f"enable {', '.join(asked)} with SERVE_CLOUDS (now: {enabled}); `serve check` shows "
-        "which clouds are usable"
-        if asked and not set(asked) & set(provisioners)
-        else f"enabled clouds: {enabled}; relax accelerators, regions or zones"
-    )
+    if asked and not set(asked) & set(provisioners):
+        hint = (
+            f"enable {', '.join(asked)} with SERVE_CLOUDS (now: {enabled}); `serve check` "
+            "shows which clouds are usable"
+        )
+    else:
+        clouds = [c for c in provisioners if c != "local"]
+        hint = default_catalog().describe(spec.resource_requests()[0], clouds)
     raise SpecError([SpecIssue("resources", "no enabled cloud offers these resources", hint)])
 
 

@@ -1,0 +1,350 @@
+"""AWS EC2 replicas through boto3: spot or on-demand, one per `run_instances` call.
+
+Endpoints are boto3's business: the adapter never names one, so `AWS_ENDPOINT_URL` (or a
+profile's `endpoint_url`) pointed at moto runs the whole product against it. Each launch
+gets its own tagged security group opening the service port, user data from
+`build_startup_script`, and the ownership tags on the instance, its volumes and its network
+interface. `ClientToken` is derived from the launch token and the zone, so repeating one
+launch is idempotent and failing over to another zone is a new request.
+
+Constructors do no I/O: boto3 sessions and clients are made on first use. Environment:
+`SERVE_AWS_REGIONS` (comma list searched by `list_owned`; default: the catalog's AWS
+regions), `SERVE_AWS_IMAGE_ID` (AMI for every launch), `SERVE_AWS_IMAGE_PARAMETER` (SSM
+public parameter naming the AMI), `SERVE_AWS_INGRESS_CIDR` (who may reach the service port,
+default 0.0.0.0/0), `SERVE_AWS_KEY_NAME` (an EC2 key pair for SSH).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, NoCredentialsError
+
+from policies.types import Location, Offer
+from provisioners.aws_errors import AWS_ERRORS, CREDENTIALS_HINT, classify, error_code
+from provisioners.aws_instances import TAG_PORT, to_instance
+from provisioners.aws_network import (
+    aws_tags,
+    delete_security_group,
+    ensure_security_group,
+    sweep,
+)
+from provisioners.base import (
+    MANAGED_BY,
+    TAG_MANAGED_BY,
+    TAG_SERVICE,
+    CheckResult,
+    Instance,
+    InstanceState,
+    LaunchRequest,
+    ResourceRequest,
+)
+from provisioners.catalog import Catalog, default_catalog
+from provisioners.errors import CredentialsError, InvalidRequest
+from provisioners.replica_names import resource_name
+from provisioners.startup_script import build_startup_script
+
+log = logging.getLogger(__name__)
+
+GPU_IMAGE_PARAMETER = (
+    "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+)
+CPU_IMAGE_PARAMETER = (
+    "/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id"
+)
+USER_DATA_LIMIT = 16 * 1024
+_NOT_FOUND = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
+_RETRYING = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5)
+# RunInstances answers InsufficientInstanceCapacity with HTTP 500, which botocore would
+# retry with backoff; capacity answers must reach the failover loop at once.
+_ONE_SHOT = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=60)
+
+
+class AWSProvisioner:
+    """The `Provisioner` for EC2. Raises only `ProvisionError` subclasses."""
+
+    cloud = "aws"
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog | None = None,
+        session: boto3.session.Session | None = None,
+        regions: Iterable[str] | None = None,
+        image_id: str | None = None,
+        image_parameter: str | None = None,
+        ingress_cidr: str | None = None,
+        key_name: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        env = os.environ
+        self._catalog = catalog
+        self._session = session
+        self._regions = tuple(regions or _split(env.get("SERVE_AWS_REGIONS", "")))
+        self._image_id = image_id or env.get("SERVE_AWS_IMAGE_ID") or None
+        self._image_parameter = image_parameter or env.get("SERVE_AWS_IMAGE_PARAMETER") or None
+        self._cidr = ingress_cidr or env.get("SERVE_AWS_INGRESS_CIDR") or "0.0.0.0/0"
+        self._key_name = key_name or env.get("SERVE_AWS_KEY_NAME") or None
+        self._clock = clock
+        self._clients: dict[tuple[str, str, bool], Any] = {}
+        self._images: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog or default_catalog()
+
+    def check(self) -> CheckResult:
+        region = _home_region()
+        try:
+            identity = self._client("sts", region).get_caller_identity()
+            self._client("ec2", region).describe_availability_zones()
+        except NoCredentialsError:
+            return CheckResult(self.cloud, False, "no AWS credentials found", CREDENTIALS_HINT)
+        except AWS_ERRORS as exc:
+            err = classify(exc, region)
+            if isinstance(err, CredentialsError):
+                return CheckResult(
+                    self.cloud, False, f"AWS refused the credentials: {err.message}", err.message
+                )
+            return CheckResult(
+                self.cloud,
+                False,
+                f"AWS did not answer usefully: {err}",
+                "check network access to AWS, or AWS_ENDPOINT_URL if you point at a stand-in",
+            )
+        return CheckResult(
+            self.cloud, True, f"credentials for {identity['Arn']} (account {identity['Account']})"
+        )
+
+    def offers(self, resources: ResourceRequest) -> list[Offer]:
+        return self.catalog.offers(self.cloud, resources)
+
+    def launch(self, request: LaunchRequest) -> Instance:
+        where = request.location
+        _require_aws(where, request)
+        script = build_startup_script(request)
+        if len(script.encode()) > USER_DATA_LIMIT:
+            raise InvalidRequest(
+                f"the boot script is {len(script.encode())} bytes but EC2 user data is limited "
+                f"to {USER_DATA_LIMIT}; shorten `setup`/`run` or move them into a script the "
+                "image already has",
+                location=where.key,
+            )
+        ec2 = self._client("ec2", where.region)
+        name = f"spotserve-{resource_name(request)}"
+        try:
+            image = self._image(request)
+            group_id = ensure_security_group(ec2, request, name, self._cidr, self._clock())
+            params = self._run_params(request, image, group_id, script, name)
+        except AWS_ERRORS as exc:
+            raise classify(exc, where.key) from exc
+        try:
+            reply = self._client("ec2", where.region, one_shot=True).run_instances(**params)
+        except AWS_ERRORS as exc:
+            self._quietly_delete_group(ec2, group_id)
+            raise classify(exc, where.key) from exc
+        launched = to_instance(reply["Instances"][0], where.region)
+        return dataclasses.replace(
+            launched,
+            service=request.service,
+            replica_id=request.replica_id,
+            launch_token=request.launch_token,
+            port=request.port,
+        )
+
+    def get(self, instance_id: str, location: Location) -> Instance | None:
+        raw = self._describe(instance_id, location)
+        return to_instance(raw, location.region) if raw else None
+
+    def terminate(self, instance_id: str, location: Location) -> None:
+        ec2 = self._client("ec2", location.region)
+        raw = self._describe(instance_id, location)
+        if raw is None:
+            return
+        try:
+            ec2.terminate_instances(InstanceIds=[instance_id])
+        except ClientError as exc:
+            if error_code(exc) not in _NOT_FOUND:
+                raise classify(exc, location.key) from exc
+        except AWS_ERRORS as exc:
+            raise classify(exc, location.key) from exc
+        for group in raw.get("SecurityGroups", []):
+            if str(group.get("GroupName", "")).startswith("spotserve-"):
+                self._quietly_delete_group(ec2, group["GroupId"])
+
+    def list_owned(self, service: str | None = None) -> list[Instance]:
+        """Owned instances in every searched region, except those terminated normally.
+
+        Preempted instances stay listed (as PREEMPTED) while EC2 still describes them. Also
+        deletes security groups whose instances have finished terminating (see `sweep`).
+        """
+        filters = [{"Name": f"tag:{TAG_MANAGED_BY}", "Values": [MANAGED_BY]}]
+        if service is not None:
+            filters.append({"Name": f"tag:{TAG_SERVICE}", "Values": [service]})
+        regions = self._regions or tuple(self.catalog.regions(self.cloud))
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(regions)))) as pool:
+            batches = list(pool.map(lambda r: self._owned_in(r, filters), regions))
+        return [i for batch in batches for i in batch if i.state != InstanceState.TERMINATED]
+
+    def _owned_in(self, region: str, filters: list[dict[str, Any]]) -> list[Instance]:
+        ec2 = self._client("ec2", region)
+        try:
+            pages = ec2.get_paginator("describe_instances").paginate(Filters=filters)
+            raw = [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+        except ClientError as exc:
+            if error_code(exc) == "OptInRequired":
+                return []
+            raise classify(exc, region) from exc
+        except AWS_ERRORS as exc:
+            raise classify(exc, region) from exc
+        try:
+            sweep(ec2, self._clock())
+        except AWS_ERRORS as exc:
+            log.warning("could not sweep security groups in %s: %s", region, classify(exc))
+        return [to_instance(i, region) for i in raw]
+
+    def _describe(self, instance_id: str, location: Location) -> dict[str, Any] | None:
+        ec2 = self._client("ec2", location.region)
+        try:
+            reply = ec2.describe_instances(InstanceIds=[instance_id])
+        except ClientError as exc:
+            if error_code(exc) in _NOT_FOUND:
+                return None
+            raise classify(exc, location.key) from exc
+        except AWS_ERRORS as exc:
+            raise classify(exc, location.key) from exc
+        found = [i for r in reply["Reservations"] for i in r["Instances"]]
+        return found[0] if found else None
+
+    def _run_params(
+        self, request: LaunchRequest, image: str, group_id: str, script: str, name: str
+    ) -> dict[str, Any]:
+        tags = aws_tags({**request.ownership_tags(), "Name": name, TAG_PORT: str(request.port)})
+        params: dict[str, Any] = {
+            "ImageId": image,
+            "InstanceType": request.offer.instance_type,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "Placement": {"AvailabilityZone": request.location.zone},
+            "SecurityGroupIds": [group_id],
+            "UserData": script,
+            "ClientToken": _client_token(request),
+            "InstanceInitiatedShutdownBehavior": "terminate",
+            "TagSpecifications": [
+                {"ResourceType": kind, "Tags": tags}
+                for kind in ("instance", "volume", "network-interface")
+            ],
+        }
+        if request.spot:
+            params["InstanceMarketOptions"] = {
+                "MarketType": "spot",
+                "SpotOptions": {
+                    "SpotInstanceType": "one-time",
+                    "InstanceInterruptionBehavior": "terminate",
+                },
+            }
+        if request.resources.disk_size:
+            params["BlockDeviceMappings"] = [self._root_disk(request, image)]
+        if self._key_name:
+            params["KeyName"] = self._key_name
+        return params
+
+    def _root_disk(self, request: LaunchRequest, image: str) -> dict[str, Any]:
+        ec2 = self._client("ec2", request.location.region)
+        images = ec2.describe_images(ImageIds=[image])["Images"]
+        if not images:
+            raise InvalidRequest(
+                f"AMI {image} does not exist in {request.location.region}; set "
+                "resources.image_id to an AMI of that region",
+                location=request.location.key,
+            )
+        return {
+            "DeviceName": images[0].get("RootDeviceName") or "/dev/sda1",
+            "Ebs": {
+                "VolumeSize": int(request.resources.disk_size or 0),
+                "VolumeType": "gp3",
+                "DeleteOnTermination": True,
+            },
+        }
+
+    def _image(self, request: LaunchRequest) -> str:
+        chosen = request.resources.image_id or self._image_id
+        if chosen:
+            if not chosen.startswith("ami-"):
+                raise InvalidRequest(
+                    f"image_id {chosen!r} is not an AMI id; on AWS it must look like ami-0abc...",
+                    location=request.location.key,
+                )
+            return chosen
+        spec = self.catalog.instance_spec(self.cloud, request.offer.instance_type)
+        gpu = spec is None or bool(spec.accelerator)
+        parameter = self._image_parameter or (GPU_IMAGE_PARAMETER if gpu else CPU_IMAGE_PARAMETER)
+        return self._resolve_parameter(parameter, request.location)
+
+    def _resolve_parameter(self, parameter: str, location: Location) -> str:
+        key = (location.region, parameter)
+        if key not in self._images:
+            ssm = self._client("ssm", location.region)
+            try:
+                value = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
+            except ClientError as exc:
+                if error_code(exc) != "ParameterNotFound":
+                    raise
+                raise InvalidRequest(
+                    f"SSM parameter {parameter} (the default image) does not exist in "
+                    f"{location.region}; set resources.image_id or SERVE_AWS_IMAGE_ID to an AMI",
+                    location=location.key,
+                    code="ParameterNotFound",
+                ) from exc
+            self._images[key] = str(value)
+        return self._images[key]
+
+    def _quietly_delete_group(self, ec2: Any, group_id: str) -> None:
+        try:
+            delete_security_group(ec2, group_id)
+        except AWS_ERRORS as exc:
+            log.warning("could not delete security group %s: %s", group_id, classify(exc))
+
+    def _client(self, service: str, region: str, *, one_shot: bool = False) -> Any:
+        key = (service, region, one_shot)
+        with self._lock:
+            if key not in self._clients:
+                if self._session is None:
+                    self._session = boto3.session.Session()
+                config = _ONE_SHOT if one_shot else _RETRYING
+                self._clients[key] = self._session.client(
+                    service, region_name=region, config=config
+                )
+            return self._clients[key]
+
+
+def _client_token(request: LaunchRequest) -> str:
+    """Same launch in the same zone and market: same token; EC2 allows at most 64 chars."""
+    seed = f"{request.launch_token}/{request.location.zone}/{request.spot}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:64]
+
+
+def _require_aws(where: Location, request: LaunchRequest) -> None:
+    if where.cloud != "aws":
+        raise InvalidRequest(f"AWSProvisioner cannot launch in {where}", location=where.key)
+    if not request.offer.instance_type:
+        raise InvalidRequest("the offer names no instance type", location=where.key)
+
+
+def _home_region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]

@@ -1,0 +1,72 @@
+"""One table from Kubernetes API answers to the provisioning error vocabulary.
+
+The API server answers a refusal with an HTTP status and a `Status` object
+(`{"kind": "Status", "reason": "Forbidden", "message": ..., "code": 403}`). 403 means two
+different things: RBAC forbids the call (a person must grant it) or a ResourceQuota is used
+up (`... is forbidden: exceeded quota: ...`: try elsewhere). A pod the cluster cannot place
+is not refused at all: it is accepted and stays Pending (see `kubernetes_objects`).
+"""
+
+from __future__ import annotations
+
+import json
+
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import HTTPError
+
+from provisioners.errors import (
+    CredentialsError,
+    InvalidRequest,
+    ProvisionError,
+    QuotaExceeded,
+    TransientError,
+)
+
+KUBE_ERRORS = (ApiException, ConfigException, HTTPError)
+CREDENTIALS_HINT = (
+    "point KUBECONFIG (or ~/.kube/config) at the cluster, or run the controller in the "
+    "cluster with a service account; it needs create/get/list/delete on pods and services "
+    "in the namespace (SERVE_KUBERNETES_NAMESPACE, default: the context's)"
+)
+
+STATUS_TYPES: dict[int, type[ProvisionError]] = {
+    400: InvalidRequest,
+    401: CredentialsError,
+    403: CredentialsError,
+    404: InvalidRequest,
+    409: InvalidRequest,
+    422: InvalidRequest,
+    429: TransientError,
+}
+
+
+def classify(exc: ApiException | ConfigException | HTTPError, location: str) -> ProvisionError:
+    """The vocabulary error for an exception raised by a Kubernetes client call."""
+    if isinstance(exc, ConfigException):
+        return CredentialsError(f"{exc}; {CREDENTIALS_HINT}", location=location)
+    if isinstance(exc, HTTPError):
+        return TransientError(f"could not reach the Kubernetes API: {exc}", location=location)
+    status = int(exc.status or 0)
+    message = status_message(exc)
+    reason = str(exc.reason or "")
+    if status == 403 and "exceeded quota" in message:
+        return QuotaExceeded(
+            f"{message}; raise the namespace's ResourceQuota or free capacity",
+            location=location,
+            code=reason,
+        )
+    kind = STATUS_TYPES.get(status) or (TransientError if status >= 500 else InvalidRequest)
+    if kind is CredentialsError:
+        message = f"{message}; {CREDENTIALS_HINT}"
+    return kind(message, location=location, code=reason or None)
+
+
+def status_message(exc: ApiException) -> str:
+    """The `message` of the Status body, else the HTTP reason."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except ValueError:
+        body = {}
+    text = body.get("message") if isinstance(body, dict) else None
+    return str(text or exc.reason or f"HTTP {exc.status}")

@@ -1,0 +1,392 @@
+"""The AWS adapter against moto's server (real boto3 HTTP calls), with refusals injected by
+an error proxy that answers with EC2's real error bodies."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from policies.types import Location, Offer
+from provisioners.aws import AWSProvisioner
+from provisioners.base import (
+    TAG_CONTROLLER_ID,
+    TAG_LAUNCH_TOKEN,
+    TAG_REPLICA_ID,
+    TAG_SERVICE,
+    Accelerator,
+    InstanceState,
+    LaunchRequest,
+    ResourceRequest,
+)
+from provisioners.errors import (
+    CapacityUnavailable,
+    CredentialsError,
+    InvalidRequest,
+    ProvisionError,
+    QuotaExceeded,
+    SpotUnavailable,
+    TransientError,
+)
+from provisioners.startup_script import build_startup_script
+from tests.fakes.moto_ec2 import MotoEC2
+from tests.provisioners.contract_suite import *  # noqa: F403
+from tests.provisioners.contract_suite import CloudUnderTest
+
+EAST = Location("aws", "us-east-1", "us-east-1a")
+WEST = Location("aws", "us-west-2", "us-west-2b")
+MOTO_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+
+
+@pytest.fixture(scope="module")
+def moto_ec2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoEC2]:
+    """moto behind the error proxy, and the environment a user would set to point boto3 at it."""
+    fake = MotoEC2(regions=(EAST.region, WEST.region)).start()
+    home = tmp_path_factory.mktemp("aws-home")
+    with pytest.MonkeyPatch.context() as env:
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "SERVE_AWS_IMAGE_ID"):
+            env.delenv(name, raising=False)
+        env.setenv("AWS_ENDPOINT_URL", fake.endpoint_url)
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        env.setenv("AWS_CONFIG_FILE", str(home / "no-config"))
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "no-credentials"))
+        env.setenv("SERVE_AWS_REGIONS", f"{EAST.region},{WEST.region}")
+        env.setenv("SERVE_AWS_IMAGE_PARAMETER", MOTO_IMAGE_PARAMETER)
+        yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def session(moto_ec2: MotoEC2) -> boto3.session.Session:
+    """One boto3 session for the module: loading EC2's service model once saves seconds."""
+    return boto3.session.Session()
+
+
+@pytest.fixture
+def fake(moto_ec2: MotoEC2) -> MotoEC2:
+    """The module's moto, with no refusal programmed and no call recorded.
+
+    moto's state is kept between tests (re-creating its regions costs seconds), so each test
+    looks only at what its own launches made.
+    """
+    moto_ec2.clear()
+    return moto_ec2
+
+
+@pytest.fixture
+def cloud(fake: MotoEC2, session: boto3.session.Session) -> CloudUnderTest:
+    return CloudUnderTest(AWSProvisioner(session=session), fake, EAST, WEST, "g5.xlarge")
+
+
+def run_instances_calls(fake: MotoEC2) -> list[dict[str, str]]:
+    assert fake.proxy is not None
+    return fake.proxy.received("RunInstances")
+
+
+def groups_of(fake: MotoEC2, launch_token: str, region: str = EAST.region) -> list[dict[str, Any]]:
+    groups = fake.client(region).describe_security_groups(
+        Filters=[{"Name": f"tag:{TAG_LAUNCH_TOKEN}", "Values": [launch_token]}]
+    )["SecurityGroups"]
+    return list(groups)
+
+
+def test_spot_launch_asks_ec2_for_a_one_time_spot_instance(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    cloud.provisioner.launch(cloud.request(spot=True))
+    sent = run_instances_calls(fake)[-1]
+    assert sent["InstanceMarketOptions.MarketType"] == "spot"
+    assert sent["InstanceMarketOptions.SpotOptions.SpotInstanceType"] == "one-time"
+    assert sent["InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior"] == "terminate"
+
+
+def test_on_demand_launch_sends_no_market_options(cloud: CloudUnderTest, fake: MotoEC2) -> None:
+    cloud.provisioner.launch(cloud.request(spot=False))
+    sent = run_instances_calls(fake)[-1]
+    assert not any(key.startswith("InstanceMarketOptions") for key in sent)
+
+
+def test_launch_places_the_instance_in_the_offers_zone_and_type(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(WEST))
+    described = fake.describe(inst.instance_id)
+    assert described["Placement"]["AvailabilityZone"] == "us-west-2b"
+    assert described["InstanceType"] == "g5.xlarge"
+
+
+def test_user_data_is_the_shared_startup_script(cloud: CloudUnderTest, fake: MotoEC2) -> None:
+    request = cloud.request()
+    cloud.provisioner.launch(request)
+    sent = run_instances_calls(fake)[-1]
+    assert base64.b64decode(sent["UserData"]).decode() == build_startup_script(request)
+
+
+def test_launch_token_makes_the_client_token(cloud: CloudUnderTest, fake: MotoEC2) -> None:
+    cloud.provisioner.launch(cloud.request())
+    cloud.provisioner.launch(cloud.request())
+    tokens = [c["ClientToken"] for c in run_instances_calls(fake)]
+    assert len(set(tokens)) == 2 and all(0 < len(t) <= 64 for t in tokens)
+
+
+def test_launch_reports_address_and_service_port(cloud: CloudUnderTest) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.address and got.url == f"http://{got.address}:8080"
+
+
+def test_security_group_opens_only_the_service_port(cloud: CloudUnderTest, fake: MotoEC2) -> None:
+    request = cloud.request()
+    cloud.provisioner.launch(request)
+    (group,) = groups_of(fake, request.launch_token)
+    rules = group["IpPermissions"]
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in rules] == [("tcp", 8080, 8080)]
+
+
+def test_security_group_carries_the_ownership_tags(cloud: CloudUnderTest, fake: MotoEC2) -> None:
+    request = cloud.request(replica_id=4)
+    cloud.provisioner.launch(request)
+    (group,) = groups_of(fake, request.launch_token)
+    tags = {t["Key"]: t["Value"] for t in group["Tags"]}
+    assert tags[TAG_LAUNCH_TOKEN] == request.launch_token and tags[TAG_REPLICA_ID] == "4"
+
+
+def test_instance_volumes_carry_the_ownership_tags(cloud: CloudUnderTest, fake: MotoEC2) -> None:
+    request = cloud.request()
+    inst = cloud.provisioner.launch(request)
+    volumes = fake.client(EAST.region).describe_volumes(
+        Filters=[{"Name": "attachment.instance-id", "Values": [inst.instance_id]}]
+    )["Volumes"]
+    assert volumes
+    for volume in volumes:
+        tags = {t["Key"]: t["Value"] for t in volume["Tags"]}
+        assert tags[TAG_SERVICE] == "svc" and tags[TAG_CONTROLLER_ID] == "ctrl-test"
+
+
+def test_terminate_deletes_the_instances_security_group(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    request = cloud.request()
+    inst = cloud.provisioner.launch(request)
+    assert groups_of(fake, request.launch_token)
+    cloud.provisioner.terminate(inst.instance_id, inst.location)
+    assert groups_of(fake, request.launch_token) == []
+
+
+def test_refused_launch_deletes_its_security_group(cloud: CloudUnderTest, fake: MotoEC2) -> None:
+    cloud.fake.refuse_capacity(EAST)
+    request = cloud.request(EAST)
+    with pytest.raises(CapacityUnavailable):
+        cloud.provisioner.launch(request)
+    assert groups_of(fake, request.launch_token) == []
+
+
+def test_capacity_refusal_is_answered_at_once_without_sdk_retries(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    cloud.fake.refuse_capacity(EAST)
+    with pytest.raises(CapacityUnavailable):
+        cloud.provisioner.launch(cloud.request(EAST))
+    assert len(run_instances_calls(fake)) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("InsufficientInstanceCapacity", CapacityUnavailable),
+        ("Unsupported", CapacityUnavailable),
+        ("InstanceLimitExceeded", QuotaExceeded),
+        ("VcpuLimitExceeded", QuotaExceeded),
+        ("MaxSpotInstanceCountExceeded", QuotaExceeded),
+        ("SpotMaxPriceTooLow", SpotUnavailable),
+        ("AuthFailure", CredentialsError),
+        ("UnauthorizedOperation", CredentialsError),
+        ("OptInRequired", CredentialsError),
+        ("InvalidParameterValue", InvalidRequest),
+        ("InvalidAMIID.NotFound", InvalidRequest),
+        ("RequestLimitExceeded", TransientError),
+        ("InternalError", TransientError),
+    ],
+)
+def test_ec2_error_code_maps_to_its_error_class(
+    cloud: CloudUnderTest, fake: MotoEC2, code: str, expected: type[ProvisionError]
+) -> None:
+    fake.refuse(EAST, code)
+    with pytest.raises(ProvisionError) as err:
+        cloud.provisioner.launch(cloud.request(EAST))
+    assert type(err.value) is expected
+    assert err.value.code == code and err.value.location == EAST.key
+
+
+def test_quota_error_tells_the_operator_where_to_raise_it(cloud: CloudUnderTest) -> None:
+    cloud.fake.exceed_quota(EAST)
+    with pytest.raises(QuotaExceeded, match="Service Quotas"):
+        cloud.provisioner.launch(cloud.request(EAST))
+
+
+def test_preempted_instance_is_still_listed_as_preempted(cloud: CloudUnderTest) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=True))
+    cloud.fake.preempt(inst.instance_id)
+    listed = {i.instance_id: i for i in cloud.provisioner.list_owned("svc")}
+    assert listed[inst.instance_id].state == InstanceState.PREEMPTED
+    assert "SpotInstanceTermination" in listed[inst.instance_id].detail
+
+
+def test_list_owned_searches_every_region(cloud: CloudUnderTest) -> None:
+    east = cloud.provisioner.launch(cloud.request(EAST, service="spread"))
+    west = cloud.provisioner.launch(cloud.request(WEST, service="spread"))
+    owned = {i.instance_id: i.location for i in cloud.provisioner.list_owned("spread")}
+    assert owned == {east.instance_id: EAST, west.instance_id: WEST}
+
+
+def test_list_owned_ignores_instances_without_our_tags(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    ec2 = fake.client(EAST.region)
+    ssm = fake.client(EAST.region, "ssm")
+    image = ssm.get_parameter(Name=MOTO_IMAGE_PARAMETER)["Parameter"]["Value"]
+    foreign = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]
+    assert foreign["InstanceId"] not in {i.instance_id for i in cloud.provisioner.list_owned()}
+
+
+def test_get_of_an_unknown_instance_is_none(cloud: CloudUnderTest) -> None:
+    assert cloud.provisioner.get("i-0123456789abcdef0", EAST) is None
+
+
+def test_terminate_of_an_unknown_instance_succeeds(cloud: CloudUnderTest) -> None:
+    cloud.provisioner.terminate("i-0123456789abcdef0", EAST)
+
+
+def test_default_image_comes_from_the_ssm_public_parameter(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    cloud.provisioner.launch(cloud.request())
+    ssm = fake.client(EAST.region, "ssm")
+    expected = ssm.get_parameter(Name=MOTO_IMAGE_PARAMETER)["Parameter"]["Value"]
+    assert run_instances_calls(fake)[-1]["ImageId"] == expected
+
+
+def test_missing_image_parameter_asks_for_an_image_id(
+    fake: MotoEC2, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_AWS_IMAGE_PARAMETER", "/aws/service/no/such/image")
+    cloud = CloudUnderTest(AWSProvisioner(), fake, EAST, WEST, "g5.xlarge")
+    with pytest.raises(InvalidRequest, match="image_id"):
+        cloud.provisioner.launch(cloud.request())
+
+
+def test_disk_size_sets_the_root_volume_of_the_image(cloud: CloudUnderTest, fake: MotoEC2) -> None:
+    base = cloud.request()
+    request = LaunchRequest(**{**base.__dict__, "resources": ResourceRequest(disk_size=256)})
+    cloud.provisioner.launch(request)
+    sent = run_instances_calls(fake)[-1]
+    assert sent["BlockDeviceMapping.1.DeviceName"] == "/dev/xvda"
+    assert sent["BlockDeviceMapping.1.Ebs.VolumeSize"] == "256"
+    assert sent["BlockDeviceMapping.1.Ebs.DeleteOnTermination"] == "true"
+
+
+def test_user_data_over_the_ec2_limit_is_refused_before_any_call(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    base = cloud.request()
+    request = LaunchRequest(**{**base.__dict__, "setup": "echo x\n" * 3000})
+    with pytest.raises(InvalidRequest, match="user data is limited"):
+        cloud.provisioner.launch(request)
+    assert run_instances_calls(fake) == []
+
+
+def test_check_names_the_identity_when_credentials_work(cloud: CloudUnderTest) -> None:
+    result = cloud.provisioner.check()
+    assert result.usable and "123456789012" in result.reason
+
+
+def test_check_without_credentials_says_how_to_configure_them(
+    fake: MotoEC2, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    result = AWSProvisioner().check()
+    assert not result.usable and result.reason == "no AWS credentials found"
+    assert "aws configure" in result.hint
+
+
+def test_check_with_rejected_credentials_is_not_usable(cloud: CloudUnderTest) -> None:
+    cloud.fake.reject_credentials()
+    result = cloud.provisioner.check()
+    assert not result.usable and "refused the credentials" in result.reason
+
+
+def test_offers_come_from_the_aws_rows_of_the_catalog(cloud: CloudUnderTest) -> None:
+    offers = cloud.provisioner.offers(
+        ResourceRequest(accelerators=(Accelerator("A10G", 1),), use_spot=True)
+    )
+    assert offers and {o.location.cloud for o in offers} == {"aws"}
+    assert {o.instance_type for o in offers} == {"g5.xlarge"}
+    assert offers == sorted(offers, key=lambda o: o.spot_price or 0)
+
+
+def test_launch_outside_aws_is_an_invalid_request(cloud: CloudUnderTest) -> None:
+    base = cloud.request()
+    gcp = Offer(Location("gcp", "us-central1", "us-central1-a"), 1.0, 0.3, "g2-standard-4")
+    with pytest.raises(InvalidRequest):
+        cloud.provisioner.launch(LaunchRequest(**{**base.__dict__, "offer": gcp}))
+
+
+@pytest.fixture
+def moto_server_process(moto_ec2: MotoEC2) -> Iterator[str]:
+    """`python -m moto.server` as its own process, as the README tells operators to run it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("moto.server did not start within 30 s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_runs_against_a_moto_server_process_given_only_aws_endpoint_url(
+    moto_server_process: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server_process)
+    provisioner = AWSProvisioner()
+    request = LaunchRequest(
+        service="standalone",
+        replica_id=1,
+        launch_token="standalone-token",
+        controller_id="ctrl-test",
+        offer=Offer(EAST, on_demand_price=1.006, spot_price=0.4, instance_type="g5.xlarge"),
+        spot=True,
+        port=8080,
+        run="python3 -m http.server 8080",
+    )
+    inst = provisioner.launch(request)
+    assert [i.instance_id for i in provisioner.list_owned("standalone")] == [inst.instance_id]
+    provisioner.terminate(inst.instance_id, inst.location)
+    assert provisioner.list_owned("standalone") == []
