@@ -40,5 +40,5 @@ class RequestRates:
             self._first.pop(service, None)
 
     def _trim(self, samples: deque[tuple[float, int]], now: float) -> None:
-        while samples and samples[0][0] < now - self.window:
+        while samples and samples[0][0] <= now - self.window:
             samples.popleft()

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from controller.api.body_limit import BodyLimit
 from controller.api.errors import install_error_handlers
 from controller.api.routes_lb import router as lb_router
+from controller.api.routes_market import router as market_router
 from controller.api.routes_meta import router as meta_router
 from controller.api.routes_services import router as services_router
 from controller.runtime import ControllerRuntime
@@ -43,4 +44,5 @@ def create_app(settings: Settings, runtime: ControllerRuntime | None = None) -> 
     app.include_router(meta_router)
     app.include_router(services_router)
     app.include_router(lb_router)
+    app.include_router(market_router)
     return app

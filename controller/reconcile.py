@@ -24,7 +24,7 @@ from controller.settings import Settings
 from controller.spec import ServiceSpec
 from controller.templates import replica_template
 from policies.registry import make_policy
-from policies.types import LocationEvent, Offer, PolicyInput, ReplicaView
+from policies.types import LocationEvent, Offer, Plan, PolicyInput, ReplicaView
 from provisioners.base import Provisioner
 from provisioners.errors import ProvisionError
 from provisioners.registry import candidate_offers
@@ -97,10 +97,20 @@ class Reconciler:
 
     def _target(self, name: str, spec: ServiceSpec, state: dict[str, Any]) -> int:
         qps = self.request_rate.qps(name, self.clock.now()) if self.request_rate else None
+        before = state.get("scaler", {}).get("target")
         target, scaler = decide_target(
             scaling_config(spec), qps, state.get("scaler", {}), self.clock.now()
         )
         state["scaler"] = scaler
+        if before is not None and target != before:
+            kind = "scale_up" if target > before else "scale_down"
+            rate = f"{qps:.2f} req/s" if qps is not None else "no traffic data"
+            self.store.event(
+                name,
+                kind,
+                f"target replicas {before} -> {target} ({rate})",
+                data={"from": before, "to": target, "qps": qps},
+            )
         return target
 
     def _place(
@@ -133,12 +143,43 @@ class Reconciler:
             )
             plan, policy_state = policy.plan(inp, policy_state)
             self._save_policy_state(name, policy.name, policy.state_to_dict(policy_state))
+            self._note_fallback(name, plan, inp, state)
             result = self.executor.execute(template, plan, by_key)
             for error in result.blocked:
                 self._block(name, error, state)
             if not result.refused:
                 return
             events = tuple(result.refused)
+
+    def _note_fallback(
+        self, name: str, plan: Plan, inp: PolicyInput, state: dict[str, Any]
+    ) -> None:
+        """Tell the operator when the policy leans on on-demand, and when it stops."""
+        base = inp.config.base_ondemand_fallback_replicas
+        before = state.get("on_demand_target", base)
+        state["on_demand_target"], state["spot_target"] = plan.on_demand_target, plan.spot_target
+        if before == plan.on_demand_target or not inp.config.use_spot:
+            return
+        ready_spot = sum(1 for r in inp.replicas if r.spot and r.ready)
+        if plan.on_demand_target > before:
+            kind, message = (
+                "fallback_to_on_demand",
+                (
+                    f"spot short ({ready_spot}/{plan.spot_target} ready): "
+                    f"on-demand replicas {before} -> {plan.on_demand_target}"
+                ),
+            )
+        else:
+            kind, message = (
+                "back_to_spot",
+                (
+                    f"spot recovered ({ready_spot}/{plan.spot_target} ready): "
+                    f"on-demand replicas {before} -> {plan.on_demand_target}"
+                ),
+            )
+        self.store.event(
+            name, kind, message, data={"on_demand": plan.on_demand_target, "ready_spot": ready_spot}
+        )
 
     def _usable_offers(
         self, name: str, template: ReplicaTemplate, state: dict[str, Any]
@@ -251,7 +292,7 @@ class Reconciler:
         for r in self.store.replicas(name):
             if r.status in ALIVE:
                 self.store.transition(r, S.SHUTTING_DOWN, "service is going down")
-        self.cleaner.terminate_ending(name, keep_failed=False)
+        self.cleaner.terminate_ending(name, teardown=True)
         stop_lb(lb_pid, name)
         left = [r for r in self.store.replicas(name) if r.terminated_at is None and r.instance_id]
         with self.db.session() as s:

@@ -19,6 +19,7 @@ from controller.db import Database, ServiceRow
 from controller.db.replica_store import SqlReplicaStore
 from controller.reconcile import Reconciler
 from controller.settings import Settings
+from provisioners.local import LocalProvisioner
 from provisioners.registry import make_provisioners
 from replica_manager.cleanup import Cleaner
 from replica_manager.clock import Clock, SystemClock
@@ -42,7 +43,7 @@ class ControllerRuntime:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.db = Database(settings.database_url)
-        self.rates = RequestRates()
+        self.rates = RequestRates(settings.qps_window_seconds)
         self.token = ""
         self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="service")
@@ -75,7 +76,12 @@ class ControllerRuntime:
             ),
             executor=Executor(store, provisioners, self.clock, controller_id(s), self._io_pool),
             cleaner=Cleaner(
-                store, provisioners, self.clock, self._io_pool, s.terminal_retention_seconds
+                store,
+                provisioners,
+                self.clock,
+                self._io_pool,
+                s.terminal_retention_seconds,
+                s.drain,
             ),
             request_rate=self.rates,
         )
@@ -87,6 +93,14 @@ class ControllerRuntime:
                 id="reconcile",
                 next_run_time=datetime.now(UTC),
             )
+            local = provisioners.get("local")
+            if isinstance(local, LocalProvisioner):
+                self.scheduler.add_job(
+                    lambda: local.drive_market(self.clock.now()),
+                    "interval",
+                    seconds=1.0,
+                    id="market",
+                )
             self.scheduler.start()
 
     def tick_all(self) -> None:

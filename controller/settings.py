@@ -48,6 +48,8 @@ class Settings:
     orphan_scan_seconds: float = 60.0
     terminal_retention_seconds: float = 900.0
     app_failures_to_fail_service: int = 3
+    qps_window_seconds: float = 60.0
+    drain_seconds: float | None = None
     clouds: tuple[str, ...] = ("local",)
     read_auth: bool = False
     max_body_bytes: int = 1024 * 1024
@@ -74,6 +76,8 @@ class Settings:
             orphan_scan_seconds=_float(env, "SERVE_ORPHAN_SCAN_SECONDS", 60.0),
             terminal_retention_seconds=_float(env, "SERVE_TERMINAL_RETENTION_SECONDS", 900.0),
             app_failures_to_fail_service=_int(env, "SERVE_APP_FAILURES_TO_FAIL", 3),
+            qps_window_seconds=_float(env, "SERVE_QPS_WINDOW_SECONDS", 60.0),
+            drain_seconds=_float(env, "SERVE_DRAIN_SECONDS", -1.0),
             clouds=clouds or ("local",),
             read_auth=_bool(env, "SERVE_READ_AUTH", False),
             max_body_bytes=_int(env, "SERVE_MAX_BODY_BYTES", 1024 * 1024),
@@ -83,6 +87,14 @@ class Settings:
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def drain(self) -> float:
+        """How long a scaled-down replica keeps serving: by default two load balancer
+        syncs plus a second, so every load balancer has dropped it before it stops."""
+        if self.drain_seconds is not None and self.drain_seconds >= 0:
+            return self.drain_seconds
+        return 2 * self.lb_sync_seconds + 1.0
 
     @property
     def token_path(self) -> Path:

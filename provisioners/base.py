@@ -171,4 +171,3 @@ class Provisioner(Protocol):
     def list_owned(self, service: str | None = None) -> list[Instance]:
         """Every instance tagged as ours (for one service, or all), in any live state."""
         ...
-

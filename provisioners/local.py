@@ -27,6 +27,7 @@ from provisioners.base import (
 )
 from provisioners.errors import CapacityUnavailable, InvalidRequest
 from provisioners.local_market import REGION, MarketFile
+from provisioners.local_market_driver import capacities as driver_capacities
 from provisioners.local_process import free_port, is_alive, kill_group, spawn, write_scripts
 from provisioners.startup_script import replica_environment
 
@@ -184,6 +185,27 @@ class LocalProvisioner:
                         record.instance_id,
                         f"spot capacity in {zone.zone} dropped to {zone.spot_capacity}",
                     )
+
+    def drive_market(self, now: float) -> None:
+        """Apply the market driver's capacities for `now`, then preempt what no longer fits."""
+        with self._lock:
+            state = self.market.read()
+            wanted = driver_capacities(state.driver, [z.zone for z in state.zones], now)
+            updated = state
+            for zone, capacity in wanted.items():
+                current = updated.zone(zone)
+                if current is not None and current.spot_capacity != capacity:
+                    updated = updated.with_zone(replace(current, spot_capacity=capacity))
+            if updated is not state:
+                self.market.write(updated)
+            self.enforce_market()
+
+    def spot_in_use(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for record in self._records():
+            if record.spot and self._live(record):
+                counts[record.zone] = counts.get(record.zone, 0) + 1
+        return counts
 
     def _refresh(self, record: LocalRecord) -> LocalRecord:
         if record.state != InstanceState.RUNNING.value or is_alive(

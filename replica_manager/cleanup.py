@@ -32,14 +32,25 @@ class Cleaner:
     clock: Clock
     pool: ThreadPoolExecutor
     retention_seconds: float = TERMINAL_RETENTION_SECONDS
+    drain_seconds: float = 0.0
 
-    def terminate_ending(self, service: str, *, keep_failed: bool = True) -> None:
-        """Terminate ending replicas' instances; with `keep_failed=False` (teardown) also
-        drop failed rows at once instead of keeping them for diagnosis."""
+    def terminate_ending(self, service: str, *, teardown: bool = False) -> None:
+        """Terminate ending replicas' instances. A replica scaled down keeps running for
+        `drain_seconds` first, so load balancers stop sending to it (they learn at their
+        next sync) and its in-flight requests finish. At teardown nothing waits, and failed
+        rows go at once instead of being kept for diagnosis."""
         records = [r for r in self.store.replicas(service) if r.status in ENDING]
-        list(self.pool.map(lambda r: self._finish(r, keep_failed), records))
+        list(self.pool.map(lambda r: self._finish(r, teardown), records))
 
-    def _finish(self, record: ReplicaRecord, keep_failed: bool) -> None:
+    def _draining(self, record: ReplicaRecord) -> bool:
+        return (
+            record.status == S.SHUTTING_DOWN
+            and self.clock.now() - record.status_changed_at < self.drain_seconds
+        )
+
+    def _finish(self, record: ReplicaRecord, teardown: bool) -> None:
+        if not teardown and self._draining(record):
+            return
         if record.terminated_at is None:
             if not self._terminate(record):
                 return
@@ -52,9 +63,7 @@ class Cleaner:
                 f"replica {record.replica_id} terminated ({record.status_reason})",
                 replica_id=record.replica_id,
             )
-        elif (
-            not keep_failed or self.clock.now() - record.status_changed_at > self.retention_seconds
-        ):
+        elif teardown or self.clock.now() - record.status_changed_at > self.retention_seconds:
             self.store.delete(record)
 
     def _terminate(self, record: ReplicaRecord) -> bool:

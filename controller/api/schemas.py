@@ -60,6 +60,7 @@ class ServicePublic(BaseModel):
     on_demand_replicas: int
     load_balancing_policy: str
     policy: str
+    policy_state: dict[str, Any]
     cost: CostPublic
     replicas: list[ReplicaPublic]
     spec: dict[str, Any]

@@ -59,6 +59,7 @@ def service_view(row: ServiceRow, settings: Settings, now: float) -> ServicePubl
         on_demand_replicas=sum(1 for r in alive if not r.spot),
         load_balancing_policy=spec.service.load_balancing_policy,
         policy=row.policy_name or ("spothedge" if spec.any_spot else "on_demand"),
+        policy_state=row.policy_state or {},
         cost=CostPublic(
             per_hour=round(per_hour, 4),
             on_demand_per_hour=round(od_per_hour, 4),

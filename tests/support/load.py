@@ -1,0 +1,54 @@
+"""A client that keeps sending requests through the load balancer and counts failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+@dataclass
+class SteadyClient:
+    """Sends `rate` requests per second from one thread until stopped."""
+
+    endpoint: str
+    rate: float = 10.0
+    sent: int = 0
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> SteadyClient:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    def set_rate(self, rate: float) -> None:
+        self.rate = rate
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=15) as client:
+            while not self._stop.is_set():
+                began = time.monotonic()
+                self._one(client)
+                pause = 1.0 / self.rate - (time.monotonic() - began)
+                if pause > 0:
+                    self._stop.wait(pause)
+
+    def _one(self, client: httpx.Client) -> None:
+        self.sent += 1
+        try:
+            resp = client.post(f"{self.endpoint}/v1/chat/completions", json=CHAT)
+            if resp.status_code != 200:
+                self.failures.append(f"{resp.status_code}: {resp.text[:200]}")
+        except httpx.HTTPError as exc:
+            self.failures.append(f"{type(exc).__name__}: {exc}")
