@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: env demo test test-fast lint clean
+.PHONY: env demo demo-spot test test-fast lint clean
 
 env: $(STAMP)
 
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+
+demo-spot: $(STAMP)
+	$(PY) examples/demo_spot.py
 
 test: $(STAMP)
 	$(PY) -m ruff check .

@@ -41,3 +41,11 @@ def controller(serve_env: Env) -> Iterator[ControllerProcess]:
     proc = ControllerProcess(serve_env).start()
     yield proc
     proc.kill()
+
+
+@pytest.fixture
+def sqlite_controller(sqlite_env: Env) -> Iterator[ControllerProcess]:
+    """A controller on SQLite, for behaviour that does not touch the database's kind."""
+    proc = ControllerProcess(sqlite_env).start()
+    yield proc
+    proc.kill()

@@ -7,12 +7,20 @@ from typing import Any
 from autoscaler.rate import RequestRates
 from autoscaler.target import ScalingConfig, decide_target
 
-AUTO = ScalingConfig(min_replicas=1, max_replicas=5, target_qps_per_replica=2.0,
-                     upscale_delay_seconds=300, downscale_delay_seconds=1200)
+AUTO = ScalingConfig(
+    min_replicas=1,
+    max_replicas=5,
+    target_qps_per_replica=2.0,
+    upscale_delay_seconds=300,
+    downscale_delay_seconds=1200,
+)
 
 
-def run(samples: list[tuple[float, float]], config: ScalingConfig = AUTO,
-        state: dict[str, Any] | None = None) -> list[int]:
+def run(
+    samples: list[tuple[float, float]],
+    config: ScalingConfig = AUTO,
+    state: dict[str, Any] | None = None,
+) -> list[int]:
     state = dict(state or {})
     out = []
     for now, qps in samples:

@@ -46,8 +46,11 @@ def target(env: Env) -> int:
 
 
 def scale_event(env: Env, kind: str) -> dict:
-    found = [e for e in httpx.get(f"{env.url}/api/v1/services/auto/events",
-                                  params={"limit": 1000}).json() if e["kind"] == kind]
+    found = [
+        e
+        for e in httpx.get(f"{env.url}/api/v1/services/auto/events", params={"limit": 1000}).json()
+        if e["kind"] == kind
+    ]
     return found[-1] if found else {}
 
 
@@ -67,9 +70,15 @@ def test_load_scales_up_after_the_upscale_delay_and_down_after_the_downscale_del
         wait_until(lambda: target(env) == 3, "the target to reach max_replicas", 40)
         up = scale_event(env, "scale_up")
         wait_until(
-            lambda: sum(r["status"] == "READY" for r in json.loads(
-                env.serve("status", "auto", "--json").stdout)["replicas"]) == 3,
-            "three READY replicas", 30,
+            lambda: (
+                sum(
+                    r["status"] == "READY"
+                    for r in json.loads(env.serve("status", "auto", "--json").stdout)["replicas"]
+                )
+                == 3
+            ),
+            "three READY replicas",
+            30,
         )
     finally:
         client.stop()
