@@ -91,7 +91,8 @@ def check() -> None:
         except (ImportError, UnknownCloud) as exc:
             table.add_row(cloud, _yes(enabled), "[red]no[/]", f"adapter unavailable: {exc}")
             continue
-        detail = result.reason + (f" - {result.hint}" if result.hint and not result.usable else "")
+        extra = result.hint and not result.usable and result.hint not in result.reason
+        detail = result.reason + (f" - {result.hint}" if extra else "")
         table.add_row(cloud, _yes(enabled), _yes(result.usable), detail)
     console.print(table)
     console.print(f"Enabled clouds come from SERVE_CLOUDS (now: {','.join(settings.clouds)}).")

@@ -108,3 +108,24 @@ def test_validate_json_lists_issues_and_fails(sqlite_env: Env, tmp_path: Path) -
     assert out.returncode == 1
     issues = json.loads(out.stdout)["issues"]
     assert issues[0]["path"] == "service.replicas"
+
+
+def test_check_lists_every_cloud_and_what_to_do(sqlite_env: Env, tmp_path: Path) -> None:
+    sqlite_env.extra.update(
+        {
+            "SERVE_CLOUDS": "local,aws",
+            "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+            "AWS_ACCESS_KEY_ID": "",
+            "AWS_SECRET_ACCESS_KEY": "",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "none.json"),
+            "AZURE_SUBSCRIPTION_ID": "",
+        }
+    )
+    out = sqlite_env.serve("check")
+    assert out.returncode == 0, out.stderr
+    lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
+    assert "yes" in lines["local"]
+    assert "aws configure" in out.stdout or "AWS_ACCESS_KEY_ID" in out.stdout
+    assert {"gcp", "azure", "kubernetes"} <= set(lines)
