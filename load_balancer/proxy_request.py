@@ -75,6 +75,7 @@ class ProxyRequest:
         self._close_delimited = False
         self._upstream_keep_alive = False
         self._client_gone = False
+        self._out: list[bytes] = []
         app.counters.received()
 
     def start(self) -> None:
@@ -226,16 +227,23 @@ class ProxyRequest:
         head, self._chunk_response, self.keep_alive = client_response_head(
             status, reason, headers, body_allowed, self.keep_alive, self.http11
         )
-        self.client.write(head)
+        self._out.append(head)
         self._wake(_HEAD)
 
     def response_body(self, data: bytes) -> None:
-        self.client.write(chunk(data) if self._chunk_response else data)
+        self._out.append(chunk(data) if self._chunk_response else data)
 
     def response_complete(self) -> None:
         if self._chunk_response:
-            self.client.write(LAST_CHUNK)
+            self._out.append(LAST_CHUNK)
         self._wake(_DONE)
+
+    def flush(self) -> None:
+        """Write what one upstream read produced in a single send (head and body together)."""
+        out = self._out
+        if out:
+            self.client.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
 
     def upstream_lost(self, exc: Exception | None) -> None:
         if not self._response_started:

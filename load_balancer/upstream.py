@@ -26,6 +26,7 @@ class ResponseSink(Protocol):
     def response_complete(self) -> None: ...
     def upstream_lost(self, exc: Exception | None) -> None: ...
     def upstream_write_paused(self, paused: bool) -> None: ...
+    def flush(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -56,7 +57,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
-        if self.sink is None:
+        sink = self.sink
+        if sink is None:
             self.abort()
             return
         self.received_bytes = True
@@ -65,6 +67,8 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(exc)
             return
+        finally:
+            sink.flush()
         if self._replace_parser:
             self._parser = httptools.HttpResponseParser(self)
             self._replace_parser = False
@@ -117,6 +121,7 @@ class UpstreamConnection(asyncio.Protocol):
         sink, self.sink = self.sink, None
         if sink is not None:
             sink.upstream_lost(exc)
+            sink.flush()
 
     def pause_writing(self) -> None:
         if self.sink is not None:
