@@ -197,26 +197,19 @@ def run(sky_python: str | None, our_python: str, seconds: int) -> list[Result]:
             )
         if sky_python:
             results.append(_measure_skyserve(sky_python, urls, seconds))
-        for workers in (1, 2):
-            port = free_port()
-            args = [
-                our_python,
-                "-m",
-                "load_balancer",
-                "--port",
-                str(port),
-                "--host",
-                "127.0.0.1",
-                "--replicas",
-                ",".join(urls),
-                "--workers",
-                str(workers),
-            ]
-            env = {**os.environ, "PYTHONPATH": str(REPO)}
-            with process(args, f"ours-{workers}.log", env):
-                name = f"ours ({workers} worker{'s' if workers > 1 else ''})"
-                results.append(measure(name, f"http://127.0.0.1:{port}/", seconds))
+        for workers, loop in ((1, "uvloop"), (2, "uvloop"), (1, "asyncio")):
+            results.append(_measure_ours(our_python, urls, workers, loop, seconds))
     return results
+
+
+def _measure_ours(python: str, urls: list[str], workers: int, loop: str, seconds: int) -> Result:
+    port = free_port()
+    flags = f"--host 127.0.0.1 --workers {workers} --event-loop {loop} --replicas"
+    args = [python, "-m", "load_balancer", "--port", str(port), *flags.split(), ",".join(urls)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with process(args, f"ours-{workers}-{loop}.log", env):
+        name = f"ours ({workers} worker{'s' if workers > 1 else ''}, {loop})"
+        return measure(name, f"http://127.0.0.1:{port}/", seconds)
 
 
 def _measure_skyserve(sky_python: str, urls: list[str], seconds: int) -> Result:
