@@ -51,7 +51,7 @@ class ClientConnection(asyncio.Protocol):
         self._parsing: Exchange | None = None
         self._queue: deque[Exchange] = deque()
         self._pause_reasons: set[str] = set()
-        self._write_paused = False
+        self.write_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -145,12 +145,12 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
         if self._queue:
             self._queue[0].client_write_paused(True)
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         if self._queue:
             self._queue[0].client_write_paused(False)
 

@@ -171,6 +171,8 @@ class ProxyRequest:
         )
         conn.begin(self, head_request=self.method == b"HEAD")
         self._upstream = conn
+        if self.client.write_paused:
+            conn.pause_reading()
         body = self._replay if self._replay is not None else self._unsent
         conn.write(head + b"".join(body) if body else head)
         self._unsent.clear()

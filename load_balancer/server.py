@@ -212,7 +212,9 @@ class _Supervisor:
 
     def _stop_workers(self) -> None:
         for pid in self.pids.values():
-            os.kill(pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         for pid in self.pids.values():
-            os.waitpid(pid, 0)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
         log_event("info", "lb_stopped", service=self.config.service_label)

@@ -197,6 +197,7 @@ def run(sky_python: str | None, our_python: str, seconds: int) -> list[Result]:
             )
         if sky_python:
             results.append(_measure_skyserve(sky_python, urls, seconds))
+        results.append(_measure_usual_stack(our_python, urls, seconds))
         for workers, loop in ((1, "uvloop"), (2, "uvloop"), (1, "asyncio")):
             results.append(_measure_ours(our_python, urls, workers, loop, seconds))
     return results
@@ -210,6 +211,13 @@ def _measure_ours(python: str, urls: list[str], workers: int, loop: str, seconds
     with process(args, f"ours-{workers}-{loop}.log", env):
         name = f"ours ({workers} worker{'s' if workers > 1 else ''}, {loop})"
         return measure(name, f"http://127.0.0.1:{port}/", seconds)
+
+
+def _measure_usual_stack(python: str, urls: list[str], seconds: int) -> Result:
+    port = free_port()
+    args = [python, str(HERE / "usual_stack_proxy.py"), str(port), ",".join(urls)]
+    with process(args, "usual-stack.log"):
+        return measure("uvicorn + httpx proxy", f"http://127.0.0.1:{port}/", seconds)
 
 
 def _measure_skyserve(sky_python: str, urls: list[str], seconds: int) -> Result:
