@@ -27,6 +27,7 @@ class ResponseSink(Protocol):
     def upstream_lost(self, exc: Exception | None) -> None: ...
     def upstream_write_paused(self, paused: bool) -> None: ...
     def flush(self) -> None: ...
+    def tunnel_data(self, data: bytes) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -38,6 +39,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.received_bytes = False
         self.head_request = False
+        self.tunnel = False
         self._parser = httptools.HttpResponseParser(self)
         self._reason = b""
         self._headers: Headers = []
@@ -63,7 +65,14 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.received_bytes = True
         try:
-            self._parser.feed_data(data)
+            if self.tunnel:
+                sink.tunnel_data(data)
+            else:
+                self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self.tunnel = True
+            if rest := data[exc.args[0] :]:
+                sink.tunnel_data(rest)
         except httptools.HttpParserError as exc:
             self._fail(exc)
             return
@@ -99,11 +108,14 @@ class UpstreamConnection(asyncio.Protocol):
             self.sink.response_body(body)
 
     def on_message_complete(self) -> None:
+        if self._status == 101:
+            return
         if not self._is_interim() and not self._replace_parser:
             self._complete()
 
     def _is_interim(self) -> bool:
-        return 100 <= self._status < 200
+        """1xx answers other than 101 Switching Protocols precede the real response."""
+        return 100 <= self._status < 200 and self._status != 101
 
     def _complete(self) -> None:
         sink, self.sink = self.sink, None

@@ -37,6 +37,9 @@ class BackendApp:
         self.release = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket_echo(receive, send)
+            return
         if scope["type"] != "http":
             return
         path = scope["path"]
@@ -51,6 +54,18 @@ class BackendApp:
             "/download": self._download,
         }.get(path, self._echo)
         await handler(scope, receive, send)
+
+    async def _websocket_echo(self, receive: Any, send: Any) -> None:
+        """Accept, then answer each text message with ``<name> echo: <text>``."""
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.accept"})
+            elif message["type"] == "websocket.receive":
+                text = f"{self.name} echo: {message.get('text')}"
+                await send({"type": "websocket.send", "text": text})
+            else:
+                return
 
     async def _json(self, send: Any, body: dict[str, Any], status: int = 200) -> None:
         data = json.dumps(body).encode()
