@@ -7,7 +7,8 @@ Invariants:
   the replay buffer (``--replay-buffer-bytes``, 1 MiB by default);
 - bytes are forwarded from parser callbacks as they arrive; back-pressure pauses the reading
   side instead of buffering (memory per request is bounded by the replay buffer);
-- a client that goes away aborts the upstream exchange.
+- a client that goes away aborts the upstream exchange;
+- a WebSocket handshake answered 101 becomes a raw tunnel until either side closes.
 """
 
 from __future__ import annotations
