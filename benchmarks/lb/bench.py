@@ -197,7 +197,8 @@ def run(sky_python: str | None, our_python: str, seconds: int) -> list[Result]:
             )
         if sky_python:
             results.append(_measure_skyserve(sky_python, urls, seconds))
-        results.append(_measure_usual_stack(our_python, urls, seconds))
+        for client in ("httpx", "aiohttp"):
+            results.append(_measure_usual_stack(our_python, urls, client, seconds))
         for workers, loop in ((1, "uvloop"), (2, "uvloop"), (1, "asyncio")):
             results.append(_measure_ours(our_python, urls, workers, loop, seconds))
     return results
@@ -213,11 +214,11 @@ def _measure_ours(python: str, urls: list[str], workers: int, loop: str, seconds
         return measure(name, f"http://127.0.0.1:{port}/", seconds)
 
 
-def _measure_usual_stack(python: str, urls: list[str], seconds: int) -> Result:
+def _measure_usual_stack(python: str, urls: list[str], client: str, seconds: int) -> Result:
     port = free_port()
-    args = [python, str(HERE / "usual_stack_proxy.py"), str(port), ",".join(urls)]
-    with process(args, "usual-stack.log"):
-        return measure("uvicorn + httpx proxy", f"http://127.0.0.1:{port}/", seconds)
+    args = [python, str(HERE / "usual_stack_proxy.py"), str(port), ",".join(urls), client]
+    with process(args, f"usual-stack-{client}.log"):
+        return measure(f"uvicorn + {client} proxy", f"http://127.0.0.1:{port}/", seconds)
 
 
 def _measure_skyserve(sky_python: str, urls: list[str], seconds: int) -> Result:
