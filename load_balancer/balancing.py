@@ -101,7 +101,7 @@ class ReplicaSet:
             self._policy = make_policy(policy)
         known = {r.url: r for r in self.ready}
         fresh = [
-            known.pop(url, None) or Replica(url, slot, self._connect_timeout)
+            known.pop(url) if url in known else Replica(url, slot, self._connect_timeout)
             for url, slot in assignments
         ]
         for gone in known.values():

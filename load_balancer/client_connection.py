@@ -2,19 +2,28 @@
 
 Requests on a connection are answered in order: the first starts forwarding as soon as its
 head is parsed (so uploads stream); pipelined ones wait their turn with reading paused.
-Paths under ``/-/`` are the load balancer's own and are never proxied.
+Paths under ``/-/`` are the load balancer's own and are never proxied. A WebSocket handshake
+the replica accepts (101) turns the connection into a raw two-way tunnel; other upgrades
+(h2c, CONNECT) are refused with 501.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import httptools
 
-from load_balancer.http_head import Headers, expects_continue, json_response, wants_upgrade
+from load_balancer.http_head import (
+    Headers,
+    expects_continue,
+    json_response,
+    wants_upgrade,
+    wants_websocket,
+)
 from load_balancer.local_endpoints import LocalRequest, RefusedRequest
 from load_balancer.proxy_request import ProxyRequest
 
@@ -51,8 +60,10 @@ class ClientConnection(asyncio.Protocol):
         self._parsing: Exchange | None = None
         self._queue: deque[Exchange] = deque()
         self._pause_reasons: set[str] = set()
-        self._write_paused = False
+        self.write_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._tunnel: Callable[[bytes], None] | None = None
+        self._early_tunnel_bytes = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -62,12 +73,24 @@ class ClientConnection(asyncio.Protocol):
         self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel(data)
+            return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            pass
+        except httptools.HttpParserUpgrade as exc:
+            self._early_tunnel_bytes = data[exc.args[0] :]
+            self.pause_reading_for("upgrade")
         except httptools.HttpParserError as exc:
             self._reject_malformed(exc)
+
+    def start_tunnel(self, forward: Callable[[bytes], None]) -> None:
+        """The replica switched protocols: from now on client bytes go to ``forward`` raw."""
+        self._tunnel = forward
+        if self._early_tunnel_bytes:
+            forward(self._early_tunnel_bytes)
+            self._early_tunnel_bytes = b""
+        self.resume_reading_for("upgrade")
 
     def on_message_begin(self) -> None:
         self._url = b""
@@ -98,12 +121,15 @@ class ClientConnection(asyncio.Protocol):
         target = _origin_form(self._url)
         if target.startswith(RESERVED_PREFIX):
             return LocalRequest(self, self.app, method, target, keep_alive)
-        if method == b"CONNECT" or wants_upgrade(self._headers):
+        websocket = method == b"GET" and wants_websocket(self._headers)
+        if method == b"CONNECT" or (wants_upgrade(self._headers) and not websocket):
             return RefusedRequest(self, self.app, method, keep_alive)
         if expects_continue(self._headers):
             self.write(_CONTINUE)
         http11 = parser.get_http_version() == "1.1"
-        return ProxyRequest(self, self.app, method, target, self._headers, http11, keep_alive)
+        return ProxyRequest(
+            self, self.app, method, target, self._headers, http11, keep_alive, websocket
+        )
 
     def on_body(self, body: bytes) -> None:
         if self._parsing is not None:
@@ -145,12 +171,12 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
         if self._queue:
             self._queue[0].client_write_paused(True)
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         if self._queue:
             self._queue[0].client_write_paused(False)
 

@@ -35,6 +35,7 @@ class LBConfig:
     response_timeout: float
     keepalive_timeout: float
     replay_buffer_bytes: int
+    event_loop: str = "uvloop"
 
     @property
     def standalone(self) -> bool:
@@ -73,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1 << 20,
         help="request bytes kept for replay on retry; larger bodies are not retried",
+    )
+    p.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="uvloop (default, faster) or the standard asyncio loop",
     )
     return p
 
@@ -127,4 +134,5 @@ def parse_config(argv: list[str] | None = None) -> LBConfig:
         response_timeout=args.response_timeout,
         keepalive_timeout=args.keepalive_timeout,
         replay_buffer_bytes=args.replay_buffer_bytes,
+        event_loop=args.event_loop,
     )

@@ -81,6 +81,9 @@ class ControllerSync:
     async def _post(self, client: httpx.AsyncClient, payload: dict[str, float]) -> SyncOutcome:
         try:
             headers = {"Authorization": f"Bearer {self._read_token()}"}
+        except OSError as exc:
+            return self._failed("token_unreadable", str(exc))
+        try:
             response = await client.post(self._url, json=payload, headers=headers)
         except (OSError, httpx.HTTPError) as exc:
             return self._failed("controller_unreachable", f"{type(exc).__name__}: {exc}")

@@ -78,6 +78,10 @@ def wants_upgrade(headers: Headers) -> bool:
     return any(name.lower() == b"upgrade" for name, _ in headers)
 
 
+def wants_websocket(headers: Headers) -> bool:
+    return any(n.lower() == b"upgrade" and v.lower() == b"websocket" for n, v in headers)
+
+
 def expects_continue(headers: Headers) -> bool:
     return any(n.lower() == b"expect" and v.lower() == b"100-continue" for n, v in headers)
 
@@ -88,10 +92,18 @@ def upstream_request_head(
     headers: Headers,
     replica_authority: bytes,
     client_ip: bytes,
+    upgrade: bool = False,
 ) -> tuple[bytes, bool]:
-    """Return the head bytes for the replica and whether the body must be sent chunked."""
+    """Return the head bytes for the replica and whether the body must be sent chunked.
+
+    With ``upgrade`` (a WebSocket handshake) the ``Upgrade`` header is kept and
+    ``Connection: Upgrade`` re-added, so the replica can switch protocols.
+    """
     dropped = _REQUEST_DROPPED | _connection_tokens(headers)
     lines = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, target, replica_authority)]
+    if upgrade:
+        dropped = dropped - {b"upgrade"}
+        lines.append(b"Connection: Upgrade\r\n")
     forwarded_for: list[bytes] = []
     have_proto = have_host = False
     client_host = b""
@@ -138,7 +150,13 @@ def client_response_head(
     """
     dropped = _RESPONSE_DROPPED | _connection_tokens(headers)
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason or reason_phrase(status))]
+    if status == 101:
+        dropped = dropped - {b"upgrade"}
+        lines.append(b"Connection: Upgrade\r\n")
     lines.extend(b"%s: %s\r\n" % (n, v) for n, v in headers if n.lower() not in dropped)
+    if status == 101:
+        lines.append(b"\r\n")
+        return b"".join(lines), False, False
     framing = framing_of(headers)
     chunk_body = False
     keep_alive = client_keep_alive

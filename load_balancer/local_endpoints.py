@@ -95,7 +95,7 @@ class LocalRequest(_LocalExchange):
 
 
 class RefusedRequest(_LocalExchange):
-    """WebSocket/Upgrade and CONNECT requests: refused with 501 and a reason, then closed."""
+    """Non-WebSocket upgrades (h2c, ...) and CONNECT: refused with 501 and a reason, closed."""
 
     def __init__(
         self, client: ClientConnection, app: ProxyApp, method: bytes, keep_alive: bool
@@ -105,12 +105,16 @@ class RefusedRequest(_LocalExchange):
         self.body_done = True
 
     def answer(self) -> tuple[int, bytes, bytes]:
-        self.app.counters.error("websocket_refused")
+        self.app.counters.error("upgrade_refused")
         self.app.counters.answered(501, 0.0)
-        what = "CONNECT tunnels" if self.method == b"CONNECT" else "WebSocket/Upgrade requests"
+        what = (
+            "CONNECT tunnels"
+            if self.method == b"CONNECT"
+            else "protocol upgrades other than WebSocket"
+        )
         detail = (
-            f"this load balancer does not proxy {what}; use plain HTTP or server-sent "
-            "events for streaming, or connect to a replica directly"
+            f"this load balancer does not proxy {what}; use HTTP/1.1, WebSocket or "
+            "server-sent events, or connect to a replica directly"
         )
         return _error(501, "upgrade_not_supported", detail)
 

@@ -7,7 +7,8 @@ Invariants:
   the replay buffer (``--replay-buffer-bytes``, 1 MiB by default);
 - bytes are forwarded from parser callbacks as they arrive; back-pressure pauses the reading
   side instead of buffering (memory per request is bounded by the replay buffer);
-- a client that goes away aborts the upstream exchange.
+- a client that goes away aborts the upstream exchange;
+- a WebSocket handshake answered 101 becomes a raw tunnel until either side closes.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class ProxyRequest:
         headers: Headers,
         http11: bool,
         keep_alive: bool,
+        upgrade: bool = False,
     ) -> None:
         self.client = client
         self.app = app
@@ -55,7 +57,8 @@ class ProxyRequest:
         self.target = target
         self.headers = headers
         self.http11 = http11
-        self.keep_alive = keep_alive
+        self.keep_alive = keep_alive and not upgrade
+        self.upgrade = upgrade
         self.body_done = False
         self._loop = asyncio.get_running_loop()
         self._started_at = self._loop.time()
@@ -75,6 +78,8 @@ class ProxyRequest:
         self._close_delimited = False
         self._upstream_keep_alive = False
         self._client_gone = False
+        self._out: list[bytes] = []
+        self._tunnel = False
         app.counters.received()
 
     def start(self) -> None:
@@ -135,7 +140,7 @@ class ProxyRequest:
     async def _attempt(self, replica: Replica, fresh: bool) -> tuple[str | None, bool]:
         """Return (None, _) once the client got a response, else (why it failed, was the
         failure a stale pooled connection that a fresh one to the same replica may fix)."""
-        conn = None if fresh else replica.pool.take_idle()
+        conn = None if fresh or self.upgrade else replica.pool.take_idle()
         reused = conn is not None
         if conn is None:
             try:
@@ -146,6 +151,7 @@ class ProxyRequest:
                 return f"connect failed ({exc or type(exc).__name__})", False
         outcome = await self._exchange(conn, replica)
         reusable = outcome == _DONE and self._upstream_keep_alive and self.body_done
+        reusable = reusable and not self.upgrade
         replica.pool.release(conn, reusable and not self._client_gone)
         if outcome == _LOST:
             self.app.counters.error("reset_before_response")
@@ -166,10 +172,17 @@ class ProxyRequest:
         self._outcome = ""
         self._waiter = self._loop.create_future()
         head, _ = upstream_request_head(
-            self.method, self.target, self.headers, replica.authority, self.client.client_ip
+            self.method,
+            self.target,
+            self.headers,
+            replica.authority,
+            self.client.client_ip,
+            self.upgrade,
         )
         conn.begin(self, head_request=self.method == b"HEAD")
         self._upstream = conn
+        if self.client.write_paused:
+            conn.pause_reading()
         body = self._replay if self._replay is not None else self._unsent
         conn.write(head + b"".join(body) if body else head)
         self._unsent.clear()
@@ -226,21 +239,39 @@ class ProxyRequest:
         head, self._chunk_response, self.keep_alive = client_response_head(
             status, reason, headers, body_allowed, self.keep_alive, self.http11
         )
-        self.client.write(head)
+        self._out.append(head)
+        if status == 101 and self.upgrade:
+            self._tunnel = True
+            self._upstream_keep_alive = False
+            self.client.start_tunnel(self._tunnel_from_client)
         self._wake(_HEAD)
 
+    def _tunnel_from_client(self, data: bytes) -> None:
+        if self._upstream is not None:
+            self._upstream.write(data)
+
+    def tunnel_data(self, data: bytes) -> None:
+        self._out.append(data)
+
     def response_body(self, data: bytes) -> None:
-        self.client.write(chunk(data) if self._chunk_response else data)
+        self._out.append(chunk(data) if self._chunk_response else data)
 
     def response_complete(self) -> None:
         if self._chunk_response:
-            self.client.write(LAST_CHUNK)
+            self._out.append(LAST_CHUNK)
         self._wake(_DONE)
+
+    def flush(self) -> None:
+        """Write what one upstream read produced in a single send (head and body together)."""
+        out = self._out
+        if out:
+            self.client.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
 
     def upstream_lost(self, exc: Exception | None) -> None:
         if not self._response_started:
             self._wake(_LOST)
-        elif self._close_delimited:
+        elif self._close_delimited or self._tunnel:
             self._upstream_keep_alive = False
             self.response_complete()
         else:

@@ -16,6 +16,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 import uvloop
 
@@ -45,11 +47,18 @@ def bind_socket(config: LBConfig) -> socket.socket:
     return sock
 
 
+def run_loop(config: LBConfig, main: Coroutine[Any, Any, None]) -> None:
+    if config.event_loop == "uvloop":
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
+
+
 def serve(config: LBConfig) -> None:
     sock = bind_socket(config)
     if config.workers == 1:
         telemetry = Telemetry(1)
-        uvloop.run(_serve_single(config, telemetry, sock))
+        run_loop(config, _serve_single(config, telemetry, sock))
     else:
         _Supervisor(config, sock).run()
 
@@ -138,7 +147,7 @@ class _Supervisor:
     def run(self) -> None:
         for index in range(self.config.workers):
             self._fork(index)
-        uvloop.run(self._supervise())
+        run_loop(self.config, self._supervise())
 
     def _fork(self, index: int) -> None:
         read_fd, write_fd = os.pipe()
@@ -149,7 +158,10 @@ class _Supervisor:
                 os.close(fd)
             code = 0
             try:
-                uvloop.run(_worker_main(self.config, self.telemetry, index, self.sock, read_fd))
+                run_loop(
+                    self.config,
+                    _worker_main(self.config, self.telemetry, index, self.sock, read_fd),
+                )
             except BaseException as exc:
                 log_event("error", "worker_crashed", worker=index, error=repr(exc))
                 code = 1
@@ -200,7 +212,9 @@ class _Supervisor:
 
     def _stop_workers(self) -> None:
         for pid in self.pids.values():
-            os.kill(pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         for pid in self.pids.values():
-            os.waitpid(pid, 0)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
         log_event("info", "lb_stopped", service=self.config.service_label)

@@ -22,7 +22,7 @@ ERROR_KINDS = (
     "client_disconnected",
     "bad_request",
     "upstream_protocol",
-    "websocket_refused",
+    "upgrade_refused",
 )
 LATENCY_BUCKETS = (
     0.0005,

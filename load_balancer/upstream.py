@@ -26,6 +26,8 @@ class ResponseSink(Protocol):
     def response_complete(self) -> None: ...
     def upstream_lost(self, exc: Exception | None) -> None: ...
     def upstream_write_paused(self, paused: bool) -> None: ...
+    def flush(self) -> None: ...
+    def tunnel_data(self, data: bytes) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -37,6 +39,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.received_bytes = False
         self.head_request = False
+        self.tunnel = False
         self._parser = httptools.HttpResponseParser(self)
         self._reason = b""
         self._headers: Headers = []
@@ -56,15 +59,25 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
-        if self.sink is None:
+        sink = self.sink
+        if sink is None:
             self.abort()
             return
         self.received_bytes = True
         try:
-            self._parser.feed_data(data)
+            if self.tunnel:
+                sink.tunnel_data(data)
+            else:
+                self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self.tunnel = True
+            if rest := data[exc.args[0] :]:
+                sink.tunnel_data(rest)
         except httptools.HttpParserError as exc:
             self._fail(exc)
             return
+        finally:
+            sink.flush()
         if self._replace_parser:
             self._parser = httptools.HttpResponseParser(self)
             self._replace_parser = False
@@ -95,11 +108,14 @@ class UpstreamConnection(asyncio.Protocol):
             self.sink.response_body(body)
 
     def on_message_complete(self) -> None:
+        if self._status == 101:
+            return
         if not self._is_interim() and not self._replace_parser:
             self._complete()
 
     def _is_interim(self) -> bool:
-        return 100 <= self._status < 200
+        """1xx answers other than 101 Switching Protocols precede the real response."""
+        return 100 <= self._status < 200 and self._status != 101
 
     def _complete(self) -> None:
         sink, self.sink = self.sink, None
@@ -117,6 +133,7 @@ class UpstreamConnection(asyncio.Protocol):
         sink, self.sink = self.sink, None
         if sink is not None:
             sink.upstream_lost(exc)
+            sink.flush()
 
     def pause_writing(self) -> None:
         if self.sink is not None:

@@ -33,9 +33,13 @@ class BackendApp:
         self.in_progress = 0
         self.disconnected = 0
         self.upload_bytes_seen = 0
+        self.download_bytes_sent = 0
         self.release = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket_echo(receive, send)
+            return
         if scope["type"] != "http":
             return
         path = scope["path"]
@@ -47,8 +51,21 @@ class BackendApp:
             "/sse": self._sse,
             "/upload": self._upload,
             "/break-after-start": self._break_after_start,
+            "/download": self._download,
         }.get(path, self._echo)
         await handler(scope, receive, send)
+
+    async def _websocket_echo(self, receive: Any, send: Any) -> None:
+        """Accept, then answer each text message with ``<name> echo: <text>``."""
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.accept"})
+            elif message["type"] == "websocket.receive":
+                text = f"{self.name} echo: {message.get('text')}"
+                await send({"type": "websocket.send", "text": text})
+            else:
+                return
 
     async def _json(self, send: Any, body: dict[str, Any], status: int = 200) -> None:
         data = json.dumps(body).encode()
@@ -84,6 +101,7 @@ class BackendApp:
             "in_progress": self.in_progress,
             "disconnected": self.disconnected,
             "upload_bytes_seen": self.upload_bytes_seen,
+            "download_bytes_sent": self.download_bytes_sent,
         }
         await self._json(send, body)
 
@@ -128,6 +146,18 @@ class BackendApp:
             if not message.get("more_body"):
                 break
         await self._json(send, {"replica": self.name, "bytes": self.upload_bytes_seen})
+
+    async def _download(self, scope: Scope, receive: Any, send: Any) -> None:
+        total = int(parse_qs(scope["query_string"].decode())["bytes"][0])
+        block = b"d" * (1 << 20)
+        self.download_bytes_sent = 0
+        headers = [(b"content-length", str(total).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        while self.download_bytes_sent < total:
+            part = block[: total - self.download_bytes_sent]
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+            self.download_bytes_sent += len(part)
+        await send({"type": "http.response.body", "body": b""})
 
     async def _break_after_start(self, scope: Scope, receive: Any, send: Any) -> None:
         await self._read_body(receive)

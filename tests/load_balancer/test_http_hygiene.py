@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import httpx
+from websockets.sync.client import connect
 
 from tests.load_balancer.conftest import Proc, ProcessFactory
 
@@ -75,17 +76,25 @@ def test_head_then_get_on_one_keep_alive_connection(
     assert get.json()["method"] == "GET"
 
 
-def test_websocket_upgrade_is_refused_with_501_and_a_reason(
+def test_websocket_is_proxied_both_ways(
     procs: ProcessFactory, two_backends: tuple[Proc, Proc]
 ) -> None:
     lb = procs.lb("--replicas", two_backends[0].url)
-    headers = {
-        "Connection": "Upgrade",
-        "Upgrade": "websocket",
-        "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-    }
-    response = httpx.get(lb.url + "/ws", headers=headers, timeout=10)
+    ws_url = lb.url.replace("http://", "ws://") + "/ws"
+    with connect(ws_url, open_timeout=10) as ws:
+        ws.send("hello")
+        first = ws.recv(timeout=10)
+        ws.send("again")
+        second = ws.recv(timeout=10)
+    assert (first, second) == ("A echo: hello", "A echo: again")
+
+
+def test_other_protocol_upgrades_are_refused_with_501_and_a_reason(
+    procs: ProcessFactory, two_backends: tuple[Proc, Proc]
+) -> None:
+    lb = procs.lb("--replicas", two_backends[0].url)
+    headers = {"Connection": "Upgrade, HTTP2-Settings", "Upgrade": "h2c", "HTTP2-Settings": ""}
+    response = httpx.get(lb.url + "/", headers=headers, timeout=10)
     assert response.status_code == 501
     assert response.json()["error"] == "upgrade_not_supported"
 

@@ -86,6 +86,28 @@ def test_one_gib_upload_goes_through_with_bounded_memory(
     assert _peak_rss_kib(lb.process.pid) < 150 * 1024
 
 
+def test_download_to_a_client_that_stops_reading_is_held_back_not_buffered(
+    procs: ProcessFactory, two_backends: tuple[Proc, Proc]
+) -> None:
+    a = two_backends[0]
+    lb = procs.lb("--replicas", a.url)
+    total = 256 << 20
+    samples: list[int] = []
+
+    def replica_stalled() -> bool:
+        samples.append(_stats(a)["download_bytes_sent"])
+        return len(samples) > 5 and samples[-1] == samples[-5] > 0
+
+    request = b"GET /download?bytes=%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % total
+    with _send_request_head(lb.port, request) as sock:
+        wait_until(replica_stalled, "the replica blocked by back-pressure")
+        held_back = samples[-1]
+        received = len(_read_until_closed(sock))
+    assert held_back < total // 2
+    assert received > total
+    assert _peak_rss_kib(lb.process.pid) < 150 * 1024
+
+
 def test_client_disconnect_cancels_the_upstream_request(
     procs: ProcessFactory, two_backends: tuple[Proc, Proc]
 ) -> None:

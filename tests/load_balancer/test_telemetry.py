@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import httpx
+from websockets.sync.client import connect
 
 from tests.load_balancer.conftest import REPO, Proc, ProcessFactory, wait_until
 from tests.load_balancer.servers import FakeController
@@ -93,3 +94,17 @@ def test_command_line_without_a_mode_exits_2_naming_the_flags() -> None:
     )
     assert result.returncode == 2
     assert "--replicas" in result.stderr and "--controller-url" in result.stderr
+
+
+def test_closing_a_websocket_releases_its_replica(
+    procs: ProcessFactory, two_backends: tuple[Proc, Proc]
+) -> None:
+    replica = two_backends[0]
+    lb = procs.lb("--replicas", replica.url)
+    ws_url = lb.url.replace("http://", "ws://") + "/ws"
+    with connect(ws_url, open_timeout=10) as ws:
+        ws.send("x")
+        ws.recv(timeout=10)
+        assert _metric(lb, "lb_replica_in_flight", replica=replica.url) == 1
+    wait_until(lambda: _metric(lb, "lb_replica_in_flight", replica=replica.url) == 0, "released")
+    assert _metric(lb, "lb_requests_total", code="101") == 1
