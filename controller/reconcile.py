@@ -128,7 +128,10 @@ class Reconciler:
             return
         by_key = {o.location.key: o for o in offers}
         config = spec.placement_config()
-        policy = make_policy("spothedge" if config.use_spot else "on_demand")
+        policy = make_policy(
+            "spothedge" if config.use_spot else "on_demand",
+            refusal_backoff=self.settings.refusal_backoff_seconds,
+        )
         policy_state = self._load_policy_state(name, policy)
         for _ in range(MAX_PLAN_ROUNDS):
             records = self.store.replicas(name)

@@ -50,6 +50,7 @@ class Settings:
     app_failures_to_fail_service: int = 3
     qps_window_seconds: float = 60.0
     drain_seconds: float | None = None
+    refusal_backoff_seconds: float = 30.0
     clouds: tuple[str, ...] = ("local",)
     read_auth: bool = False
     max_body_bytes: int = 1024 * 1024
@@ -78,6 +79,7 @@ class Settings:
             app_failures_to_fail_service=_int(env, "SERVE_APP_FAILURES_TO_FAIL", 3),
             qps_window_seconds=_float(env, "SERVE_QPS_WINDOW_SECONDS", 60.0),
             drain_seconds=_float(env, "SERVE_DRAIN_SECONDS", -1.0),
+            refusal_backoff_seconds=_float(env, "SERVE_REFUSAL_BACKOFF_SECONDS", 30.0),
             clouds=clouds or ("local",),
             read_auth=_bool(env, "SERVE_READ_AUTH", False),
             max_body_bytes=_int(env, "SERVE_MAX_BODY_BYTES", 1024 * 1024),
