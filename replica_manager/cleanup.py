@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from provisioners.base import Instance, InstanceState, Provisioner
 from provisioners.errors import ProvisionError
 from replica_manager.clock import Clock
+from replica_manager.failpoints import failpoint
 from replica_manager.lifecycle import ALIVE, ENDING, TERMINAL_RETENTION_SECONDS
 from replica_manager.records import ReplicaRecord
 from replica_manager.records import ReplicaStatus as S
@@ -52,8 +53,10 @@ class Cleaner:
         if not teardown and self._draining(record):
             return
         if record.terminated_at is None:
+            failpoint("terminate.before_provider")
             if not self._terminate(record):
                 return
+            failpoint("terminate.after_provider")
             record = self.store.update(record, terminated_at=self.clock.now())
         if record.status == S.SHUTTING_DOWN:
             self.store.delete(record)

@@ -16,6 +16,7 @@ from policies.types import Launch, LocationEvent, LocationEventKind, Offer, Plan
 from provisioners.base import InstanceState, LaunchRequest, Provisioner
 from provisioners.errors import ProvisionError
 from replica_manager.clock import Clock
+from replica_manager.failpoints import failpoint
 from replica_manager.lifecycle import ALIVE
 from replica_manager.records import ReplicaRecord, ReplicaTemplate
 from replica_manager.records import ReplicaStatus as S
@@ -51,6 +52,8 @@ class Executor:
                 self._record_refusal(record, outcome, result)
             else:
                 result.launched.append(outcome)
+        if result.launched:
+            failpoint("launch.recorded")
         return result
 
     def _scale_down(self, service: str, replica_ids: tuple[int, ...]) -> None:
@@ -82,6 +85,7 @@ class Executor:
         if prov is None:
             return ProvisionError(f"cloud {record.location.cloud} is not enabled")
         request = self._request(template, record, offers[record.location.key])
+        failpoint("launch.before_provider")
         try:
             inst = prov.launch(request)
         except ProvisionError as exc:
@@ -89,6 +93,7 @@ class Executor:
         except Exception as exc:  # an adapter bug must not lose the intent row
             log.exception("launch of %s replica %s crashed", record.service, record.replica_id)
             return ProvisionError(f"unexpected error: {exc}")
+        failpoint("launch.after_provider")
         now = self.clock.now()
         if inst.state == InstanceState.RUNNING:
             return self.store.transition(
