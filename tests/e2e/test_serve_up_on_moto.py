@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.moto_server import aws_env, moto_server
+from tests.support.moto_server import aws_env, moto_server, tagged_instances
 from tests.support.processes import ControllerProcess, Env, wait_until
 
 pytestmark = pytest.mark.slow
