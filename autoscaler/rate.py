@@ -1,44 +1,32 @@
-"""Request rate per service from the load balancers' counts, averaged over a window."""
+"""Request rate per service from the load balancers' reported counts. Pure.
+
+Each sample is one load balancer sync: `count` requests received over the `window_seconds`
+before `at`. The rate is the sum over samples that end inside the averaging window divided
+by the time covered, which is the window once the service has been reporting for that long.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 DEFAULT_WINDOW_SECONDS = 60.0
 
 
-class RequestRates:
-    """Thread-safe: load balancer syncs write, the reconcile tick reads."""
+@dataclass(frozen=True)
+class CountSample:
+    at: float
+    count: int
+    window_seconds: float
 
-    def __init__(self, window_seconds: float = DEFAULT_WINDOW_SECONDS):
-        self.window = window_seconds
-        self._samples: dict[str, deque[tuple[float, int]]] = {}
-        self._first: dict[str, float] = {}
-        self._lock = threading.Lock()
 
-    def record(self, service: str, count: int, window_seconds: float, now: float) -> None:
-        with self._lock:
-            samples = self._samples.setdefault(service, deque())
-            self._first.setdefault(service, now - max(0.0, window_seconds))
-            samples.append((now, max(0, count)))
-            self._trim(samples, now)
-
-    def qps(self, service: str, now: float) -> float | None:
-        """Average requests/s over the window; None before the first report."""
-        with self._lock:
-            samples = self._samples.get(service)
-            if samples is None:
-                return None
-            self._trim(samples, now)
-            span = min(self.window, max(1e-6, now - self._first[service]))
-            return sum(c for _, c in samples) / span
-
-    def forget(self, service: str) -> None:
-        with self._lock:
-            self._samples.pop(service, None)
-            self._first.pop(service, None)
-
-    def _trim(self, samples: deque[tuple[float, int]], now: float) -> None:
-        while samples and samples[0][0] <= now - self.window:
-            samples.popleft()
+def average_qps(
+    samples: Iterable[CountSample], now: float, window: float = DEFAULT_WINDOW_SECONDS
+) -> float | None:
+    """Requests/s over the last `window` seconds; None before any report."""
+    inside = [s for s in samples if now - window < s.at <= now]
+    if not inside:
+        return None
+    began = min(s.at - s.window_seconds for s in inside)
+    span = min(window, max(1e-6, now - began))
+    return sum(max(0, s.count) for s in inside) / span

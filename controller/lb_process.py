@@ -57,7 +57,7 @@ def start_lb(settings: Settings, service: str, port: int, policy: str) -> int:
         "--port",
         str(port),
         "--controller-url",
-        settings.url,
+        settings.controller_urls,
         "--service",
         service,
         "--token-file",

@@ -55,6 +55,12 @@ class Reconciler:
     cleaner: Cleaner
     request_rate: Any = None  # autoscaler.rate.RequestRates, set by the runtime
     _offers: dict[tuple[str, int], list[Offer]] = field(default_factory=dict)
+    _scanned: set[str] = field(default_factory=set)
+
+    def rescan_all(self) -> None:
+        """Look for orphans and interrupted launches of every service at its next tick
+        (on becoming the leader: the previous one may have died mid-launch)."""
+        self._scanned.clear()
 
     def tick(self, name: str) -> None:
         with self.db.session() as s:
@@ -86,8 +92,9 @@ class Reconciler:
         records = self.store.replicas(name)
         lost = any(r.status in (S.PENDING, S.PROVISIONING) and not r.instance_id for r in records)
         due = now - state.get("last_orphan_scan", 0.0) >= self.settings.orphan_scan_seconds
-        if not (lost or due):
+        if not (lost or due or name not in self._scanned):
             return
+        self._scanned.add(name)
         clouds = {r.location.cloud for r in records} | set(self.provisioners)
         self.cleaner.reconcile_owned(name, sorted(clouds))
         self.cleaner.fail_lost_intents(name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -13,10 +14,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from autoscaler.rate import RequestRates
 from controller.auth import ensure_token
 from controller.db import Database, ServiceRow
 from controller.db.replica_store import SqlReplicaStore
+from controller.db.request_counts import RequestCounts
+from controller.leader import leader_lock
 from controller.reconcile import Reconciler
 from controller.settings import Settings
 from provisioners.local import LocalProvisioner
@@ -43,7 +45,11 @@ class ControllerRuntime:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.db = Database(settings.database_url)
-        self.rates = RequestRates(settings.qps_window_seconds)
+        self.rates = RequestCounts(self.db, settings.qps_window_seconds)
+        self.leader_lock = leader_lock(settings.database_url, settings.home)
+        self.is_leader = False
+        self._db_failures = 0
+        self._resume_at = 0.0
         self.token = ""
         self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="service")
@@ -96,7 +102,7 @@ class ControllerRuntime:
             local = provisioners.get("local")
             if isinstance(local, LocalProvisioner):
                 self.scheduler.add_job(
-                    lambda: local.drive_market(self.clock.now()),
+                    lambda: self.is_leader and local.drive_market(self.clock.now()),
                     "interval",
                     seconds=1.0,
                     id="market",
@@ -104,25 +110,55 @@ class ControllerRuntime:
             self.scheduler.start()
 
     def tick_all(self) -> None:
-        """Start a tick for every service whose previous tick has finished."""
+        """As the leader, start a tick for every service whose previous tick has finished.
+        After a database error, wait 1, 2, 4 ... up to 30 ticks before trying again."""
+        if time.monotonic() < self._resume_at or not self._lead():
+            return
         try:
             with self.db.session() as session:
                 names = list(session.scalars(select(ServiceRow.name)).all())
+            self.rates.trim(self.clock.now())
         except OperationalError as exc:
-            log.warning("database unavailable, skipping this tick: %s", exc.orig)
+            self._back_off(exc)
             return
+        self._db_failures = 0
         with self._lock:
             for name in names:
                 running = self._running.get(name)
                 if running is None or running.done():
                     self._running[name] = self._pool.submit(self._tick_one, name)
 
+    def _lead(self) -> bool:
+        assert self.reconciler is not None
+        if self.is_leader:
+            if self.leader_lock.still_held():
+                return True
+            log.error("lost the leader lock (database connection gone); standing by")
+            self.is_leader = False
+            return False
+        if self.leader_lock.try_acquire():
+            self.is_leader = True
+            log.info("this controller is now the leader")
+            self.reconciler.rescan_all()
+            return True
+        return False
+
+    def _back_off(self, exc: OperationalError) -> None:
+        self._db_failures += 1
+        delay = min(30.0, self.settings.tick_seconds * 2 ** (self._db_failures - 1))
+        self._resume_at = time.monotonic() + delay
+        log.warning(
+            "database unavailable (%s); nothing is launched; next try in %.1fs",
+            str(exc.orig).splitlines()[0] if exc.orig else exc,
+            delay,
+        )
+
     def _tick_one(self, name: str) -> None:
         assert self.reconciler is not None
         try:
             self.reconciler.tick(name)
         except OperationalError as exc:
-            log.warning("database unavailable during the tick of %s: %s", name, exc.orig)
+            self._back_off(exc)
         except Exception:
             log.exception("reconcile of %s failed; will retry next tick", name)
 
@@ -130,6 +166,7 @@ class ControllerRuntime:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.leader_lock.release()
         self._io_pool.shutdown(wait=False, cancel_futures=True)
         if self.prober:
             self.prober.close()

@@ -51,6 +51,7 @@ class Settings:
     qps_window_seconds: float = 60.0
     drain_seconds: float | None = None
     refusal_backoff_seconds: float = 30.0
+    peers: tuple[str, ...] = ()
     clouds: tuple[str, ...] = ("local",)
     read_auth: bool = False
     max_body_bytes: int = 1024 * 1024
@@ -80,6 +81,11 @@ class Settings:
             qps_window_seconds=_float(env, "SERVE_QPS_WINDOW_SECONDS", 60.0),
             drain_seconds=_float(env, "SERVE_DRAIN_SECONDS", -1.0),
             refusal_backoff_seconds=_float(env, "SERVE_REFUSAL_BACKOFF_SECONDS", 30.0),
+            peers=tuple(
+                p.strip().rstrip("/")
+                for p in env.get("SERVE_CONTROLLER_PEERS", "").split(",")
+                if p.strip()
+            ),
             clouds=clouds or ("local",),
             read_auth=_bool(env, "SERVE_READ_AUTH", False),
             max_body_bytes=_int(env, "SERVE_MAX_BODY_BYTES", 1024 * 1024),
@@ -89,6 +95,12 @@ class Settings:
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def controller_urls(self) -> str:
+        """What load balancers sync with: every controller that may lead, this one first."""
+        others = [p for p in self.peers if p != self.url]
+        return ",".join([self.url, *others])
 
     @property
     def drain(self) -> float:

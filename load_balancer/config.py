@@ -25,7 +25,7 @@ class LBConfig:
     port: int
     policy: str
     replicas: tuple[str, ...]
-    controller_url: str | None
+    controller_urls: tuple[str, ...]
     service: str | None
     token_file: str | None
     sync_interval: float
@@ -39,7 +39,7 @@ class LBConfig:
 
     @property
     def standalone(self) -> bool:
-        return self.controller_url is None
+        return not self.controller_urls
 
     @property
     def service_label(self) -> str:
@@ -53,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, required=True, help="port to listen on")
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
-    p.add_argument("--controller-url", help="controller base URL, e.g. http://127.0.0.1:8765")
+    p.add_argument(
+        "--controller-url",
+        help="controller base URL, e.g. http://127.0.0.1:8765; several, comma-separated, for "
+        "controllers that take over from one another (each sync tries them in turn)",
+    )
     p.add_argument("--service", help="service name known to the controller")
     p.add_argument("--token-file", help="file holding the controller's bearer token")
     p.add_argument("--sync-interval", type=float, default=2.0, help="seconds between syncs")
@@ -124,7 +128,9 @@ def parse_config(argv: list[str] | None = None) -> LBConfig:
         port=args.port,
         policy=args.policy,
         replicas=replicas,
-        controller_url=args.controller_url.rstrip("/") if args.controller_url else None,
+        controller_urls=tuple(
+            u.strip().rstrip("/") for u in (args.controller_url or "").split(",") if u.strip()
+        ),
         service=args.service,
         token_file=args.token_file,
         sync_interval=args.sync_interval,

@@ -57,7 +57,7 @@ class ControllerSync:
         self._slots = SlotAllocator(REPLICA_SLOTS)
         self._reported = 0
         self._last_success = clock()
-        self._url = f"{config.controller_url}/api/v1/services/{config.service}/lb-sync"
+        self._current = 0
 
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=max(self._config.sync_interval, 5.0)) as client:
@@ -79,21 +79,40 @@ class ControllerSync:
         return outcome
 
     async def _post(self, client: httpx.AsyncClient, payload: dict[str, float]) -> SyncOutcome:
+        """Ask each controller in turn, starting with the last one that answered."""
         try:
             headers = {"Authorization": f"Bearer {self._read_token()}"}
         except OSError as exc:
             return self._failed("token_unreadable", str(exc))
+        urls = self._config.controller_urls
+        outcome = SyncOutcome(False, "no controller URL")
+        for step in range(len(urls)):
+            index = (self._current + step) % len(urls)
+            outcome = await self._post_to(client, urls[index], payload, headers)
+            if outcome.ok or outcome.reason.startswith("controller answered 404"):
+                self._current = index
+                return outcome
+        return outcome
+
+    async def _post_to(
+        self,
+        client: httpx.AsyncClient,
+        base: str,
+        payload: dict[str, float],
+        headers: dict[str, str],
+    ) -> SyncOutcome:
+        url = f"{base}/api/v1/services/{self._config.service}/lb-sync"
         try:
-            response = await client.post(self._url, json=payload, headers=headers)
+            response = await client.post(url, json=payload, headers=headers)
         except (OSError, httpx.HTTPError) as exc:
-            return self._failed("controller_unreachable", f"{type(exc).__name__}: {exc}")
+            return self._failed("controller_unreachable", f"{base}: {type(exc).__name__}: {exc}")
         if response.status_code == 404:
             return self._failed(
                 "service_gone", "controller answered 404; keeping the last replicas"
             )
         if response.status_code != 200:
             return self._failed(
-                "sync_rejected", f"HTTP {response.status_code}: {response.text[:200]}"
+                "sync_rejected", f"{base}: HTTP {response.status_code}: {response.text[:200]}"
             )
         try:
             answer = SyncResponse.model_validate_json(response.content)
@@ -115,7 +134,7 @@ class ControllerSync:
             "warning",
             event,
             service=self._config.service,
-            controller=self._config.controller_url,
+            controllers=",".join(self._config.controller_urls),
             reason=reason,
             action="serving the last known ready replicas; retrying next interval",
         )

@@ -28,7 +28,10 @@ def healthz(rt: ControllerRuntime = Depends(runtime)) -> Response:
             503,
             media_type="application/json",
         )
-    return Response('{"status": "ok", "database": "ok"}', media_type="application/json")
+    role = "leader" if rt.is_leader else "standby"
+    return Response(
+        f'{{"status": "ok", "database": "ok", "role": "{role}"}}', media_type="application/json"
+    )
 
 
 @router.get("/api/v1/controller", dependencies=[Depends(read_access)])
@@ -39,6 +42,7 @@ def controller_info(rt: ControllerRuntime = Depends(runtime)) -> dict[str, Any]:
         "url": rt.settings.url,
         "pid": os.getpid(),
         "database": rt.db.display_url,
+        "role": "leader" if rt.is_leader else "standby",
         "clouds": list(rt.settings.clouds),
         "home": str(rt.settings.home),
     }

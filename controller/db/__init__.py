@@ -1,11 +1,19 @@
 from controller.db.engine import Database, make_engine, normalise_url, upgrade_schema
-from controller.db.models import Base, EventRow, ReplicaRow, ServiceRow, ServiceVersionRow
+from controller.db.models import (
+    Base,
+    EventRow,
+    ReplicaRow,
+    RequestCountRow,
+    ServiceRow,
+    ServiceVersionRow,
+)
 
 __all__ = [
     "Base",
     "Database",
     "EventRow",
     "ReplicaRow",
+    "RequestCountRow",
     "ServiceRow",
     "ServiceVersionRow",
     "make_engine",

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -112,3 +113,17 @@ class EventRow(Base):
     message: Mapped[str] = mapped_column(Text)
     at: Mapped[float] = mapped_column(Float, index=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RequestCountRow(Base):
+    """One load balancer sync's request count: the autoscaler's input, shared by every
+    controller (a standby may receive the sync; the leader reads it)."""
+
+    __tablename__ = "request_counts"
+    __table_args__ = (Index("ix_request_counts_service_at", "service_name", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_name: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
+    window_seconds: Mapped[float] = mapped_column(Float)

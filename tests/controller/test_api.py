@@ -25,7 +25,7 @@ def auth(controller: ControllerProcess) -> dict[str, str]:
 
 
 def test_health_answers(api: httpx.Client) -> None:
-    assert api.get("/healthz").json() == {"status": "ok", "database": "ok"}
+    assert api.get("/healthz").json() == {"status": "ok", "database": "ok", "role": "leader"}
 
 
 def test_openapi_document_is_served(api: httpx.Client) -> None:

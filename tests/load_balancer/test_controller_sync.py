@@ -130,3 +130,27 @@ def test_no_ready_replica_answers_503_with_a_json_reason(
         "error": "no_ready_replica",
         "detail": "service svc has no ready replica yet; check `serve status svc`",
     }
+
+
+def test_when_the_first_controller_is_unreachable_the_next_one_is_asked(
+    procs: ProcessFactory,
+    controller: FakeController,
+    token_file: Path,
+    two_backends: tuple[Proc, Proc],
+) -> None:
+    from tests.load_balancer.conftest import free_port
+
+    controller.ready_replicas = [two_backends[0].url]
+    live = controller.start()
+    dead = f"http://127.0.0.1:{free_port()}"
+    flags = [
+        "--controller-url",
+        f"{dead},{live}",
+        "--service",
+        "svc",
+        "--token-file",
+        str(token_file),
+    ]
+    lb = procs.lb(*flags, "--sync-interval", "0.1")
+    wait_until(lambda: httpx.get(lb.url + "/").status_code == 200, "a sync through the second URL")
+    assert _replica_of(lb) == "A"

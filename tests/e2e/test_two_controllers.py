@@ -1,0 +1,121 @@
+"""Two controller processes on one Postgres database: exactly one acts; when it dies the
+other takes over within a bounded time, and nothing is launched twice."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.processes import ControllerProcess, Env, free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+HELLO = Path(__file__).parents[2] / "examples" / "hello"
+YAML = f"""
+name: ha
+service: {{readiness_probe: /health, replicas: 2}}
+resources: {{ports: 8080}}
+workdir: {HELLO}
+run: python3 app.py
+envs: {{HELLO_TOKEN_DELAY: "0"}}
+"""
+
+
+@pytest.fixture
+def pair(db_url: str, tmp_path: Path) -> Iterator[tuple[ControllerProcess, ControllerProcess]]:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("several controllers share a Postgres database (SQLite is one machine's)")
+    home = tmp_path / "home"
+    home.mkdir()
+    ports = (free_port(), free_port())
+    peers = ",".join(f"http://127.0.0.1:{p}" for p in ports)
+    envs = [
+        Env(home=home, database_url=db_url, port=p, extra={"SERVE_CONTROLLER_PEERS": peers})
+        for p in ports
+    ]
+    envs[1].lb_port_start = envs[0].lb_port_start
+    first = ControllerProcess(envs[0]).start()
+    wait_until(lambda: role(envs[0]) == "leader", "the first controller to lead")
+    second = ControllerProcess(envs[1]).start()
+    yield first, second
+    first.kill()
+    second.kill()
+    from tests.support.processes import kill_everything_of
+
+    kill_everything_of(home)
+
+
+def role(env: Env) -> str | None:
+    try:
+        return str(httpx.get(f"{env.url}/api/v1/controller", timeout=2).json()["role"])
+    except httpx.HTTPError:
+        return None
+
+
+def instances(env: Env) -> list[dict[str, Any]]:
+    folder = env.home / "local" / "instances"
+    return [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.is_dir() else []
+
+
+def test_one_leader_acts_and_the_standby_takes_over_when_it_dies(
+    pair: tuple[ControllerProcess, ControllerProcess], tmp_path: Path
+) -> None:
+    leader, standby = pair
+    spec = tmp_path / "ha.yaml"
+    spec.write_text(YAML)
+    assert standby.env.serve("up", str(spec)).returncode == 0, "writes work on a standby too"
+    assert role(leader.env) == "leader" and role(standby.env) == "standby"
+    time.sleep(3)  # several ticks of both controllers
+    assert len([i for i in instances(leader.env) if i["state"] == "running"]) == 2
+    endpoint = leader.env.status("ha")["endpoint"]  # type: ignore[index]
+
+    leader.kill()
+    began = time.monotonic()
+    wait_until(lambda: role(standby.env) == "leader", "the standby to take over", 20)
+    takeover = time.monotonic() - began
+
+    victim = instances(standby.env)[0]
+    import os
+    import signal
+
+    os.killpg(victim["pid"], signal.SIGKILL)
+    wait_until(
+        lambda: (
+            sum(r["status"] == "READY" for r in standby.env.status("ha")["replicas"]) == 2  # type: ignore[index]
+            and victim["replica_id"]
+            not in {
+                r["id"]
+                for r in standby.env.status("ha")["replicas"]  # type: ignore[index]
+                if r["status"] == "READY"
+            }
+        ),
+        "the new leader to replace the dead replica",
+        30,
+    )
+    running = [i for i in instances(standby.env) if i["state"] == "running"]
+    assert len(running) == 2, "nothing may be launched twice"
+    assert len({i["replica_id"] for i in running}) == 2
+    assert httpx.post(f"{endpoint}/v1/chat/completions", json={"messages": []}).status_code == 200
+    assert takeover < 10
+
+
+def test_a_second_controller_on_the_same_sqlite_file_stands_by(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    first = ControllerProcess(Env(home=home, database_url=url)).start()
+    second = ControllerProcess(Env(home=home, database_url=url)).start()
+    try:
+        wait_until(lambda: role(first.env) == "leader", "the first to lead")
+        assert role(second.env) == "standby"
+        first.kill()
+        wait_until(lambda: role(second.env) == "leader", "the second to take over", 10)
+    finally:
+        first.kill()
+        second.kill()
