@@ -32,3 +32,13 @@ def api(shared_controller: ControllerProcess) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def auth(shared_controller: ControllerProcess) -> dict[str, str]:
     return shared_controller.env.auth()
+
+
+@pytest.fixture
+def new_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """A fresh installation whose SERVE_HOME does not exist yet (the controller makes it);
+    every process started for it is killed afterwards."""
+    root = tmp_path_factory.mktemp("fresh")
+    env = Env(home=root / "serve-home", database_url=f"sqlite:///{root / 'serve.db'}")
+    yield env
+    kill_everything_of(env.home)
