@@ -19,7 +19,6 @@ from controller.spec import (
     check_service_name,
     ignored_fields,
     load_spec_file,
-    load_spec_text,
     parse_yaml,
     read_spec_file,
 )
@@ -32,9 +31,8 @@ console = wide_console()
 def _load(file: Path) -> tuple[dict[str, Any], ServiceSpec]:
     """Parse and validate locally, and make `workdir` absolute (relative to the current
     directory, as SkyPilot does) so the controller can find it."""
-    text = read_spec_file(file)
-    spec = load_spec_text(text, str(file))
-    data = parse_yaml(text, str(file))
+    data = parse_yaml(read_spec_file(file), str(file))
+    spec = validate_spec(data, str(file))
     if spec.workdir:
         workdir = Path(spec.workdir).expanduser().resolve()
         if not workdir.is_dir():
@@ -52,7 +50,7 @@ def _service_path(name: str, suffix: str = "") -> str:
     try:
         check_service_name(name)
     except SpecProblem as exc:
-        raise fail(f"no service named {name!r}: {exc.message}; `serve status` lists them") from None
+        raise fail(f"{exc.message}: {exc.hint}") from None
     return f"/api/v1/services/{name}{suffix}"
 
 
