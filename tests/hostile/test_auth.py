@@ -122,6 +122,21 @@ def test_read_only_api_is_closed_with_serve_read_auth(new_env: Env) -> None:
         proc.kill()
 
 
+def test_serve_status_still_works_when_reads_are_closed(new_env: Env) -> None:
+    new_env.extra["SERVE_READ_AUTH"] = "1"
+    new_env.home.mkdir()
+    proc = ControllerProcess(new_env).start()
+    try:
+        out = new_env.serve("status", "--json", timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "[]"
+        new_env.extra["SERVE_TOKEN"] = new_env.token[:-1]
+        refused = new_env.serve("status", "--json", timeout=60)
+        assert refused.returncode == 1 and "bearer token" in refused.stderr
+    finally:
+        proc.kill()
+
+
 def test_token_file_is_0600_in_a_directory_only_its_owner_can_write(new_env: Env) -> None:
     """Even when `serve controller start` runs under umask 000 (some containers do)."""
     started = subprocess.run(
