@@ -62,6 +62,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         codes = {
+            400: "bad_request",
             401: "unauthorized",
             403: "forbidden",
             404: "not_found",

@@ -108,9 +108,16 @@ def set_driver(body: DriverChange, rt: ControllerRuntime = Depends(runtime)) -> 
 
 
 def _trace_zones(path: str | None) -> int:
+    """Zones in the trace at `path`; any path the OS refuses (NUL byte, name too long, no
+    permission) is the caller's mistake, so it is a 422 naming the path, never a 500."""
     if not path:
         raise SpecError([SpecIssue("path", "a trace replay needs the trace directory")])
     try:
         return len(cached_trace(str(Path(path).resolve())).zones)
     except TraceError as exc:
         raise SpecError([SpecIssue("path", str(exc))]) from None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SpecError(
+            [SpecIssue("path", f"cannot read {path[:200]!r}: {reason}", "give a trace directory")]
+        ) from None

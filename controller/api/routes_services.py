@@ -182,9 +182,11 @@ def _log_path(rt: ControllerRuntime, name: str, target: str, replica: int | None
         if replica is None:
             raise NotFound("replica_required", "say which replica: ?replica=ID")
         path = rt.settings.service_log_dir(name) / f"replica-{int(replica)}.log"
-    root = rt.settings.log_dir.resolve()
+    # Only the log directory itself is resolved: a symlink placed in a service's directory
+    # (or standing for it) must not lead to another service's logs or out of SERVE_HOME.
+    allowed = rt.settings.log_dir.resolve() / path.parent.relative_to(rt.settings.log_dir)
     resolved = path.resolve()
-    if not resolved.is_relative_to(root) or not resolved.is_file():
+    if not resolved.is_relative_to(allowed) or not resolved.is_file():
         raise NotFound(
             "no_log", f"no {target} log for {name}" + (f" replica {replica}" if replica else "")
         )

@@ -81,7 +81,11 @@ class EventPublic(BaseModel):
 
 
 class LbSyncRequest(BaseModel):
-    request_count: int = Field(0, ge=0)
+    """`request_count` is bounded far above any real report (an unbounded one overflowed the
+    rate arithmetic and stopped the service's reconcile until the window passed). The window
+    is not: after a long outage a load balancer reports a long one, and must not be refused."""
+
+    request_count: int = Field(0, ge=0, le=10**12)
     window_seconds: float = Field(0.0, ge=0)
 
 

@@ -14,8 +14,16 @@ from controller.cli.errors import fail, friendly, wide_console
 from controller.cli.render import print_status
 from controller.client import ApiError, ControllerClient, ControllerUnavailable, start_controller
 from controller.settings import Settings
-from controller.spec import ServiceSpec, ignored_fields, load_spec_file, parse_yaml
+from controller.spec import (
+    ServiceSpec,
+    check_service_name,
+    ignored_fields,
+    load_spec_file,
+    parse_yaml,
+    read_spec_file,
+)
 from controller.spec.loader import validate_spec
+from controller.spec.models import SpecProblem
 
 console = wide_console()
 
@@ -23,8 +31,8 @@ console = wide_console()
 def _load(file: Path) -> tuple[dict[str, Any], ServiceSpec]:
     """Parse and validate locally, and make `workdir` absolute (relative to the current
     directory, as SkyPilot does) so the controller can find it."""
-    spec = load_spec_file(file)
-    data = parse_yaml(file.read_text())
+    data = parse_yaml(read_spec_file(file), str(file))
+    spec = validate_spec(data, str(file))
     if spec.workdir:
         workdir = Path(spec.workdir).expanduser().resolve()
         if not workdir.is_dir():
@@ -34,6 +42,16 @@ def _load(file: Path) -> tuple[dict[str, Any], ServiceSpec]:
             )
         data["workdir"] = str(workdir)
     return data, validate_spec(data, str(file))
+
+
+def _service_path(name: str, suffix: str = "") -> str:
+    """The API path of a service. A name that cannot be a service's is refused here, so no
+    argument (`..`, `a?target=controller`, `x/../y`) can steer the request elsewhere."""
+    try:
+        check_service_name(name)
+    except SpecProblem as exc:
+        raise fail(f"{exc.message}: {exc.hint}") from None
+    return f"/api/v1/services/{name}{suffix}"
 
 
 def _client(start: bool) -> ControllerClient:
@@ -81,7 +99,7 @@ def _wait_ready(client: ControllerClient, name: str) -> None:
     try:
         with console.status("waiting for replicas") as spinner:
             while True:
-                svc = client.json("GET", f"/api/v1/services/{name}")
+                svc = client.json("GET", _service_path(name))
                 states = ", ".join(f"{r['id']}:{r['status']}" for r in svc["replicas"]) or "-"
                 spinner.update(
                     f"{svc['status']}: {svc['ready_replicas']}/{svc['target_replicas']} ready "
@@ -106,7 +124,7 @@ def update(
 ) -> None:
     """Roll a service to a new version of its YAML (new replicas first, then old ones go)."""
     data, _ = _load(file)
-    svc = _client(start=False).json("PUT", f"/api/v1/services/{name}", json={"spec": data})
+    svc = _client(start=False).json("PUT", _service_path(name), json={"spec": data})
     console.print(f"Service [bold]{name}[/] is rolling to version {svc['version']}.")
 
 
@@ -126,7 +144,7 @@ def status(
         console.print("No controller is running, so no services. `serve up FILE` starts one.")
         return
     services = (
-        [client.json("GET", f"/api/v1/services/{name}")]
+        [client.json("GET", _service_path(name))]
         if name
         else client.json("GET", "/api/v1/services")
     )
@@ -134,7 +152,7 @@ def status(
     if events:
         targets = [name] if name else [s["name"] for s in services]
         for target in targets:
-            evts += client.json("GET", f"/api/v1/services/{target}/events", params={"limit": 50})
+            evts += client.json("GET", _service_path(target, "/events"), params={"limit": 50})
     if as_json:
         out: Any = services[0] if name else services
         if events and name:
@@ -156,14 +174,14 @@ def down(
 ) -> None:
     """Terminate a service's replicas and load balancer, and forget it."""
     client = _client(start=False)
-    result = client.json("DELETE", f"/api/v1/services/{name}", params={"purge": purge})
+    result = client.json("DELETE", _service_path(name), params={"purge": purge})
     if result["status"] == "DELETED" or detach:
         console.print(f"Service {name}: {result['status']}")
         return
     with console.status(f"taking {name} down") as spinner:
         while True:
             try:
-                svc = client.json("GET", f"/api/v1/services/{name}")
+                svc = client.json("GET", _service_path(name))
             except ApiError as exc:
                 if exc.status == 404:
                     break
@@ -190,12 +208,13 @@ def logs(
     if sum([replica is not None, lb, controller]) != 1:
         raise fail("say which log: --replica ID, --lb or --controller")
     target = "replica" if replica is not None else ("lb" if lb else "controller")
+    path = _service_path(name, "/logs")
     client = _client(start=False)
     params: dict[str, Any] = {"target": target, "tail": tail}
     if replica is not None:
         params["replica"] = replica
     while True:
-        resp = client.call("GET", f"/api/v1/services/{name}/logs", params=params)
+        resp = client.call("GET", path, params=params)
         typer.echo(resp.content.decode(errors="replace"), nl=False)
         if not follow:
             return
@@ -219,7 +238,7 @@ def validate(
             typer.echo(json.dumps({"valid": False, "issues": exc.as_json()}, indent=2))
             raise typer.Exit(1) from None
         raise
-    warnings = ignored_fields(parse_yaml(file.read_text()))
+    warnings = ignored_fields(parse_yaml(read_spec_file(file)))
     if as_json:
         typer.echo(
             json.dumps({"valid": True, "spec": spec.redacted(), "warnings": warnings}, indent=2)

@@ -1,7 +1,13 @@
 """The service YAML: models, normalisation and friendly errors."""
 
 from controller.spec.errors import SpecError, SpecIssue
-from controller.spec.loader import ignored_fields, load_spec_file, load_spec_text, parse_yaml
+from controller.spec.loader import (
+    ignored_fields,
+    load_spec_file,
+    load_spec_text,
+    parse_yaml,
+    read_spec_file,
+)
 from controller.spec.service import ServiceSpec, check_service_name, is_secret_name
 
 __all__ = [
@@ -14,4 +20,5 @@ __all__ = [
     "load_spec_file",
     "load_spec_text",
     "parse_yaml",
+    "read_spec_file",
 ]

@@ -35,12 +35,24 @@ IGNORED_FIELDS = {
 
 
 def load_spec_file(path: str | Path) -> ServiceSpec:
+    return load_spec_text(read_spec_file(path), source=str(path))
+
+
+def read_spec_file(path: str | Path) -> str:
+    """The file's text, refusing what is not a regular file, too large, or not UTF-8 (the
+    one text a YAML loader, the controller and the replica see the same way)."""
     p = Path(path)
     if not p.is_file():
         raise SpecError([SpecIssue("", f"no such file: {p}", "check the path")], str(p))
     if p.stat().st_size > MAX_BYTES:
         raise SpecError([_too_big(p.stat().st_size)], str(p))
-    return load_spec_text(p.read_text(encoding="utf-8", errors="replace"), source=str(p))
+    raw = p.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = f"byte {raw[exc.start]:#04x} at offset {exc.start}"
+        issue = SpecIssue("", f"not UTF-8 text ({where})", "save it as UTF-8")
+        raise SpecError([issue], str(p)) from None
 
 
 def load_spec_text(text: str, source: str = "") -> ServiceSpec:
@@ -51,6 +63,7 @@ def parse_yaml(text: str, source: str = "") -> dict[str, Any]:
     if len(text.encode()) > MAX_BYTES:
         raise SpecError([_too_big(len(text.encode()))], source)
     try:
+        _check_depth(text, source)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         _check_shape(node, source)
         data = yaml.safe_load(text)
@@ -190,16 +203,32 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _check_depth(text: str, source: str) -> None:
+    """Refuse deep nesting from the parser's flat event stream, before the composer (which
+    recurses once per level and would hit Python's recursion limit) builds anything."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _too_deep(source)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _too_deep(source: str) -> SpecError:
+    return SpecError(
+        [SpecIssue("", f"nested deeper than {MAX_DEPTH} levels", "flatten the document")], source
+    )
+
+
 def _check_shape(node: yaml.Node | None, source: str) -> None:
     """Refuse deep nesting, and alias bombs: count nodes as they would be once expanded."""
     sizes: dict[int, int] = {}
 
     def expanded(current: yaml.Node, depth: int) -> int:
         if depth > MAX_DEPTH:
-            raise SpecError(
-                [SpecIssue("", f"nested deeper than {MAX_DEPTH} levels", "flatten the document")],
-                source,
-            )
+            raise _too_deep(source)
         if id(current) in sizes:
             return sizes[id(current)]
         children: list[yaml.Node] = []

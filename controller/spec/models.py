@@ -17,6 +17,9 @@ CLOUDS = ("aws", "gcp", "azure", "kubernetes", "local")
 CLOUD_ALIASES = {"k8s": "kubernetes", "amazon": "aws", "google": "gcp"}
 SERVICE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Replica counts are stored in INTEGER columns and multiplied by prices; a bound far above
+# any real fleet keeps a typo'd or hostile count a clear 422 instead of a database overflow.
+MAX_REPLICAS = 1000
 
 
 class SpecProblem(ValueError):
@@ -49,14 +52,14 @@ class ReadinessProbe(Strict):
 
 
 class ReplicaPolicy(Strict):
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: int | None = Field(None, ge=0)
+    min_replicas: int = Field(1, ge=0, le=MAX_REPLICAS)
+    max_replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS)
     target_qps_per_replica: float | None = Field(None, gt=0)
     upscale_delay_seconds: float = Field(300, ge=0)
     downscale_delay_seconds: float = Field(1200, ge=0)
-    base_ondemand_fallback_replicas: int = Field(0, ge=0)
+    base_ondemand_fallback_replicas: int = Field(0, ge=0, le=MAX_REPLICAS)
     dynamic_ondemand_fallback: bool = False
-    num_overprovision: int | None = Field(None, ge=0)
+    num_overprovision: int | None = Field(None, ge=0, le=MAX_REPLICAS)
     spot_placer: Literal["dynamic_fallback"] | None = None
 
     @field_validator("spot_placer", mode="before")
@@ -109,7 +112,7 @@ class TLS(Strict):
 
 class ServiceSection(Strict):
     readiness_probe: ReadinessProbe
-    replicas: int | None = Field(None, ge=0)
+    replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS)
     replica_policy: ReplicaPolicy | None = None
     load_balancing_policy: Literal["least_load", "round_robin"] = "least_load"
     ports: int | None = Field(None, ge=1, le=65535)
