@@ -32,8 +32,10 @@ class ScalingConfig:
 
     def wanted(self, qps: float) -> int:
         assert self.target_qps_per_replica
-        raw = math.ceil(qps / self.target_qps_per_replica - 1e-9)
-        return max(self.min_replicas, min(self.max_replicas, raw))
+        ratio = qps / self.target_qps_per_replica
+        if not math.isfinite(ratio) or ratio >= self.max_replicas:
+            return self.max_replicas
+        return max(self.min_replicas, min(self.max_replicas, math.ceil(ratio - 1e-9)))
 
 
 def decide_target(

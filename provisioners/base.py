@@ -84,7 +84,7 @@ class LaunchRequest:
     port: int
     run: str
     setup: str | None = None
-    envs: Mapping[str, str] = field(default_factory=dict)
+    envs: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold secrets
     workdir: str | None = None
     resources: ResourceRequest = field(default_factory=ResourceRequest)
 

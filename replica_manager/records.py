@@ -50,7 +50,7 @@ class ReplicaTemplate:
     port: int
     probe: ProbeSpec
     setup: str | None = None
-    envs: Mapping[str, str] = field(default_factory=dict)
+    envs: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold secrets
     workdir: str | None = None
     resources: tuple[ResourceRequest, ...] = (ResourceRequest(),)
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import typer
 
 from controller.cli.app import app
@@ -113,7 +114,24 @@ def _wait_ready(client: ControllerClient, name: str) -> None:
         return
     if svc["status"] == "FAILED":
         raise fail(f"{name} failed: {svc['status_reason']}")
+    _wait_for_endpoint(svc["endpoint"])
     console.print(f"[green]{name} is READY[/] at {svc['endpoint']}")
+
+
+def _wait_for_endpoint(endpoint: str | None, timeout: float = 15.0) -> None:
+    """READY in the controller, then the load balancer must have heard of it (its next
+    sync), so the user's first request does not meet a 503."""
+    if not endpoint:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            health = httpx.get(f"{endpoint}/-/healthz", timeout=2).json()
+            if health.get("ready_replicas", 0) > 0:
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.2)
 
 
 @app.command()

@@ -155,6 +155,10 @@ class ServiceSpec(Strict):
     def redacted(self) -> dict[str, Any]:
         """The normalised spec as JSON, with secret values replaced."""
         data = self.model_dump(mode="json")
+        headers = data["service"]["readiness_probe"].get("headers") or {}
+        for key in headers:
+            if is_secret_name(key) or key.lower() in ("authorization", "cookie", "x-api-key"):
+                headers[key] = "<redacted>"
         for section in ("envs", "secrets"):
             for key in data.get(section) or {}:
                 if section == "secrets" or is_secret_name(key):

@@ -80,3 +80,10 @@ def test_rate_is_averaged_over_the_window() -> None:
 def test_rate_before_the_window_fills_uses_the_time_seen() -> None:
     samples = [CountSample(100.0, 20, 2.0), CountSample(102.0, 20, 2.0)]
     assert average_qps(samples, 102.0, window=60) == 10.0
+
+
+def test_absurd_rates_clip_to_max_replicas() -> None:
+    tiny = ScalingConfig(
+        min_replicas=1, max_replicas=4, target_qps_per_replica=1e-300, upscale_delay_seconds=0
+    )
+    assert run([(0, 1e300), (1, 1e300)], tiny)[-1] == 4

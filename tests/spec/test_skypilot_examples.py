@@ -135,3 +135,11 @@ def test_accelerator_forms_normalise_to_one_mapping() -> None:
         "H100": 8,
     }
     assert load_spec_text(base % "{V100: null}").resources.accelerators == {"V100": 1}
+
+
+def test_probe_authorization_header_is_redacted_in_the_normalised_spec() -> None:
+    spec = load_spec_text(VLLM)
+    assert spec.redacted()["service"]["readiness_probe"]["headers"] == {
+        "Authorization": "<redacted>"
+    }
+    assert spec.service.readiness_probe.headers["Authorization"] == "Bearer probe"

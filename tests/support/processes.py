@@ -107,8 +107,8 @@ class ControllerProcess:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ControllerProcess:
-        log = (self.env.home / "daemon.out").open("ab")
         self.env.home.mkdir(parents=True, exist_ok=True)
+        log = (self.env.home / "daemon.out").open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "controller.daemon"],
             env=self.env.vars,
