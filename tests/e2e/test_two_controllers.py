@@ -53,7 +53,7 @@ def pair(db_url: str, tmp_path: Path) -> Iterator[tuple[ControllerProcess, Contr
 
 def role(env: Env) -> str | None:
     try:
-        return str(httpx.get(f"{env.url}/api/v1/controller", timeout=2).json()["role"])
+        return str(httpx.get(f"{env.url}/api/v1/controller", timeout=10).json()["role"])
     except httpx.HTTPError:
         return None
 
