@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: env demo demo-spot test test-fast lint clean
+.PHONY: env demo demo-spot test test-fast lint typecheck clean
 
 env: $(STAMP)
 
@@ -24,10 +24,16 @@ demo-spot: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy --strict policies provisioners load_balancer
+	$(PY) -m mypy controller replica_manager autoscaler
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+typecheck: $(STAMP)
+	$(PY) -m mypy --strict policies provisioners load_balancer
+	$(PY) -m mypy controller replica_manager autoscaler
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

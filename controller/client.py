@@ -15,6 +15,7 @@ import httpx
 
 from controller.child_env import child_env
 from controller.settings import Settings
+from provisioners.local_process import is_alive
 
 START_TIMEOUT_SECONDS = 60.0
 
@@ -95,16 +96,7 @@ def read_state(settings: Settings) -> dict[str, Any] | None:
 
 
 def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
+    return pid > 0 and is_alive(pid)
 
 
 def start_controller(settings: Settings, on_wait: Callable[[float], None] | None = None) -> str:

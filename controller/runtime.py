@@ -102,7 +102,7 @@ class ControllerRuntime:
             local = provisioners.get("local")
             if isinstance(local, LocalProvisioner):
                 self.scheduler.add_job(
-                    lambda: self.is_leader and local.drive_market(self.clock.now()),
+                    lambda: self._drive_market(local),
                     "interval",
                     seconds=1.0,
                     id="market",
@@ -127,6 +127,11 @@ class ControllerRuntime:
                 running = self._running.get(name)
                 if running is None or running.done():
                     self._running[name] = self._pool.submit(self._tick_one, name)
+
+    def _drive_market(self, local: LocalProvisioner) -> None:
+        """Only the leader moves the simulated market (moving it preempts replicas)."""
+        if self.is_leader:
+            local.drive_market(self.clock.now())
 
     def _lead(self) -> bool:
         assert self.reconciler is not None

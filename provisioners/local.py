@@ -78,7 +78,8 @@ class LocalProvisioner:
             if resources.allows(loc):
                 out.append(Offer(loc, zone.on_demand_price, zone.spot_price, INSTANCE_TYPE))
         if not resources.ordered:
-            out.sort(key=lambda o: o.spot_price if resources.use_spot else o.on_demand_price)
+            spot = resources.use_spot
+            out.sort(key=lambda o: o.spot_price if spot and o.spot_price else o.on_demand_price)
         return out
 
     def launch(self, request: LaunchRequest) -> Instance:

@@ -35,14 +35,14 @@ class ControllerCollector(Collector):
         )
         with self.db.session() as s:
             counts: Counter[tuple[str, ...]] = Counter()
-            hourly: Counter[str] = Counter()
-            names = dict(s.execute(select(ServiceRow.id, ServiceRow.name)).tuples().all())
+            hourly: dict[str, float] = {}
+            names = dict(s.execute(select(ServiceRow.id, ServiceRow.name)).all())
             for r in s.scalars(select(ReplicaRow)).all():
                 svc = names.get(r.service_id, "?")
                 market = "spot" if r.spot else "on_demand"
                 counts[(svc, r.status, market, r.cloud, r.zone)] += 1
                 if r.instance_id and r.terminated_at is None:
-                    hourly[svc] += r.price_per_hour
+                    hourly[svc] = hourly.get(svc, 0.0) + r.price_per_hour
             for labels, n in counts.items():
                 replicas.add_metric(list(labels), n)
             status_counts: Counter[str] = Counter()
@@ -52,15 +52,11 @@ class ControllerCollector(Collector):
                 status_counts[row.status] += 1
             for status, n in status_counts.items():
                 services.add_metric([status], n)
-            pre = (
-                s.execute(
-                    select(EventRow.service_name, func.count())
-                    .where(EventRow.kind == "replica_preempted")
-                    .group_by(EventRow.service_name)
-                )
-                .tuples()
-                .all()
-            )
+            pre = s.execute(
+                select(EventRow.service_name, func.count())
+                .where(EventRow.kind == "replica_preempted")
+                .group_by(EventRow.service_name)
+            ).all()
             for name, n in pre:
                 preemptions.add_metric([name], n)
         yield from (replicas, target, cost, services, preemptions)

@@ -43,7 +43,7 @@ class Prices(StrEnum):
 
 class CapacityMode(StrEnum):
     auto = "auto"
-    count = "count"
+    counts = "count"  # not `count`: that name is str.count
     binary = "binary"
 
 

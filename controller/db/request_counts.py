@@ -27,18 +27,14 @@ class RequestCounts:
 
     def qps(self, service: str, now: float) -> float | None:
         with self.db.session() as s:
-            rows = (
-                s.execute(
-                    select(
-                        RequestCountRow.at, RequestCountRow.count, RequestCountRow.window_seconds
-                    ).where(
-                        RequestCountRow.service_name == service,
-                        RequestCountRow.at > now - self.window,
-                    )
+            rows = s.execute(
+                select(
+                    RequestCountRow.at, RequestCountRow.count, RequestCountRow.window_seconds
+                ).where(
+                    RequestCountRow.service_name == service,
+                    RequestCountRow.at > now - self.window,
                 )
-                .tuples()
-                .all()
-            )
+            ).all()
         return average_qps((CountSample(*row) for row in rows), now, self.window)
 
     def trim(self, now: float) -> None:

@@ -194,6 +194,11 @@ class Resources(Strict):
     network_tier: str | None = None
     autostop: Any = None
 
+    @property
+    def port_numbers(self) -> list[int]:
+        """`ports` after validation, which turns every accepted form into a list of ints."""
+        return [int(p) for p in self.ports] if isinstance(self.ports, list) else []
+
     @model_validator(mode="after")
     def _normalise_resources(self) -> Resources:
         _normalise_location(self)
@@ -276,3 +281,8 @@ def _port_list(ports: int | str | list[int | str] | None) -> list[int] | None:
             raise SpecProblem(f"port {text!r} is out of range 1-65535", "", "ports")
         out.extend(range(first, last + 1))
     return out
+
+
+def accelerator_counts(value: Accelerators | None) -> dict[str, int]:
+    """Validated accelerators (always a `{name: count}` mapping after validation)."""
+    return {k: int(v or 1) for k, v in value.items()} if isinstance(value, dict) else {}

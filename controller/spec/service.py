@@ -19,6 +19,7 @@ from controller.spec.models import (
     ServiceSection,
     SpecProblem,
     Strict,
+    accelerator_counts,
 )
 from policies.types import PlacementConfig
 from provisioners.base import Accelerator, LocationFilter, ResourceRequest
@@ -77,7 +78,7 @@ class ServiceSpec(Strict):
         return self
 
     def _check_ports(self) -> None:
-        ports = self.resources.ports
+        ports = self.resources.port_numbers
         if self.service.ports is not None:
             return
         if not ports:
@@ -97,8 +98,7 @@ class ServiceSpec(Strict):
     def port(self) -> int:
         if self.service.ports is not None:
             return self.service.ports
-        assert self.resources.ports
-        return int(self.resources.ports[0])
+        return self.resources.port_numbers[0]
 
     @property
     def any_spot(self) -> bool:
@@ -122,8 +122,7 @@ class ServiceSpec(Strict):
 
     def _request_for(self, place: Place, *, ordered: bool) -> ResourceRequest:
         res = self.resources
-        accels = place.accelerators or res.accelerators or {}
-        assert isinstance(accels, dict)
+        accels = accelerator_counts(place.accelerators) or accelerator_counts(res.accelerators)
         image = res.image_id if isinstance(res.image_id, str) else None
         return ResourceRequest(
             accelerators=tuple(Accelerator(n, c) for n, c in accels.items()),
