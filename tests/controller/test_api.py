@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
-from tests.support.processes import ControllerProcess
+from tests.support.databases import database_url
+from tests.support.processes import ControllerProcess, Env, kill_everything_of
 
 SPEC = {
     "service": {"readiness_probe": "/health", "replicas": 1},
@@ -14,14 +18,39 @@ SPEC = {
 }
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def controller(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControllerProcess]:
+    """One controller per database for the module; each test uses its own service names."""
+    root = tmp_path_factory.mktemp("api")
+    with database_url(request.param, root) as url:
+        env = Env(home=root / "serve-home", database_url=url)
+        env.home.mkdir()
+        proc = ControllerProcess(env).start()
+        yield proc
+        proc.kill()
+        kill_everything_of(env.home)
+
+
 @pytest.fixture
-def api(controller: ControllerProcess) -> httpx.Client:
-    return httpx.Client(base_url=controller.env.url, timeout=10)
+def api(controller: ControllerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=controller.env.url, timeout=10) as client:
+        yield client
 
 
 @pytest.fixture
 def auth(controller: ControllerProcess) -> dict[str, str]:
     return controller.env.auth()
+
+
+@pytest.fixture
+def name() -> str:
+    return f"s{uuid.uuid4().hex[:10]}"
+
+
+def names(api: httpx.Client) -> set[str]:
+    return {s["name"] for s in api.get("/api/v1/services").json()}
 
 
 def test_health_answers(api: httpx.Client) -> None:
@@ -34,52 +63,54 @@ def test_openapi_document_is_served(api: httpx.Client) -> None:
     assert api.get("/docs").status_code == 200
 
 
-def test_mutation_without_token_is_401_with_a_json_reason(api: httpx.Client) -> None:
-    resp = api.post("/api/v1/services", json={"name": "a", "spec": SPEC})
+def test_mutation_without_token_is_401_with_a_json_reason(name: str, api: httpx.Client) -> None:
+    resp = api.post("/api/v1/services", json={"name": name, "spec": SPEC})
     assert resp.status_code == 401
     assert resp.json()["error"] == "unauthorized"
     assert (
         api.post(
             "/api/v1/services",
-            json={"name": "a", "spec": SPEC},
+            json={"name": name, "spec": SPEC},
             headers={"Authorization": "Bearer wrong"},
         ).status_code
         == 401
     )
-    assert api.get("/api/v1/services").json() == []
+    assert name not in names(api)
 
 
-def test_lb_sync_needs_the_token(api: httpx.Client, auth: dict[str, str]) -> None:
-    api.post("/api/v1/services", json={"name": "a", "spec": SPEC}, headers=auth)
-    assert api.post("/api/v1/services/a/lb-sync", json={}).status_code == 401
-    synced = api.post("/api/v1/services/a/lb-sync", json={"request_count": 3}, headers=auth)
+def test_lb_sync_needs_the_token(name: str, api: httpx.Client, auth: dict[str, str]) -> None:
+    api.post("/api/v1/services", json={"name": name, "spec": SPEC}, headers=auth)
+    assert api.post(f"/api/v1/services/{name}/lb-sync", json={}).status_code == 401
+    synced = api.post(f"/api/v1/services/{name}/lb-sync", json={"request_count": 3}, headers=auth)
     assert synced.status_code == 200
     assert synced.json() == {"ready_replicas": [], "load_balancing_policy": "least_load"}
 
 
-def test_invalid_spec_is_422_with_the_field_path(api: httpx.Client, auth: dict[str, str]) -> None:
+def test_invalid_spec_is_422_with_the_field_path(
+    name: str, api: httpx.Client, auth: dict[str, str]
+) -> None:
     bad = {**SPEC, "service": {"readiness_probe": "/health", "replcas": 1}}
-    resp = api.post("/api/v1/services", json={"name": "a", "spec": bad}, headers=auth)
+    resp = api.post("/api/v1/services", json={"name": name, "spec": bad}, headers=auth)
     assert resp.status_code == 422
     body = resp.json()
     assert body["error"] == "invalid_spec"
     assert body["issues"][0]["path"] == "service.replcas"
     assert "did you mean 'replicas'?" in body["issues"][0]["hint"]
-    assert api.get("/api/v1/services").json() == []
+    assert name not in names(api)
 
 
-def test_yaml_text_is_accepted_too(api: httpx.Client, auth: dict[str, str]) -> None:
+def test_yaml_text_is_accepted_too(name: str, api: httpx.Client, auth: dict[str, str]) -> None:
     text = "service:\n  readiness_probe: /health\nresources:\n  ports: 8080\nrun: sleep 600\n"
-    resp = api.post("/api/v1/services", json={"name": "y", "yaml": text}, headers=auth)
-    assert resp.status_code == 201 and resp.json()["name"] == "y"
+    resp = api.post("/api/v1/services", json={"name": name, "yaml": text}, headers=auth)
+    assert resp.status_code == 201 and resp.json()["name"] == name
 
 
-def test_duplicate_name_is_409(api: httpx.Client, auth: dict[str, str]) -> None:
+def test_duplicate_name_is_409(name: str, api: httpx.Client, auth: dict[str, str]) -> None:
     assert (
-        api.post("/api/v1/services", json={"name": "a", "spec": SPEC}, headers=auth).status_code
+        api.post("/api/v1/services", json={"name": name, "spec": SPEC}, headers=auth).status_code
         == 201
     )
-    resp = api.post("/api/v1/services", json={"name": "a", "spec": SPEC}, headers=auth)
+    resp = api.post("/api/v1/services", json={"name": name, "spec": SPEC}, headers=auth)
     assert resp.status_code == 409 and resp.json()["error"] == "service_exists"
 
 
@@ -93,31 +124,36 @@ def test_bad_name_is_refused(api: httpx.Client, auth: dict[str, str]) -> None:
     assert resp.status_code == 422 and "lowercase" in resp.json()["detail"]
 
 
-def test_oversized_body_is_413(api: httpx.Client, auth: dict[str, str]) -> None:
-    huge = {"name": "a", "spec": {**SPEC, "envs": {"X": "v" * (2 * 1024 * 1024)}}}
+def test_oversized_body_is_413(name: str, api: httpx.Client, auth: dict[str, str]) -> None:
+    huge = {"name": name, "spec": {**SPEC, "envs": {"X": "v" * (2 * 1024 * 1024)}}}
     resp = api.post("/api/v1/services", json=huge, headers=auth)
     assert resp.status_code == 413 and resp.json()["error"] == "too_large"
 
 
-def test_logs_cannot_escape_the_log_directory(api: httpx.Client, auth: dict[str, str]) -> None:
-    api.post("/api/v1/services", json={"name": "a", "spec": SPEC}, headers=auth)
-    for name in ("..", "../..", "a%2F..%2F..", "%2e%2e"):
-        resp = api.get(f"/api/v1/services/{name}/logs", params={"target": "lb"})
-        assert resp.status_code in (404, 422), name
-    assert api.get("/api/v1/services/a/logs", params={"replica": "../x"}).status_code == 422
-    assert api.get("/api/v1/services/a/logs", params={"target": "/etc/passwd"}).status_code == 422
+def test_logs_cannot_escape_the_log_directory(
+    name: str, api: httpx.Client, auth: dict[str, str]
+) -> None:
+    api.post("/api/v1/services", json={"name": name, "spec": SPEC}, headers=auth)
+    for bad in ("..", "../..", "a%2F..%2F..", "%2e%2e"):
+        resp = api.get(f"/api/v1/services/{bad}/logs", params={"target": "lb"})
+        assert resp.status_code in (404, 422), bad
+    assert api.get(f"/api/v1/services/{name}/logs", params={"replica": "../x"}).status_code == 422
+    assert (
+        api.get(f"/api/v1/services/{name}/logs", params={"target": "/etc/passwd"}).status_code
+        == 422
+    )
 
 
-def test_events_record_what_happened(api: httpx.Client, auth: dict[str, str]) -> None:
-    api.post("/api/v1/services", json={"name": "a", "spec": SPEC}, headers=auth)
-    kinds = [e["kind"] for e in api.get("/api/v1/services/a/events").json()]
+def test_events_record_what_happened(name: str, api: httpx.Client, auth: dict[str, str]) -> None:
+    api.post("/api/v1/services", json={"name": name, "spec": SPEC}, headers=auth)
+    kinds = [e["kind"] for e in api.get(f"/api/v1/services/{name}/events").json()]
     assert kinds[0] == "service_created"
 
 
-def test_metrics_are_prometheus_text(api: httpx.Client, auth: dict[str, str]) -> None:
-    api.post("/api/v1/services", json={"name": "a", "spec": SPEC}, headers=auth)
+def test_metrics_are_prometheus_text(name: str, api: httpx.Client, auth: dict[str, str]) -> None:
+    api.post("/api/v1/services", json={"name": name, "spec": SPEC}, headers=auth)
     text = api.get("/metrics").text
-    assert 'serve_target_replicas{service="a"} 1.0' in text
+    assert f'serve_target_replicas{{service="{name}"}} 1.0' in text
     assert "# TYPE serve_replicas gauge" in text
 
 
@@ -127,10 +163,10 @@ def test_controller_info_names_its_database(api: httpx.Client) -> None:
 
 
 def test_resources_no_enabled_cloud_offers_are_refused_at_create(
-    api: httpx.Client, auth: dict[str, str]
+    name: str, api: httpx.Client, auth: dict[str, str]
 ) -> None:
     spec = {**SPEC, "resources": {"ports": 8080, "cloud": "aws", "accelerators": "A100:8"}}
-    resp = api.post("/api/v1/services", json={"name": "gpu", "spec": spec}, headers=auth)
+    resp = api.post("/api/v1/services", json={"name": name, "spec": spec}, headers=auth)
     assert resp.status_code == 422
     assert "SERVE_CLOUDS" in resp.json()["detail"] and "serve check" in resp.json()["detail"]
-    assert api.get("/api/v1/services").json() == []
+    assert name not in names(api)
