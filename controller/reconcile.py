@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from autoscaler.target import ScalingConfig, decide_target
+from controller.costs import hourly_rates
 from controller.db import Database, ServiceRow
 from controller.db.replica_store import add_event
 from controller.lb_process import is_our_lb, start_lb, stop_lb
@@ -69,27 +70,28 @@ class Reconciler:
                 return
             spec, version, status = latest_spec(row), row.version, ServiceStatus(row.status)
             state = dict(row.autoscaler_state or {})
+            saved_policy = (row.policy_name, dict(row.policy_state or {}))
             lb = (row.lb_pid, row.lb_port, spec.service.load_balancing_policy)
         if status in (ServiceStatus.SHUTTING_DOWN, ServiceStatus.FAILED_CLEANUP):
             self._tear_down(name, lb[0])
             return
         template = replica_template(name, version, spec)
         self._ensure_lb(name, *lb)
-        self._recover(name, state)
-        before = {r.row_id: r.status for r in self.store.replicas(name)}
+        records = self.store.replicas(name)
+        self._recover(name, state, records)
+        before = {r.row_id: r.status for r in records}
         events = self.observer.observe(template)
         state = self._count_app_failures(name, before, state)
         target = self._target(name, spec, state)
         if state["app_failure_streak"] < self.settings.app_failures_to_fail_service:
-            self._place(name, spec, template, target, tuple(events), state)
+            self._place(name, spec, template, target, tuple(events), state, saved_policy)
         self.cleaner.terminate_ending(name)
         self._store_status(name, target, state)
 
     # -- phase 1: what a crash may have left ---------------------------------------------
 
-    def _recover(self, name: str, state: dict[str, Any]) -> None:
+    def _recover(self, name: str, state: dict[str, Any], records: list[ReplicaRecord]) -> None:
         now = self.clock.now()
-        records = self.store.replicas(name)
         lost = any(r.status in (S.PENDING, S.PROVISIONING) and not r.instance_id for r in records)
         due = now - state.get("last_orphan_scan", 0.0) >= self.settings.orphan_scan_seconds
         if not (lost or due or name not in self._scanned):
@@ -128,6 +130,7 @@ class Reconciler:
         target: int,
         events: tuple[LocationEvent, ...],
         state: dict[str, Any],
+        saved_policy: tuple[str, dict[str, Any]],
     ) -> None:
         offers = self._usable_offers(name, template, state)
         if not offers:
@@ -139,7 +142,12 @@ class Reconciler:
             "spothedge" if config.use_spot else "on_demand",
             refusal_backoff=self.settings.refusal_backoff_seconds,
         )
-        policy_state = self._load_policy_state(name, policy)
+        saved_name, saved_data = saved_policy
+        policy_state = (
+            policy.state_from_dict(saved_data)
+            if saved_name == policy.name and saved_data
+            else policy.initial_state()
+        )
         for _ in range(MAX_PLAN_ROUNDS):
             records = self.store.replicas(name)
             inp = PolicyInput(
@@ -152,7 +160,10 @@ class Reconciler:
                 events=events,
             )
             plan, policy_state = policy.plan(inp, policy_state)
-            self._save_policy_state(name, policy.name, policy.state_to_dict(policy_state))
+            data = policy.state_to_dict(policy_state)
+            if (policy.name, data) != saved_policy:
+                self._save_policy_state(name, policy.name, data)
+                saved_policy = (policy.name, data)
             self._note_fallback(name, plan, inp, state)
             result = self.executor.execute(template, plan, by_key)
             for error in result.blocked:
@@ -217,12 +228,6 @@ class Reconciler:
             f"not retrying {where} for {BLOCK_SECONDS:.0f}s: {error}",
             data={"cloud": where, "error": error.kind},
         )
-
-    def _load_policy_state(self, name: str, policy: Any) -> Any:
-        with self.db.session() as s:
-            row = s.scalars(select(ServiceRow).where(ServiceRow.name == name)).one()
-            data = row.policy_state if row.policy_name == policy.name else None
-        return policy.state_from_dict(data) if data else policy.initial_state()
 
     def _save_policy_state(self, name: str, policy_name: str, data: dict[str, Any]) -> None:
         with self.db.session() as s:
@@ -336,12 +341,10 @@ def _view(r: ReplicaRecord) -> ReplicaView:
 
 def _accrue_cost(row: ServiceRow, records: list[ReplicaRecord], now: float) -> None:
     """Add what the live instances cost since the last tick, and what on-demand would have."""
-    last = row.cost_updated_at or now
-    hours = max(0.0, now - last) / 3600.0
-    paying = [r for r in records if r.instance_id and r.terminated_at is None]
-    row.cost_so_far += hours * sum(r.price_per_hour for r in paying)
-    on_demand = max((r.on_demand_price_per_hour for r in records), default=0.0)
-    row.on_demand_cost_so_far += hours * on_demand * row.target_replicas
+    hours = max(0.0, now - (row.cost_updated_at or now)) / 3600.0
+    paying, on_demand = hourly_rates(records, row.target_replicas)
+    row.cost_so_far += hours * paying
+    row.on_demand_cost_so_far += hours * on_demand
     row.cost_updated_at = now
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from controller.db import Database, ServiceRow, ServiceVersionRow
 from controller.db.replica_store import add_event
@@ -35,9 +35,26 @@ def get_or_404(session: Session, name: str) -> ServiceRow:
     return row
 
 
+_PARSED: dict[tuple[int, int, float], ServiceSpec] = {}
+
+
 def latest_spec(row: ServiceRow) -> ServiceSpec:
-    version = next(v for v in row.versions if v.version == row.version)
-    return ServiceSpec.model_validate(version.spec)
+    """The spec of the service's current version. Version rows never change, so each is
+    parsed once per process: the reconcile tick and the load balancer sync ask often."""
+    session = object_session(row)
+    assert session is not None, "latest_spec needs a row attached to a session"
+    version = session.scalars(
+        select(ServiceVersionRow).where(
+            ServiceVersionRow.service_id == row.id, ServiceVersionRow.version == row.version
+        )
+    ).one()
+    key = (version.id, version.version, version.created_at)
+    spec = _PARSED.get(key)
+    if spec is None:
+        if len(_PARSED) > 512:
+            _PARSED.clear()
+        spec = _PARSED[key] = ServiceSpec.model_validate(version.spec)
+    return spec
 
 
 def create_service(
@@ -80,9 +97,12 @@ def update_service(db: Database, clock: Clock, name: str, spec: ServiceSpec) -> 
         if row.status in (ServiceStatus.SHUTTING_DOWN, ServiceStatus.FAILED_CLEANUP):
             raise ServiceNotFound(name)
         row.version += 1
-        row.versions.append(
+        s.add(
             ServiceVersionRow(
-                version=row.version, spec=spec.model_dump(mode="json"), created_at=now
+                service_id=row.id,
+                version=row.version,
+                spec=spec.model_dump(mode="json"),
+                created_at=now,
             )
         )
         row.updated_at = now

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_PORT = 46590
@@ -55,7 +55,6 @@ class Settings:
     clouds: tuple[str, ...] = ("local",)
     read_auth: bool = False
     max_body_bytes: int = 1024 * 1024
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -47,11 +47,13 @@ class Observer:
         records = [r for r in self.store.replicas(template.service) if r.instance_id]
         live = [r for r in records if r.status in (S.PROVISIONING, *PROBED)]
         instances = self._instances(template.service, live)
+        followed = []
         for record in live:
-            event = self._follow_instance(record, instances)
+            record, event = self._follow_instance(record, instances)
+            followed.append(record)
             if event:
                 events.append(event)
-        probed = [r for r in self.store.replicas(template.service) if r.status in PROBED and r.url]
+        probed = [r for r in followed if r.status in PROBED and r.url]
         results = self.prober.probe_all((r.url or "", template.probe) for r in probed)
         for record, result in zip(probed, results, strict=True):
             event = self._apply_probe(record, result, template)
@@ -91,26 +93,30 @@ class Observer:
 
     def _follow_instance(
         self, record: ReplicaRecord, instances: dict[str, Instance | None]
-    ) -> LocationEvent | None:
+    ) -> tuple[ReplicaRecord, LocationEvent | None]:
+        """The record after what the cloud says of its instance, and the event to report."""
         assert record.instance_id
         if record.instance_id not in instances:
-            return None  # the cloud did not answer this tick; look again next tick
+            return record, None  # the cloud did not answer this tick; look again next tick
         inst = instances[record.instance_id]
         now = self.clock.now()
         if inst is not None and inst.state == InstanceState.PREEMPTED:
-            self.store.transition(record, S.PREEMPTED, inst.detail or "preempted by the cloud")
-            return LocationEvent(LocationEventKind.PREEMPTED, record.location, now, record.spot)
+            record = self.store.transition(
+                record, S.PREEMPTED, inst.detail or "preempted by the cloud"
+            )
+            return record, LocationEvent(
+                LocationEventKind.PREEMPTED, record.location, now, record.spot
+            )
         if inst is None or inst.state == InstanceState.TERMINATED:
             why = (inst.detail if inst else "") or "the instance is gone"
-            self.store.transition(record, S.FAILED, why)
-            return None
+            return self.store.transition(record, S.FAILED, why), None
         if record.status == S.PROVISIONING and inst.state == InstanceState.RUNNING:
-            self.store.transition(
+            record = self.store.transition(
                 record, S.STARTING, "instance running", launched_at=now, url=inst.url
             )
         elif inst.url and inst.url != record.url:
-            self.store.update(record, url=inst.url)
-        return None
+            record = self.store.update(record, url=inst.url)
+        return record, None
 
     def _apply_probe(
         self, record: ReplicaRecord, result: ProbeResult, template: ReplicaTemplate

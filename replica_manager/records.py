@@ -77,7 +77,3 @@ class ReplicaRecord:
     ready_at: float | None = None
     probe_failures: int = 0
     terminated_at: float | None = None
-
-    @property
-    def ready(self) -> bool:
-        return self.status == ReplicaStatus.READY

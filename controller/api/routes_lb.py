@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from sqlalchemy import select
 
 from controller.api.deps import require_token, runtime
 from controller.api.schemas import LbSyncRequest, LbSyncResponse
+from controller.db import ReplicaRow
 from controller.runtime import ControllerRuntime
 from controller.services import get_or_404, latest_spec
 from replica_manager.records import ReplicaStatus
@@ -21,7 +23,15 @@ def lb_sync(
 ) -> LbSyncResponse:
     with rt.db.session() as s:
         row = get_or_404(s, name)
-        ready = [r.url for r in row.replicas if r.status == ReplicaStatus.READY and r.url]
+        ready = list(
+            s.scalars(
+                select(ReplicaRow.url).where(
+                    ReplicaRow.service_id == row.id,
+                    ReplicaRow.status == ReplicaStatus.READY.value,
+                    ReplicaRow.url.is_not(None),
+                )
+            ).all()
+        )
         policy = latest_spec(row).service.load_balancing_policy
     rt.rates.record(name, body.request_count, body.window_seconds, rt.clock.now())
     return LbSyncResponse(ready_replicas=ready, load_balancing_policy=policy)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from controller.api.schemas import CostPublic, EventPublic, ReplicaPublic, ServicePublic
+from controller.costs import hourly_rates
 from controller.db import EventRow, ReplicaRow, ServiceRow
 from controller.services import latest_spec
 from controller.settings import Settings
@@ -40,10 +41,7 @@ def resources_text(row: ReplicaRow) -> str:
 def service_view(row: ServiceRow, settings: Settings, now: float) -> ServicePublic:
     spec = latest_spec(row)
     alive = [r for r in row.replicas if ReplicaStatus(r.status) in ALIVE]
-    paying = [r for r in row.replicas if r.instance_id and r.terminated_at is None]
-    per_hour = sum(r.price_per_hour for r in paying)
-    od_price = max((r.on_demand_price_per_hour for r in row.replicas), default=0.0)
-    od_per_hour = od_price * row.target_replicas
+    per_hour, od_per_hour = hourly_rates(row.replicas, row.target_replicas)
     savings = 1 - row.cost_so_far / row.on_demand_cost_so_far if row.on_demand_cost_so_far else None
     return ServicePublic(
         name=row.name,

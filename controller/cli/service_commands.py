@@ -42,7 +42,8 @@ def _load(file: Path) -> tuple[dict[str, Any], ServiceSpec]:
                 f"the current directory, {Path.cwd()})"
             )
         data["workdir"] = str(workdir)
-    return data, validate_spec(data, str(file))
+        spec = spec.model_copy(update={"workdir": str(workdir)})
+    return data, spec
 
 
 def _service_path(name: str, suffix: str = "") -> str:

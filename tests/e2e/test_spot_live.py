@@ -136,7 +136,13 @@ def test_no_spot_anywhere_falls_back_to_on_demand_and_returns(
         market(env, zone, 0)
     fallen = settle_spot(env, spot_ready=0, on_demand=2)
     assert fallen["status"] == "READY"
-    assert httpx.post(f"{endpoint}/v1/chat/completions", json={"messages": []}).status_code == 200
+    # The load balancer learns of the on-demand replicas at its next sync (0.5 s here).
+    wait_until(
+        lambda: httpx.post(f"{endpoint}/v1/chat/completions", json={"messages": []}).status_code
+        == 200,
+        "the endpoint to answer from the on-demand replicas",
+        5,
+    )
     client = SteadyClient(endpoint, rate=20).start()
     try:
         for zone in ("local-a", "local-b", "local-c"):

@@ -14,8 +14,10 @@ import threading
 import urllib.parse
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.json_http import LoopbackServer
 
 # (HTTP status, message) as EC2 sends them; messages follow AWS's wording.
 EC2_ERRORS: dict[str, tuple[int, str]] = {
@@ -99,22 +101,18 @@ class AWSErrorProxy:
         self._refusals: list[Refusal] = []
         self._reject_credentials = False
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._http = LoopbackServer(_handler_for(self))
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._http.url
 
     def start(self) -> AWSErrorProxy:
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()
 
     def refuse(
         self,

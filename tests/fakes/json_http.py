@@ -37,35 +37,53 @@ class Reply:
 Handler = Callable[[re.Match[str], Request], Reply]
 
 
+class LoopbackServer:
+    """A threading HTTP server on 127.0.0.1 (port 0: any free one), run in a daemon thread;
+    the one lifecycle every fake in this folder shares."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._server.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> str:
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
+        return self.url
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 class JsonHTTPFake:
     """Base for in-memory API fakes; `requests` records everything received, in order."""
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
+        self._http: LoopbackServer | None = None
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "call start() first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        assert self._http is not None, "call start() first"
+        return self._http.url
 
     def route(self, method: str, pattern: str, handler: Handler) -> None:
         self._routes.append((method, re.compile(pattern), handler))
 
     def start(self, port: int = 0) -> str:
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
-        return self.url
+        self._http = LoopbackServer(_handler_class(self), port)
+        return self._http.start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
 
     def dispatch(self, request: Request) -> Reply:
         with self.lock:
