@@ -3,16 +3,22 @@
 Modelled on Karpenter's CloudProvider: a handful of methods with one-line contracts. Every
 instance an adapter creates carries the tags in `ownership_tags`, so `list_owned` can find it
 again after a crash and nothing is leaked.
+
+No method waits for a long-running cloud operation: `launch` returns once the cloud has
+accepted the request and `terminate` once the deletion has started, and the replica manager
+observes the outcome on later ticks (`get`, `list_owned`, `terminate` again). Every SDK call
+has connect and read timeouts, so a hung cloud costs a bounded wait, never a stuck tick.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from policies.types import Location, Offer
+from provisioners.errors import ProvisionError
 
 MANAGED_BY = "spotserve"
 TAG_MANAGED_BY = "serve-managed-by"
@@ -21,6 +27,21 @@ TAG_REPLICA_ID = "serve-replica-id"
 TAG_LAUNCH_TOKEN = "serve-launch-token"
 TAG_CONTROLLER_ID = "serve-controller-id"
 TAG_SPOT = "serve-spot"
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+READ_TIMEOUT_SECONDS = 30.0
+"""Every SDK call's connect and read timeouts: a cloud that hangs costs this, not a tick."""
+VISIBILITY_GRACE_SECONDS = 120.0
+"""How long after a launch an instance may be missing from an eventually consistent API
+(EC2 answers `InvalidInstanceID.NotFound` for a while after RunInstances) before its
+absence means it is gone."""
+
+
+def ingress_cidr(env: Mapping[str, str]) -> str:
+    """Who may reach a replica's service port on every cloud: `SERVE_INGRESS_CIDR`
+    (`SERVE_AWS_INGRESS_CIDR`, its older AWS-only name, still works). The load balancer
+    and the controller's probes must be inside it."""
+    return env.get("SERVE_INGRESS_CIDR") or env.get("SERVE_AWS_INGRESS_CIDR") or "0.0.0.0/0"
 
 
 @dataclass(frozen=True)
@@ -104,9 +125,25 @@ class LaunchRequest:
 
 
 class InstanceState(enum.StrEnum):
+    """What the cloud says of one instance; the replica manager decides what it means.
+
+    PENDING     accepted, not running yet
+    RUNNING     running (its program may or may not answer yet: that is the probe's job)
+    PREEMPTED   the cloud took it away (spot reclaim, eviction), by the cloud's own record
+    REFUSED     the cloud accepted the launch, then could not create it (capacity or quota
+                found out after the request returned); `Instance.error` says why
+    LOST        gone for a reason that is neither its program's nor ours: deleted outside
+                spotserve, or vanished without a preemption record. Never an app failure.
+    TERMINATED  its program ended it (a process or pod that exited, a VM that shut itself
+                down), or spotserve terminated it
+    UNKNOWN     a state the adapter cannot read; looked at again next tick
+    """
+
     PENDING = "pending"
     RUNNING = "running"
     PREEMPTED = "preempted"
+    REFUSED = "refused"
+    LOST = "lost"
     TERMINATED = "terminated"
     UNKNOWN = "unknown"
 
@@ -125,6 +162,10 @@ class Instance:
     address: str | None = None
     port: int | None = None
     detail: str = ""
+    controller_id: str = ""
+    """The installation that launched it (tag `serve-controller-id`); '' if untagged."""
+    error: ProvisionError | None = field(default=None, compare=False)
+    """Why a REFUSED instance was refused, as the error `launch` would have raised."""
 
     @property
     def url(self) -> str | None:
@@ -157,17 +198,27 @@ class Provisioner(Protocol):
         ...
 
     def launch(self, request: LaunchRequest) -> Instance:
-        """Start one tagged instance; returns once the cloud has accepted it."""
+        """Start one tagged instance; returns once the cloud has accepted the request (a
+        refusal found out later is reported by `get` as REFUSED)."""
         ...
 
     def get(self, instance_id: str, location: Location) -> Instance | None:
-        """The instance's current state, or None if the cloud no longer knows it."""
+        """The instance's current state, or None if the cloud does not know it (yet: right
+        after `launch` an eventually consistent API may not show it)."""
         ...
 
-    def terminate(self, instance_id: str, location: Location) -> None:
-        """Stop and delete the instance; succeeds if it is already gone."""
+    def terminate(self, instance_id: str, location: Location) -> bool:
+        """Start deleting the instance and everything made for it, always by id (a cloud
+        that does not show it yet may still have it). True once all of it is gone, False
+        while deletion is under way: call again on a later tick. Idempotent."""
         ...
 
-    def list_owned(self, service: str | None = None) -> list[Instance]:
-        """Every instance tagged as ours (for one service, or all), in any live state."""
+    def list_owned(
+        self, service: str | None = None, regions: Collection[str] | None = None
+    ) -> list[Instance]:
+        """Every instance tagged as ours (for one service, or all) that still has something
+        to delete, whatever its state; a tagged leftover of a gone instance (a firewall
+        rule, a NIC) is listed as that instance. `regions` narrows the search where the
+        cloud lists per region. Only a full scan (no service, no regions) may also clean
+        the adapter's own leftovers (e.g. AWS security groups): per-tick calls stay few."""
         ...

@@ -14,11 +14,13 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from policies.types import Location, Offer
 from provisioners.base import (
+    TAG_CONTROLLER_ID,
     CheckResult,
     Instance,
     InstanceState,
@@ -144,17 +146,20 @@ class LocalProvisioner:
             record = self._load(instance_id)
             return self._instance(self._refresh(record)) if record else None
 
-    def terminate(self, instance_id: str, location: Location) -> None:
+    def terminate(self, instance_id: str, location: Location) -> bool:
         with self._lock:
             record = self._load(instance_id)
             if record is None:
-                return
+                return True
             kill_group(record.pid)
             self._reap(record.pid)
             self._path(instance_id).unlink(missing_ok=True)
             shutil.rmtree(self.root / "replicas" / instance_id, ignore_errors=True)
+            return True
 
-    def list_owned(self, service: str | None = None) -> list[Instance]:
+    def list_owned(
+        self, service: str | None = None, regions: Collection[str] | None = None
+    ) -> list[Instance]:
         with self._lock:
             self.enforce_market()
             records = [r for r in self._records() if service is None or r.service == service]
@@ -244,6 +249,7 @@ class LocalProvisioner:
             address=self.host,
             port=record.port,
             detail=record.detail,
+            controller_id=record.tags.get(TAG_CONTROLLER_ID, ""),
         )
 
     def tags_of(self, instance_id: str) -> dict[str, str]:
