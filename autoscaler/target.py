@@ -7,11 +7,17 @@ Hysteresis rule: a scale-up happens once the wanted count has stayed above the c
 target for `upscale_delay_seconds` (a scale-down: below it for `downscale_delay_seconds`).
 A dip in the other direction shorter than 10% of that delay does not restart the wait; a
 longer one does. Scaling up from zero replicas happens at once.
+
+A wait ends only on a sample that still wants the change, and the new target is the level
+demand held during the wait (the lowest count wanted while waiting to go up, the highest
+while waiting to go down), never just the last sample's: a low sample at the moment an
+upscale wait ends must not become a scale-down that skipped the downscale delay.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,24 +56,34 @@ def decide_target(
     wanted = config.wanted(qps)
     if current == 0 and wanted > 0:
         return wanted, {"target": wanted, "qps": qps}
-    up = _pending(state, "up", wanted > current, now, config.upscale_delay_seconds)
-    down = _pending(state, "down", wanted < current, now, config.downscale_delay_seconds)
+    up = _pending(state, "up", wanted, wanted > current, now, config.upscale_delay_seconds, min)
+    down = _pending(
+        state, "down", wanted, wanted < current, now, config.downscale_delay_seconds, max
+    )
     new = current
-    if up.get("since") is not None and now - up["since"] >= config.upscale_delay_seconds:
-        new, up = wanted, {}
-    elif down.get("since") is not None and now - down["since"] >= config.downscale_delay_seconds:
-        new, down = wanted, {}
+    if wanted > current and now - up["since"] >= config.upscale_delay_seconds:
+        new, up = max(current, int(up.get("level", current))), {}
+    elif wanted < current and now - down["since"] >= config.downscale_delay_seconds:
+        new, down = min(current, int(down.get("level", current))), {}
     return new, {"target": new, "qps": qps, "wanted": wanted, "up": up, "down": down}
 
 
 def _pending(
-    state: dict[str, Any], key: str, holds: bool, now: float, delay: float
+    state: dict[str, Any],
+    key: str,
+    wanted: int,
+    holds: bool,
+    now: float,
+    delay: float,
+    keep: Callable[[int, int], int],
 ) -> dict[str, Any]:
-    """The wait for one direction: when it started and when its condition last held."""
+    """The wait for one direction: when it started, when its condition last held, and the
+    level demand has held throughout (`keep` of the counts wanted while it held)."""
     wait = dict(state.get(key) or {})
     if holds:
         wait.setdefault("since", now)
         wait["seen"] = now
+        wait["level"] = keep(int(wait.get("level", wanted)), wanted)
         return wait
     if wait.get("seen") is not None and now - wait["seen"] <= NOISE_FRACTION * delay:
         return wait
