@@ -148,9 +148,8 @@ def _expected(err: dict[str, Any]) -> str:
 
 def _required_hint(path: str) -> str:
     hints = {
-        "service": "add a 'service:' section with at least a readiness_probe",
+        "service": "add a 'service:' section, e.g. 'service: {readiness_probe: /health}'",
         "run": "add 'run:' with the command that starts your server",
-        "service.readiness_probe": "add e.g. 'readiness_probe: /health'",
     }
     return hints.get(path, "")
 

@@ -111,7 +111,9 @@ class TLS(Strict):
 
 
 class ServiceSection(Strict):
-    readiness_probe: ReadinessProbe
+    # SkyPilot's `sky serve up` accepts a service without a probe and probes `/` with the
+    # usual defaults; so do we.
+    readiness_probe: ReadinessProbe = Field(default_factory=lambda: ReadinessProbe(path="/"))
     replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS)
     replica_policy: ReplicaPolicy | None = None
     load_balancing_policy: Literal["least_load", "round_robin"] = "least_load"
