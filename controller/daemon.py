@@ -33,6 +33,18 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def open_reads_refusal(settings: Settings) -> str | None:
+    """Why the controller must not start: reads need no token by default, and logs, events
+    and metrics say too much to serve to a network without one."""
+    if not settings.binds_beyond_loopback or settings.read_auth or settings.allow_open_reads:
+        return None
+    return (
+        f"SERVE_CONTROLLER_HOST={settings.host} would serve logs, events and metrics to the "
+        "network without a token; set SERVE_READ_AUTH=1 (reads then need the token too), or "
+        "SERVE_ALLOW_OPEN_READS=1 if something in front of the controller authenticates"
+    )
+
+
 def write_state(settings: Settings, database: str) -> None:
     state = {
         "url": settings.url,
@@ -61,6 +73,11 @@ def main() -> int:
     configure_logging(
         settings.log_dir / "controller.log", os.environ.get("SERVE_LOG_LEVEL", "INFO")
     )
+    refusal = open_reads_refusal(settings)
+    if refusal:
+        log.error(refusal)
+        print(refusal, file=sys.stderr)
+        return 2
     if not port_free(settings.host, settings.port):
         log.error("port %s on %s is taken; set SERVE_CONTROLLER_PORT", settings.port, settings.host)
         return 2

@@ -168,3 +168,36 @@ def test_a_world_writable_home_and_a_readable_token_are_tightened_at_start(
     assert stat.S_IMODE(new_env.home.stat().st_mode) == 0o755
     assert stat.S_IMODE((new_env.home / "token").stat().st_mode) == 0o600
     assert new_env.token == "a-token-someone-left-readable"
+
+
+def test_a_controller_bound_beyond_loopback_refuses_to_serve_open_reads(tmp_path) -> None:
+    """Logs, events and metrics must not reach a network without a token by default."""
+    env = {
+        **os.environ,
+        "SERVE_HOME": str(tmp_path / "home"),
+        "SERVE_CONTROLLER_HOST": "0.0.0.0",
+        "SERVE_CONTROLLER_PORT": "0",
+    }
+    env.pop("SERVE_READ_AUTH", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "controller.daemon"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "SERVE_READ_AUTH=1" in out.stderr and "SERVE_ALLOW_OPEN_READS=1" in out.stderr
+
+
+def test_read_auth_lets_a_controller_bind_beyond_loopback(tmp_path) -> None:
+    env = Env(
+        home=tmp_path / "home",
+        database_url=f"sqlite:///{tmp_path / 'serve.db'}",
+        extra={"SERVE_CONTROLLER_HOST": "0.0.0.0", "SERVE_READ_AUTH": "1"},
+    )
+    proc = ControllerProcess(env).start()
+    try:
+        assert httpx.get(f"{env.url}/api/v1/services", timeout=10).status_code == 401
+    finally:
+        proc.kill()
