@@ -53,7 +53,7 @@ class ControllerCollector(Collector):
             for status, n in status_counts.items():
                 services.add_metric([status], n)
             pre = s.execute(
-                select(EventRow.service_name, func.count())
+                select(EventRow.service_name, func.sum(EventRow.count))
                 .where(EventRow.kind == "replica_preempted")
                 .group_by(EventRow.service_name)
             ).all()

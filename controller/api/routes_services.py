@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from controller.api.deps import read_access, require_token, runtime
 from controller.api.schemas import (
@@ -139,7 +139,10 @@ def events(
     with rt.db.session() as s:
         rows = s.scalars(
             select(EventRow)
-            .where(EventRow.service_name == name, EventRow.at >= since)
+            .where(
+                EventRow.service_name == name,
+                func.coalesce(EventRow.last_at, EventRow.at) >= since,
+            )
             .order_by(EventRow.id.desc())
             .limit(limit)
         ).all()

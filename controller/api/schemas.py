@@ -78,6 +78,9 @@ class EventPublic(BaseModel):
     message: str
     at: float
     data: dict[str, Any]
+    count: int = 1
+    last_at: float | None = None
+    """Identical consecutive events are one: `count` times, first at `at`, last at `last_at`."""
 
 
 class LbSyncRequest(BaseModel):

@@ -79,4 +79,6 @@ def event_view(row: EventRow) -> EventPublic:
         message=row.message,
         at=row.at,
         data=row.data or {},
+        count=row.count,
+        last_at=row.last_at,
     )

@@ -106,7 +106,11 @@ def events_table(events: list[dict[str, Any]]) -> Table:
         table.add_column(col)
     for e in events:
         stamp = time.strftime("%H:%M:%S", time.localtime(e["at"]))
-        table.add_row(stamp, e["kind"], str(e["replica_id"] or "-"), e["message"])
+        message = e["message"]
+        if e.get("count", 1) > 1 and e.get("last_at"):
+            last = time.strftime("%H:%M:%S", time.localtime(e["last_at"]))
+            message += f" (x{e['count']}, last {last})"
+        table.add_row(stamp, e["kind"], str(e["replica_id"] or "-"), message)
     return table
 
 

@@ -2,6 +2,7 @@ from controller.db.engine import Database, make_engine, normalise_url, upgrade_s
 from controller.db.models import (
     Base,
     EventRow,
+    InstallationRow,
     ReplicaRow,
     RequestCountRow,
     ServiceRow,
@@ -12,6 +13,7 @@ __all__ = [
     "Base",
     "Database",
     "EventRow",
+    "InstallationRow",
     "ReplicaRow",
     "RequestCountRow",
     "ServiceRow",

@@ -102,7 +102,11 @@ class ReplicaRow(Base):
 
 
 class EventRow(Base):
-    """An operator-facing event. Keyed by service name, so it outlives `serve down`."""
+    """An operator-facing event. Keyed by service name, so it outlives `serve down`.
+
+    Identical consecutive events (same kind, message and replica) are one row: `count`
+    says how many times it happened, `at` the first time and `last_at` the latest, so a
+    service stuck on the same problem writes one row, not one per tick."""
 
     __tablename__ = "events"
 
@@ -113,6 +117,19 @@ class EventRow(Base):
     message: Mapped[str] = mapped_column(Text)
     at: Mapped[float] = mapped_column(Float, index=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    last_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class InstallationRow(Base):
+    """Who this installation is: every controller sharing the database tags the instances it
+    launches with this id, and reaps only instances that carry it, so two installations in
+    one cloud account never touch each other's VMs."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
 
 
 class RequestCountRow(Base):

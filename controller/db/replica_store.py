@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from controller.db.engine import Database
@@ -52,6 +52,12 @@ def to_record(row: ReplicaRow, service: str) -> ReplicaRecord:
     )
 
 
+COALESCE_WINDOW = 5
+"""An event identical to one of the service's last few is counted on it, not written
+again: a service stuck on one problem (or flapping between two) writes a row or two, not
+one per tick."""
+
+
 def add_event(
     session: Session,
     service: str,
@@ -61,6 +67,23 @@ def add_event(
     replica_id: int | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
+    """Record an event, or count it on a recent identical one (same kind, message and
+    replica: see `COALESCE_WINDOW`)."""
+    recent = session.scalars(
+        select(EventRow)
+        .where(EventRow.service_name == service)
+        .order_by(EventRow.id.desc())
+        .limit(COALESCE_WINDOW)
+    ).all()
+    same = next(
+        (e for e in recent if (e.kind, e.message, e.replica_id) == (kind, message, replica_id)),
+        None,
+    )
+    if same is not None:
+        same.count += 1
+        same.last_at = at
+        same.data = data or {}
+        return
     session.add(
         EventRow(
             service_name=service,
@@ -69,8 +92,26 @@ def add_event(
             message=message,
             at=at,
             data=data or {},
+            count=1,
         )
     )
+
+
+def trim_events(session: Session, service: str, keep: int) -> int:
+    """Delete all but the newest `keep` events of a service; returns how many went."""
+    cutoff = session.scalars(
+        select(EventRow.id)
+        .where(EventRow.service_name == service)
+        .order_by(EventRow.id.desc())
+        .offset(keep)
+        .limit(1)
+    ).first()
+    if cutoff is None:
+        return 0
+    result = session.execute(
+        delete(EventRow).where(EventRow.service_name == service, EventRow.id <= cutoff)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 class SqlReplicaStore:
