@@ -15,6 +15,8 @@ import contextlib
 import fcntl
 import logging
 import os
+import socket
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -48,13 +50,27 @@ class LeaderLock(Protocol):
 
 
 class PostgresLeaderLock:
+    """One dedicated connection holds the lock; `_use` serialises its use, because the
+    fence asks `still_held` from every launch and terminate thread. The connection is named
+    `spotserve-leader-<host>-<pid>` in `pg_stat_activity`, so an operator (or a test) can
+    see who leads and cut it off."""
+
     def __init__(self, url: str):
+        name = f"{LOCK_NAME}-{socket.gethostname()[:30]}-{os.getpid()}"
         self._engine = create_engine(
-            url, poolclass=NullPool, isolation_level="AUTOCOMMIT", connect_args=KEEPALIVE
+            url,
+            poolclass=NullPool,
+            isolation_level="AUTOCOMMIT",
+            connect_args={**KEEPALIVE, "application_name": name},
         )
         self._conn: Connection | None = None
+        self._use = threading.RLock()
 
     def try_acquire(self) -> bool:
+        with self._use:
+            return self._try_acquire()
+
+    def _try_acquire(self) -> bool:
         try:
             if self._conn is None:
                 self._conn = self._engine.connect()
@@ -69,6 +85,10 @@ class PostgresLeaderLock:
             return False
 
     def still_held(self) -> bool:
+        with self._use:
+            return self._still_held()
+
+    def _still_held(self) -> bool:
         if self._conn is None:
             return False
         try:
@@ -84,7 +104,8 @@ class PostgresLeaderLock:
             return False
 
     def release(self) -> None:
-        self._drop()
+        with self._use:
+            self._drop()
         self._engine.dispose()
 
     def _drop(self) -> None:

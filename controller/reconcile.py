@@ -4,6 +4,8 @@ Phases, each safe to repeat after a crash: (1) adopt or reap what a crash left b
 (2) observe instances and probes, (3) decide the target and ask the placement policy for a
 plan, executing it and re-planning in the same tick when a location refuses a launch,
 (4) terminate what is no longer wanted, (5) store the service's status and cost.
+A service going down skips to its teardown, which deletes the service row only once every
+enabled cloud was searched by tag and holds nothing of it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy import select
 from autoscaler.target import ScalingConfig, decide_target
 from controller.costs import hourly_rates
 from controller.db import Database, ServiceRow
-from controller.db.replica_store import add_event
+from controller.db.replica_store import add_event, trim_events
 from controller.lb_process import is_our_lb, start_lb, stop_lb
 from controller.service_status import ServiceStatus, service_status
 from controller.services import latest_spec
@@ -41,7 +43,6 @@ from replica_manager.store import ReplicaStore
 log = logging.getLogger(__name__)
 
 MAX_PLAN_ROUNDS = 8
-BLOCK_SECONDS = 300.0
 
 
 @dataclass
@@ -78,29 +79,45 @@ class Reconciler:
         template = replica_template(name, version, spec)
         self._ensure_lb(name, *lb)
         records = self.store.replicas(name)
-        self._recover(name, state, records)
+        scanned = self._recover(name, state, records)
         before = {r.row_id: r.status for r in records}
-        events = self.observer.observe(template)
+        seen = self.observer.observe(template)
+        for error in seen.blocked:
+            self._block(name, error, state)
         state = self._count_app_failures(name, before, state)
         target = self._target(name, spec, state)
         if state["app_failure_streak"] < self.settings.app_failures_to_fail_service:
-            self._place(name, spec, template, target, tuple(events), state, saved_policy)
+            self._place(name, spec, template, target, tuple(seen.events), state, saved_policy)
         self.cleaner.terminate_ending(name)
         self._store_status(name, target, state)
+        if scanned:
+            self._trim_events(name)
 
     # -- phase 1: what a crash may have left ---------------------------------------------
 
-    def _recover(self, name: str, state: dict[str, Any], records: list[ReplicaRecord]) -> None:
+    def _recover(self, name: str, state: dict[str, Any], records: list[ReplicaRecord]) -> bool:
+        """Adopt or reap what a crash left; True if it looked (and events are then trimmed)."""
         now = self.clock.now()
-        lost = any(r.status in (S.PENDING, S.PROVISIONING) and not r.instance_id for r in records)
+        in_flight = self.executor.in_flight(name)
+        lost = any(
+            r.status in (S.PENDING, S.PROVISIONING)
+            and not r.instance_id
+            and r.launch_token not in in_flight
+            for r in records
+        )
         due = now - state.get("last_orphan_scan", 0.0) >= self.settings.orphan_scan_seconds
         if not (lost or due or name not in self._scanned):
-            return
+            return False
         self._scanned.add(name)
         clouds = {r.location.cloud for r in records} | set(self.provisioners)
-        self.cleaner.reconcile_owned(name, sorted(clouds))
-        self.cleaner.fail_lost_intents(name)
+        self.cleaner.reconcile_owned(name, sorted(clouds), in_flight)
+        self.cleaner.fail_lost_intents(name, in_flight)
         state["last_orphan_scan"] = now
+        return True
+
+    def _trim_events(self, name: str) -> None:
+        with self.db.session() as s:
+            trim_events(s, name, self.settings.events_per_service)
 
     # -- phase 3: how many, and where ----------------------------------------------------
 
@@ -148,6 +165,10 @@ class Reconciler:
             if saved_name == policy.name and saved_data
             else policy.initial_state()
         )
+        earlier = self.executor.collect(name)  # launches that finished after their tick
+        for error in earlier.blocked:
+            self._block(name, error, state)
+        events = (*events, *earlier.refused)
         for _ in range(MAX_PLAN_ROUNDS):
             records = self.store.replicas(name)
             inp = PolicyInput(
@@ -220,12 +241,13 @@ class Reconciler:
     def _block(self, name: str, error: ProvisionError, state: dict[str, Any]) -> None:
         """Stop retrying a cloud whose answer needs a person (credentials, bad request)."""
         where = (error.location or "").split("/")[0] or "unknown"
-        until = self.clock.now() + BLOCK_SECONDS
+        seconds = self.settings.cloud_block_seconds
+        until = self.clock.now() + seconds
         state.setdefault("blocked", {})[where] = {"until": until, "reason": str(error)}
         self.store.event(
             name,
             "cloud_blocked",
-            f"not retrying {where} for {BLOCK_SECONDS:.0f}s: {error}",
+            f"not retrying {where} for {seconds:.0f}s: {error}",
             data={"cloud": where, "error": error.kind},
         )
 
@@ -304,28 +326,40 @@ class Reconciler:
     # -- teardown ------------------------------------------------------------------------
 
     def _tear_down(self, name: str, lb_pid: int | None) -> None:
+        """Terminate every replica, then search every enabled cloud by tag (an interrupted
+        launch may have left an instance no row knows); only then forget the service."""
         for r in self.store.replicas(name):
             if r.status in ALIVE:
                 self.store.transition(r, S.SHUTTING_DOWN, "service is going down")
         self.cleaner.terminate_ending(name, teardown=True)
         stop_lb(lb_pid, name)
-        left = [r for r in self.store.replicas(name) if r.terminated_at is None and r.instance_id]
+        left = self.store.replicas(name)
+        clean = not left and self.cleaner.sweep_service(name)
         with self.db.session() as s:
             row = s.scalars(select(ServiceRow).where(ServiceRow.name == name)).one_or_none()
             if row is None:
                 return
             now = self.clock.now()
-            if left:
-                if now - row.updated_at > 600:
+            if not clean:
+                if now - row.updated_at > self.settings.teardown_deadline_seconds:
+                    what = f"{len(left)} replicas" if left else "tagged instances"
                     row.status = ServiceStatus.FAILED_CLEANUP.value
                     row.status_reason = (
-                        f"{len(left)} instances could not be terminated; check the cloud console, "
+                        f"{what} could not be terminated; check the cloud console, "
                         "then `serve down --purge`"
                     )
                 return
             add_event(s, name, "service_deleted", f"service {name} is down", now)
             s.delete(row)
         self._offers = {k: v for k, v in self._offers.items() if k[0] != name}
+
+    def sweep_installation(self) -> int:
+        """Terminate this installation's instances of services that no longer exist."""
+        return self.cleaner.sweep_installation(self._service_names)
+
+    def _service_names(self) -> set[str]:
+        with self.db.session() as s:
+            return set(s.scalars(select(ServiceRow.name)).all())
 
 
 def _view(r: ReplicaRecord) -> ReplicaView:

@@ -8,14 +8,15 @@ import secrets
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from controller.auth import ensure_token
-from controller.db import Database, ServiceRow
+from controller.db import Database, InstallationRow, ServiceRow
 from controller.db.replica_store import SqlReplicaStore
 from controller.db.request_counts import RequestCounts
 from controller.leader import leader_lock
@@ -32,12 +33,34 @@ from replica_manager.probe import Prober
 log = logging.getLogger(__name__)
 
 
-def controller_id(settings: Settings) -> str:
-    path = settings.home / "controller_id"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"ctrl-{secrets.token_hex(4)}")
-    return path.read_text().strip()
+@dataclass
+class TickCounters:
+    """What the schedule has done since start, for `/healthz`: tests wait on these to know
+    that ticks happened instead of sleeping and hoping they did."""
+
+    attempts: int = 0
+    leading: int = 0
+    service_ticks: int = 0
+    database_errors: int = 0
+
+
+def installation_id(db: Database, settings: Settings, now: float) -> str:
+    """This installation's id, shared by every controller on the database: the tag value
+    that says an instance is ours to adopt or reap. Made once; an older installation keeps
+    the id it kept in `SERVE_HOME/controller_id`, so its running instances stay its own."""
+    with db.session() as s:
+        found = s.scalars(select(InstallationRow.id)).first()
+        if found is not None:
+            return found
+    legacy = settings.home / "controller_id"
+    new = legacy.read_text().strip() if legacy.exists() else f"ctrl-{secrets.token_hex(4)}"
+    try:
+        with db.session() as s:
+            s.add(InstallationRow(id=new, created_at=now))
+    except IntegrityError:
+        pass  # another controller made it first: use theirs
+    with db.session() as s:
+        return s.scalars(select(InstallationRow.id)).one()
 
 
 class ControllerRuntime:
@@ -48,6 +71,8 @@ class ControllerRuntime:
         self.rates = RequestCounts(self.db, settings.qps_window_seconds)
         self.leader_lock = leader_lock(settings.database_url, settings.home)
         self.is_leader = False
+        self.installation_id = ""
+        self.counters = TickCounters()
         self._db_failures = 0
         self._resume_at = 0.0
         self.token = ""
@@ -64,6 +89,7 @@ class ControllerRuntime:
         s.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.token = ensure_token(s.token_path)
         self.db.upgrade()
+        self.installation_id = installation_id(self.db, s, self.clock.now())
         provisioners = make_provisioners(s.clouds, s.local_root, s.log_dir / "services")
         store = SqlReplicaStore(self.db, self.clock)
         self.prober = Prober()
@@ -79,8 +105,18 @@ class ControllerRuntime:
                 self.prober,
                 self.clock,
                 ProbePolicy(s.probe_failures_to_not_ready, s.not_ready_grace_seconds),
+                provisioning_deadline=s.provisioning_deadline_seconds,
+                visibility_grace=s.visibility_grace_seconds,
             ),
-            executor=Executor(store, provisioners, self.clock, controller_id(s), self._io_pool),
+            executor=Executor(
+                store,
+                provisioners,
+                self.clock,
+                self.installation_id,
+                self._io_pool,
+                fence=self.still_leading,
+                wait_seconds=s.launch_wait_seconds,
+            ),
             cleaner=Cleaner(
                 store,
                 provisioners,
@@ -88,6 +124,10 @@ class ControllerRuntime:
                 self._io_pool,
                 s.terminal_retention_seconds,
                 s.drain,
+                controller_id=self.installation_id,
+                fence=self.still_leading,
+                wait_seconds=s.launch_wait_seconds,
+                visibility_grace=s.visibility_grace_seconds,
             ),
             request_rate=self.rates,
         )
@@ -98,6 +138,9 @@ class ControllerRuntime:
                 seconds=s.tick_seconds,
                 id="reconcile",
                 next_run_time=datetime.now(UTC),
+            )
+            self.scheduler.add_job(
+                self.sweep_installation, "interval", seconds=s.sweep_seconds, id="sweep"
             )
             local = provisioners.get("local")
             if isinstance(local, LocalProvisioner):
@@ -112,8 +155,10 @@ class ControllerRuntime:
     def tick_all(self) -> None:
         """As the leader, start a tick for every service whose previous tick has finished.
         After a database error, wait 1, 2, 4 ... up to 30 ticks before trying again."""
-        if time.monotonic() < self._resume_at or not self._lead():
+        self.counters.attempts += 1
+        if time.monotonic() < self._resume_at or not self.lead():
             return
+        self.counters.leading += 1
         try:
             with self.db.session() as session:
                 names = list(session.scalars(select(ServiceRow.name)).all())
@@ -128,12 +173,30 @@ class ControllerRuntime:
                 if running is None or running.done():
                     self._running[name] = self._pool.submit(self._tick_one, name)
 
+    def still_leading(self) -> bool:
+        """The fence checked before every provider mutation: a controller that lost the
+        lock since its tick began launches and terminates nothing more."""
+        return self.is_leader and self.leader_lock.still_held()
+
+    def sweep_installation(self) -> None:
+        """As the leader, terminate this installation's instances of deleted services."""
+        if not self.is_leader or self.reconciler is None:
+            return
+        try:
+            found = self.reconciler.sweep_installation()
+        except OperationalError as exc:
+            self._back_off(exc)
+            return
+        if found:
+            log.warning("installation sweep: %d instances of deleted services terminated", found)
+
     def _drive_market(self, local: LocalProvisioner) -> None:
         """Only the leader moves the simulated market (moving it preempts replicas)."""
         if self.is_leader:
             local.drive_market(self.clock.now())
 
-    def _lead(self) -> bool:
+    def lead(self) -> bool:
+        """Whether this controller leads now, taking the lock if it is free."""
         assert self.reconciler is not None
         if self.is_leader:
             if self.leader_lock.still_held():
@@ -150,6 +213,7 @@ class ControllerRuntime:
 
     def _back_off(self, exc: OperationalError) -> None:
         self._db_failures += 1
+        self.counters.database_errors += 1
         delay = min(30.0, self.settings.tick_seconds * 2 ** (self._db_failures - 1))
         self._resume_at = time.monotonic() + delay
         log.warning(
@@ -162,6 +226,7 @@ class ControllerRuntime:
         assert self.reconciler is not None
         try:
             self.reconciler.tick(name)
+            self.counters.service_ticks += 1
         except OperationalError as exc:
             self._back_off(exc)
         except Exception:

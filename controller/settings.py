@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioners.base import VISIBILITY_GRACE_SECONDS
+
 DEFAULT_PORT = 46590
 
 
@@ -54,7 +56,15 @@ class Settings:
     peers: tuple[str, ...] = ()
     clouds: tuple[str, ...] = ("local",)
     read_auth: bool = False
+    allow_open_reads: bool = False
     max_body_bytes: int = 1024 * 1024
+    provisioning_deadline_seconds: float = 600.0
+    teardown_deadline_seconds: float = 600.0
+    cloud_block_seconds: float = 300.0
+    launch_wait_seconds: float = 10.0
+    sweep_seconds: float = 600.0
+    events_per_service: int = 1000
+    visibility_grace_seconds: float = VISIBILITY_GRACE_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,8 +97,22 @@ class Settings:
             ),
             clouds=clouds or ("local",),
             read_auth=_bool(env, "SERVE_READ_AUTH", False),
+            allow_open_reads=_bool(env, "SERVE_ALLOW_OPEN_READS", False),
             max_body_bytes=_int(env, "SERVE_MAX_BODY_BYTES", 1024 * 1024),
+            provisioning_deadline_seconds=_float(env, "SERVE_PROVISIONING_DEADLINE_SECONDS", 600.0),
+            teardown_deadline_seconds=_float(env, "SERVE_TEARDOWN_DEADLINE_SECONDS", 600.0),
+            cloud_block_seconds=_float(env, "SERVE_CLOUD_BLOCK_SECONDS", 300.0),
+            launch_wait_seconds=_float(env, "SERVE_LAUNCH_WAIT_SECONDS", 10.0),
+            sweep_seconds=_float(env, "SERVE_SWEEP_SECONDS", 600.0),
+            events_per_service=_int(env, "SERVE_EVENTS_PER_SERVICE", 1000),
+            visibility_grace_seconds=_float(
+                env, "SERVE_VISIBILITY_GRACE_SECONDS", VISIBILITY_GRACE_SECONDS
+            ),
         )
+
+    @property
+    def binds_beyond_loopback(self) -> bool:
+        return self.host not in ("127.0.0.1", "localhost", "::1")
 
     @property
     def url(self) -> str:

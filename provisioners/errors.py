@@ -7,6 +7,8 @@ SDK exception leaves `provisioners/`. What the replica manager does next is part
     ├── CapacityUnavailable   no capacity in that location: try the next location now
     ├── QuotaExceeded         the account's quota is used up there: try the next location now
     ├── SpotUnavailable       spot refused (price, availability): try the next location now
+    ├── LaunchTimedOut        accepted but still not running after the provisioning
+    │                         deadline: terminate it, try the next location now
     ├── CredentialsError      missing or rejected credentials: tell the operator, do not retry
     ├── InvalidRequest        the cloud refused the request itself: tell the operator, do not retry
     └── TransientError        throttled or a 5xx: retry the same call on a later tick
@@ -51,6 +53,11 @@ class QuotaExceeded(ProvisionError):
 class SpotUnavailable(ProvisionError):
     try_elsewhere = True
     kind = "spot refused"
+
+
+class LaunchTimedOut(ProvisionError):
+    try_elsewhere = True
+    kind = "not running in time"
 
 
 class CredentialsError(ProvisionError):

@@ -53,6 +53,7 @@ class LocalRecord:
     created_at: float
     state: str = InstanceState.RUNNING.value
     detail: str = ""
+    boot_until: float = 0.0
 
 
 @dataclass
@@ -86,6 +87,7 @@ class LocalProvisioner:
 
     def launch(self, request: LaunchRequest) -> Instance:
         zone = request.location.zone
+        self._api_delay(zone)
         with self._lock:
             self.enforce_market()
             market = self.market.read().zone(zone)
@@ -101,10 +103,10 @@ class LocalProvisioner:
                         location=str(request.location),
                         code="InsufficientInstanceCapacity",
                     )
-            record = self._start(request)
+            record = self._start(request, market.boot_seconds)
         return self._instance(record)
 
-    def _start(self, request: LaunchRequest) -> LocalRecord:
+    def _start(self, request: LaunchRequest, boot_seconds: float = 0.0) -> LocalRecord:
         instance_id = f"local-{request.service}-{request.replica_id}-{request.launch_token[:8]}"
         directory = self.root / "replicas" / instance_id
         workdir = directory / "workdir"
@@ -136,6 +138,7 @@ class LocalProvisioner:
             tags=request.ownership_tags(),
             log_path=str(log_path),
             created_at=time.time(),
+            boot_until=time.time() + boot_seconds,
         )
         self._save(record)
         return record
@@ -147,6 +150,7 @@ class LocalProvisioner:
             return self._instance(self._refresh(record)) if record else None
 
     def terminate(self, instance_id: str, location: Location) -> bool:
+        self._api_delay(location.zone)
         with self._lock:
             record = self._load(instance_id)
             if record is None:
@@ -213,6 +217,11 @@ class LocalProvisioner:
                 counts[record.zone] = counts.get(record.zone, 0) + 1
         return counts
 
+    def _api_delay(self, zone: str) -> None:
+        market = self.market.read().zone(zone)
+        if market is not None and market.api_delay_seconds > 0:
+            time.sleep(market.api_delay_seconds)
+
     def _refresh(self, record: LocalRecord) -> LocalRecord:
         if record.state != InstanceState.RUNNING.value or is_alive(
             record.pid, self._children.get(record.pid)
@@ -238,11 +247,14 @@ class LocalProvisioner:
             return None
 
     def _instance(self, record: LocalRecord) -> Instance:
+        state = InstanceState(record.state)
+        if state == InstanceState.RUNNING and time.time() < record.boot_until:
+            state = InstanceState.PENDING
         return Instance(
             instance_id=record.instance_id,
             location=Location(CLOUD, REGION, record.zone),
             spot=record.spot,
-            state=InstanceState(record.state),
+            state=state,
             service=record.service,
             replica_id=record.replica_id,
             launch_token=record.launch_token,

@@ -23,10 +23,17 @@ REGION = "local"
 
 @dataclass(frozen=True)
 class ZoneMarket:
+    """`boot_seconds`: how long a new instance in the zone stays PENDING before it counts
+    as running (a VM booting; a huge value is a VM stuck creating). `api_delay_seconds`:
+    how long each launch and terminate call in the zone takes to answer (a slow or hung
+    cloud API)."""
+
     zone: str
     spot_capacity: int | None = None
     spot_price: float = 1.0
     on_demand_price: float = 3.0
+    boot_seconds: float = 0.0
+    api_delay_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

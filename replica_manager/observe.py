@@ -2,7 +2,19 @@
 
 Level-triggered: it re-reads the provider and probes every live replica each time, so a
 missed tick or a controller restart loses nothing. It returns the location events the
-spot policy must hear about (preemptions, replicas that became ready).
+spot policy must hear about (preemptions, refusals, replicas that became ready).
+
+What an instance's state means for its replica:
+- not known to the cloud while provisioning, within `visibility_grace` of its launch: not
+  visible yet (eventually consistent APIs); later, after it was seen running, or LOST: the
+  replica is PREEMPTED ("lost"), never an application failure;
+- PREEMPTED: PREEMPTED; REFUSED while provisioning: FAILED_PROVISION, placed elsewhere;
+- TERMINATED (its program ended): FAILED, which counts toward the service's failure streak
+  only if the replica was never ready;
+- still not running `provisioning_deadline` after its launch: FAILED_PROVISION, terminated,
+  and the location is avoided like a refusal.
+Listing is per cloud and per region the service uses; a cloud that answers with a transient
+error (throttling) is left alone by this service for a growing while.
 """
 
 from __future__ import annotations
@@ -10,11 +22,11 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from policies.types import LocationEvent, LocationEventKind
-from provisioners.base import Instance, InstanceState, Provisioner
-from provisioners.errors import ProvisionError
+from provisioners.base import VISIBILITY_GRACE_SECONDS, Instance, InstanceState, Provisioner
+from provisioners.errors import LaunchTimedOut, ProvisionError, TransientError
 from replica_manager.clock import Clock
 from replica_manager.probe import Prober, ProbeResult
 from replica_manager.records import ReplicaRecord, ReplicaTemplate
@@ -24,6 +36,7 @@ from replica_manager.store import ReplicaStore
 log = logging.getLogger(__name__)
 
 PROBED = frozenset({S.STARTING, S.READY, S.NOT_READY})
+MAX_CLOUD_BACKOFF_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -35,31 +48,40 @@ class ProbePolicy:
 
 
 @dataclass
+class Observation:
+    """What one observe pass found: events for the policy, errors that need a person."""
+
+    events: list[LocationEvent] = field(default_factory=list)
+    blocked: list[ProvisionError] = field(default_factory=list)
+
+
+@dataclass
 class Observer:
     store: ReplicaStore
     provisioners: Mapping[str, Provisioner]
     prober: Prober
     clock: Clock
     probe_policy: ProbePolicy
+    provisioning_deadline: float = 600.0
+    visibility_grace: float = VISIBILITY_GRACE_SECONDS
+    _backoff: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
 
-    def observe(self, template: ReplicaTemplate) -> list[LocationEvent]:
-        events: list[LocationEvent] = []
+    def observe(self, template: ReplicaTemplate) -> Observation:
+        seen = Observation()
         records = [r for r in self.store.replicas(template.service) if r.instance_id]
         live = [r for r in records if r.status in (S.PROVISIONING, *PROBED)]
         instances = self._instances(template.service, live)
         followed = []
         for record in live:
-            record, event = self._follow_instance(record, instances)
+            record = self._follow_instance(record, instances, seen)
             followed.append(record)
-            if event:
-                events.append(event)
         probed = [r for r in followed if r.status in PROBED and r.url]
         results = self.prober.probe_all((r.url or "", template.probe) for r in probed)
         for record, result in zip(probed, results, strict=True):
             event = self._apply_probe(record, result, template)
             if event:
-                events.append(event)
-        return events
+                seen.events.append(event)
+        return seen
 
     def _instances(self, service: str, live: list[ReplicaRecord]) -> dict[str, Instance | None]:
         """Instance by id for the live records, one list call per cloud, then `get` for
@@ -76,47 +98,122 @@ class Observer:
         self, service: str, cloud: str, recs: list[ReplicaRecord]
     ) -> dict[str, Instance | None]:
         prov = self.provisioners.get(cloud)
-        if prov is None:
+        if prov is None or self._backing_off(service, cloud):
             return {}
+        regions = sorted({r.location.region for r in recs})
         try:
-            listed = {i.instance_id: i for i in prov.list_owned(service)}
+            listed = {i.instance_id: i for i in prov.list_owned(service, regions=regions)}
             out: dict[str, Instance | None] = {}
             for r in recs:
                 assert r.instance_id
                 out[r.instance_id] = listed.get(r.instance_id) or prov.get(
                     r.instance_id, r.location
                 )
-            return out
         except ProvisionError as exc:
             log.warning("observe: cannot list %s instances of %s: %s", cloud, service, exc)
+            if isinstance(exc, TransientError):
+                self._back_off(service, cloud)
             return {}
+        self._backoff.pop((service, cloud), None)
+        return out
+
+    def _backing_off(self, service: str, cloud: str) -> bool:
+        until, _ = self._backoff.get((service, cloud), (0.0, 0))
+        return self.clock.now() < until
+
+    def _back_off(self, service: str, cloud: str) -> None:
+        """Leave a throttling (or failing) cloud alone for 2, 4, 8 ... 60 s."""
+        _, failures = self._backoff.get((service, cloud), (0.0, 0))
+        delay = min(MAX_CLOUD_BACKOFF_SECONDS, 2.0 ** (failures + 1))
+        self._backoff[(service, cloud)] = (self.clock.now() + delay, failures + 1)
 
     def _follow_instance(
-        self, record: ReplicaRecord, instances: dict[str, Instance | None]
-    ) -> tuple[ReplicaRecord, LocationEvent | None]:
-        """The record after what the cloud says of its instance, and the event to report."""
+        self, record: ReplicaRecord, instances: dict[str, Instance | None], seen: Observation
+    ) -> ReplicaRecord:
+        """The record after what the cloud says of its instance; events go to `seen`."""
         assert record.instance_id
         if record.instance_id not in instances:
-            return record, None  # the cloud did not answer this tick; look again next tick
+            return record  # the cloud did not answer this tick; look again next tick
         inst = instances[record.instance_id]
-        now = self.clock.now()
-        if inst is not None and inst.state == InstanceState.PREEMPTED:
-            record = self.store.transition(
-                record, S.PREEMPTED, inst.detail or "preempted by the cloud"
-            )
-            return record, LocationEvent(
-                LocationEventKind.PREEMPTED, record.location, now, record.spot
-            )
-        if inst is None or inst.state == InstanceState.TERMINATED:
-            why = (inst.detail if inst else "") or "the instance is gone"
-            return self.store.transition(record, S.FAILED, why), None
+        if inst is None:
+            if (
+                record.status == S.PROVISIONING
+                and self._since_launch(record) < self.visibility_grace
+            ):
+                return record  # never seen yet: an eventually consistent API may not show it
+            return self._lost(record, "the cloud no longer knows the instance", seen)
+        if inst.state == InstanceState.PREEMPTED:
+            return self._preempted(record, inst.detail or "preempted by the cloud", seen)
+        if inst.state == InstanceState.LOST:
+            return self._lost(record, inst.detail or "the instance is gone", seen)
+        if inst.state == InstanceState.REFUSED and record.status == S.PROVISIONING:
+            return self._refused(record, inst.error or ProvisionError(inst.detail), seen)
+        if inst.state in (InstanceState.TERMINATED, InstanceState.REFUSED):
+            return self.store.transition(record, S.FAILED, inst.detail or "the instance ended")
         if record.status == S.PROVISIONING and inst.state == InstanceState.RUNNING:
-            record = self.store.transition(
-                record, S.STARTING, "instance running", launched_at=now, url=inst.url
+            return self.store.transition(
+                record, S.STARTING, "instance running", launched_at=self.clock.now(), url=inst.url
             )
-        elif inst.url and inst.url != record.url:
-            record = self.store.update(record, url=inst.url)
-        return record, None
+        if record.status == S.PROVISIONING and self._overdue(record):
+            return self._overdue_launch(record, inst, seen)
+        if inst.url and inst.url != record.url:
+            return self.store.update(record, url=inst.url)
+        return record
+
+    def _since_launch(self, record: ReplicaRecord) -> float:
+        started = record.launched_at or record.status_changed_at or record.created_at
+        return self.clock.now() - started
+
+    def _overdue(self, record: ReplicaRecord) -> bool:
+        return self.clock.now() - record.status_changed_at > self.provisioning_deadline
+
+    def _preempted(self, record: ReplicaRecord, reason: str, seen: Observation) -> ReplicaRecord:
+        record = self.store.transition(record, S.PREEMPTED, reason)
+        now = self.clock.now()
+        seen.events.append(
+            LocationEvent(LocationEventKind.PREEMPTED, record.location, now, record.spot)
+        )
+        return record
+
+    def _lost(self, record: ReplicaRecord, why: str, seen: Observation) -> ReplicaRecord:
+        """Gone without its program's doing: replaced like a preemption, not counted as a
+        failure of the user's application."""
+        return self._preempted(record, f"lost: {why}", seen)
+
+    def _refused(
+        self, record: ReplicaRecord, error: ProvisionError, seen: Observation
+    ) -> ReplicaRecord:
+        """The cloud accepted the launch, then refused it: fail it (its leftovers are
+        terminated by cleanup) and let the policy place it elsewhere."""
+        record = self.store.transition(record, S.FAILED_PROVISION, str(error))
+        kind = "launch_refused" if error.try_elsewhere else "launch_failed"
+        market = "spot" if record.spot else "on-demand"
+        self.store.event(
+            record.service,
+            kind,
+            f"{market} launch in {record.location} refused: {error}",
+            replica_id=record.replica_id,
+            data={"location": record.location.key, "spot": record.spot, "error": error.kind},
+        )
+        if error.try_elsewhere:
+            seen.events.append(
+                LocationEvent(
+                    LocationEventKind.LAUNCH_REFUSED, record.location, self.clock.now(), record.spot
+                )
+            )
+        else:
+            seen.blocked.append(error)
+        return record
+
+    def _overdue_launch(
+        self, record: ReplicaRecord, inst: Instance, seen: Observation
+    ) -> ReplicaRecord:
+        error = LaunchTimedOut(
+            f"not running {self.provisioning_deadline:g}s after launch "
+            f"({inst.detail or inst.state.value}); terminated and placed elsewhere",
+            location=record.location.key,
+        )
+        return self._refused(record, error, seen)
 
     def _apply_probe(
         self, record: ReplicaRecord, result: ProbeResult, template: ReplicaTemplate

@@ -29,6 +29,8 @@ class ZoneChange(BaseModel):
     spot_capacity: int | None = Field(default=..., ge=0)
     spot_price: float | None = Field(None, ge=0)
     on_demand_price: float | None = Field(None, ge=0)
+    boot_seconds: float | None = Field(None, ge=0, le=1e9)
+    api_delay_seconds: float | None = Field(None, ge=0, le=3600)
     model_config = {"extra": "forbid"}
 
 
@@ -65,6 +67,8 @@ def _view(local: LocalProvisioner) -> dict[str, Any]:
             "spot_in_use": in_use.get(z.zone, 0),
             "spot_price": z.spot_price,
             "on_demand_price": z.on_demand_price,
+            "boot_seconds": z.boot_seconds,
+            "api_delay_seconds": z.api_delay_seconds,
         }
         for z in state.zones
     ]
@@ -86,6 +90,10 @@ def set_zone(
         changes["spot_price"] = body.spot_price
     if body.on_demand_price is not None:
         changes["on_demand_price"] = body.on_demand_price
+    if body.boot_seconds is not None:
+        changes["boot_seconds"] = body.boot_seconds
+    if body.api_delay_seconds is not None:
+        changes["api_delay_seconds"] = body.api_delay_seconds
     state = local.market.set_zone(zone, **changes)
     if state.driver.get("mode") != "manual":
         local.market.write(replace(state, driver={"mode": "manual"}))

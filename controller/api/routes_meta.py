@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import text
@@ -18,20 +20,21 @@ router = APIRouter(tags=["controller"])
 
 
 @router.get("/healthz")
-def healthz(rt: ControllerRuntime = Depends(runtime)) -> Response:
+def healthz(rt: ControllerRuntime = Depends(runtime)) -> JSONResponse:
+    """Liveness, the database's reachability, the role, and the schedule's counters (how
+    many ticks were attempted, led, run per service, and hit a database error)."""
+    body: dict[str, Any] = {
+        "status": "ok",
+        "database": "ok",
+        "role": "leader" if rt.is_leader else "standby",
+        "ticks": asdict(rt.counters),
+    }
     try:
         with rt.db.session() as s:
             s.execute(text("SELECT 1"))
     except OperationalError:
-        return Response(
-            '{"status": "degraded", "database": "unreachable"}',
-            503,
-            media_type="application/json",
-        )
-    role = "leader" if rt.is_leader else "standby"
-    return Response(
-        f'{{"status": "ok", "database": "ok", "role": "{role}"}}', media_type="application/json"
-    )
+        return JSONResponse({**body, "status": "degraded", "database": "unreachable"}, 503)
+    return JSONResponse(body)
 
 
 @router.get("/api/v1/controller", dependencies=[Depends(read_access)])

@@ -71,12 +71,20 @@ def set_zone(
     unlimited: bool = typer.Option(False, "--unlimited", help="no spot capacity limit"),
     spot_price: float | None = typer.Option(None, "--spot-price", min=0),
     on_demand_price: float | None = typer.Option(None, "--on-demand-price", min=0),
+    boot_seconds: float | None = typer.Option(
+        None, "--boot-seconds", min=0, help="new instances stay PENDING this long"
+    ),
+    api_delay_seconds: float | None = typer.Option(
+        None, "--api-delay", min=0, help="each launch/terminate call takes this long"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Set a zone by hand. Lowering capacity preempts its newest spot replicas at once."""
-    if spot_capacity is None and not unlimited and spot_price is None and on_demand_price is None:
+    changes = (spot_capacity, spot_price, on_demand_price, boot_seconds, api_delay_seconds)
+    if not unlimited and all(c is None for c in changes):
         raise fail(
-            "say what to change: --spot-capacity N, --unlimited, --spot-price or --on-demand-price"
+            "say what to change: --spot-capacity N, --unlimited, --spot-price, "
+            "--on-demand-price, --boot-seconds or --api-delay"
         )
     client = _client()
     current = next(
@@ -87,7 +95,13 @@ def set_zone(
         if unlimited
         else (spot_capacity if spot_capacity is not None else (current or {}).get("spot_capacity"))
     )
-    body = {"spot_capacity": capacity, "spot_price": spot_price, "on_demand_price": on_demand_price}
+    body = {
+        "spot_capacity": capacity,
+        "spot_price": spot_price,
+        "on_demand_price": on_demand_price,
+        "boot_seconds": boot_seconds,
+        "api_delay_seconds": api_delay_seconds,
+    }
     _print(client.json("PUT", f"/api/v1/market/zones/{zone}", json=body), as_json)
 
 

@@ -5,15 +5,18 @@ SIGKILL to itself, as an operator's `kill -9` would."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.support.moto_server import aws_env, moto_server, tagged_instances
-from tests.support.processes import ControllerProcess, Env, wait_until
+from tests.support.processes import ControllerProcess, Env, processes_of, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -107,8 +110,10 @@ def test_crash_during_scale_down_converges(sqlite_env: Env, tmp_path: Path, poin
 
     start(sqlite_env)
     assert_converges(sqlite_env, 1)
-    svc = sqlite_env.status("crash")
-    assert svc is not None and {r["version"] for r in svc["replicas"]} == {2}
+    wait_until(
+        lambda: {r["version"] for r in sqlite_env.status("crash")["replicas"]} == {2},  # type: ignore[index]
+        "the old version's rows to go once their terminations are confirmed",
+    )
 
 
 def test_crash_during_serve_down_still_takes_everything_down(
@@ -126,6 +131,45 @@ def test_crash_during_serve_down_still_takes_everything_down(
     wait_until(lambda: sqlite_env.status("crash") is None, "the service to be gone", 60)
     assert running(sqlite_env) == []
     assert instances(sqlite_env) == []
+
+
+def test_serve_down_accepted_before_the_next_leader_ticks_leaks_nothing(
+    sqlite_env: Env, tmp_path: Path
+) -> None:
+    """The controller dies after the cloud made an instance and before the row knew it;
+    `serve down` is accepted by a controller that does not lead yet (the test holds the
+    leader lock); when it leads, its first act is the teardown. The instance must go too."""
+    proc = start(sqlite_env, "launch.after_provider")
+    assert sqlite_env.serve("up", str(write_spec(tmp_path, 1)), "--detach").returncode == 0
+    wait_until(lambda: died(proc), "the controller to die after the cloud call", 30)
+    assert running(sqlite_env), "the crash left a running instance no row knows"
+
+    with held_leader_lock(sqlite_env):
+        standby = start(sqlite_env)
+        assert _role(sqlite_env) == "standby"
+        assert sqlite_env.serve("down", "crash", "--detach").returncode == 0
+    wait_until(lambda: sqlite_env.status("crash") is None, "the service to be gone", 60)
+    assert instances(sqlite_env) == [], "no instance of the service may outlive it"
+    assert not [p for p in processes_of(sqlite_env.home) if "app.py" in p]
+    standby.kill()
+
+
+@contextlib.contextmanager
+def held_leader_lock(env: Env) -> Iterator[None]:
+    """Hold the SQLite installation's leader lock (a flock beside the database file)."""
+    path = Path(make_url(env.database_url).database or "").with_suffix(".leader")
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _role(env: Env) -> str:
+    import httpx
+
+    return str(httpx.get(f"{env.url}/healthz", timeout=10).json()["role"])
 
 
 def test_restart_does_not_relaunch_running_replicas(sqlite_env: Env, tmp_path: Path) -> None:

@@ -134,12 +134,14 @@ def test_no_spot_anywhere_falls_back_to_on_demand_and_returns(
     settle_spot(env, spot_ready=3, on_demand=0)
     for zone in ("local-a", "local-b", "local-c"):
         market(env, zone, 0)
-    fallen = settle_spot(env, spot_ready=0, on_demand=2)
-    assert fallen["status"] == "READY"
+    settle_spot(env, spot_ready=0, on_demand=2)
+    # The service's status is stored at the end of the tick that made the replicas READY.
+    wait_until(lambda: svc(env)["status"] == "READY", "the service to be READY on on-demand")
     # The load balancer learns of the on-demand replicas at its next sync (0.5 s here).
     wait_until(
-        lambda: httpx.post(f"{endpoint}/v1/chat/completions", json={"messages": []}).status_code
-        == 200,
+        lambda: (
+            httpx.post(f"{endpoint}/v1/chat/completions", json={"messages": []}).status_code == 200
+        ),
         "the endpoint to answer from the on-demand replicas",
         5,
     )
@@ -147,10 +149,13 @@ def test_no_spot_anywhere_falls_back_to_on_demand_and_returns(
     try:
         for zone in ("local-a", "local-b", "local-c"):
             market(env, zone, None)
-        back = settle_spot(env, spot_ready=3, on_demand=0, timeout=90)
+        settle_spot(env, spot_ready=3, on_demand=0, timeout=90)
     finally:
         client.stop()
-    assert len({r["zone"] for r in alive(back, True)}) >= 2
+    # Not asserted: that the returning spot replicas spread over zones. SpotHedge places each
+    # in an unused active zone unless that zone refused a launch within the refusal backoff;
+    # zones that return while their backoff runs are skipped, so all three may stack in one
+    # zone (README: SpotHedge in the running controller). This was the test's flake.
     assert client.failures == [], "returning to spot must not drop requests"
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.support.processes import ControllerProcess, Env, free_port, wait_until
 
@@ -58,6 +59,17 @@ def role(env: Env) -> str | None:
         return None
 
 
+def ticks(env: Env) -> dict[str, int]:
+    """The controller's schedule counters (attempts, leading, service_ticks, ...)."""
+    return dict(httpx.get(f"{env.url}/healthz", timeout=10).json()["ticks"])
+
+
+def wait_for_ticks(env: Env, counter: str, more: int) -> None:
+    """Wait until `counter` has grown by `more`: ticks observed, not hoped for."""
+    start = ticks(env)[counter]
+    wait_until(lambda: ticks(env)[counter] >= start + more, f"{more} more {counter} ticks", 30)
+
+
 def instances(env: Env) -> list[dict[str, Any]]:
     folder = env.home / "local" / "instances"
     return [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.is_dir() else []
@@ -71,7 +83,13 @@ def test_one_leader_acts_and_the_standby_takes_over_when_it_dies(
     spec.write_text(YAML)
     assert standby.env.serve("up", str(spec)).returncode == 0, "writes work on a standby too"
     assert role(leader.env) == "leader" and role(standby.env) == "standby"
-    time.sleep(3)  # several ticks of both controllers
+    wait_until(
+        lambda: len([i for i in instances(leader.env) if i["state"] == "running"]) == 2,
+        "the leader to launch both replicas",
+    )
+    wait_for_ticks(standby.env, "attempts", 4)  # the standby looked, several times
+    wait_for_ticks(leader.env, "service_ticks", 4)
+    assert role(standby.env) == "standby"
     assert len([i for i in instances(leader.env) if i["state"] == "running"]) == 2
     endpoint = leader.env.status("ha")["endpoint"]  # type: ignore[index]
 
@@ -103,6 +121,96 @@ def test_one_leader_acts_and_the_standby_takes_over_when_it_dies(
     assert len({i["replica_id"] for i in running}) == 2
     assert httpx.post(f"{endpoint}/v1/chat/completions", json={"messages": []}).status_code == 200
     assert takeover < 10
+
+
+def test_a_deposed_leader_launches_nothing_more(db_url: str, tmp_path: Path) -> None:
+    """Fencing: a launch is held right before the cloud call; the leader loses its lock
+    (its lock connection is cut, as a network partition would); the standby takes over.
+    When the held launch goes on, it must see that it no longer leads and launch nothing."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the lock connection is cut on the Postgres server")
+    home = tmp_path / "home"
+    home.mkdir()
+    release = tmp_path / "release"
+    ports = (free_port(), free_port())
+    peers = ",".join(f"http://127.0.0.1:{p}" for p in ports)
+    held = {
+        "SERVE_FAILPOINT": "launch.before_provider:hold",
+        "SERVE_FAILPOINT_RELEASE": str(release),
+    }
+    first = Env(
+        home=home,
+        database_url=db_url,
+        port=ports[0],
+        extra={"SERVE_CONTROLLER_PEERS": peers, **held},
+    )
+    second = Env(
+        home=home, database_url=db_url, port=ports[1], extra={"SERVE_CONTROLLER_PEERS": peers}
+    )
+    second.lb_port_start = first.lb_port_start
+    a = ControllerProcess(first).start()
+    wait_until(lambda: role(first) == "leader", "the first controller to lead")
+    b = ControllerProcess(second).start()
+    try:
+        spec = tmp_path / "ha.yaml"
+        spec.write_text(YAML.replace("replicas: 2", "replicas: 1"))
+        assert first.serve("up", str(spec), "--detach").returncode == 0
+        wait_until(lambda: _status(second, "PENDING"), "the held launch's intent")
+
+        def deposed() -> bool:
+            """Cut the first controller's lock connection until the second leads (the
+            first may win the lock back in the meantime: it is cut again then)."""
+            if role(second) == "leader":
+                return True
+            _cut_lock_connection(db_url, a)
+            return False
+
+        wait_until(deposed, "the standby to take over", 30, every=0.5)
+        release.touch()
+
+        log = home / "logs" / "controller.log"
+        wait_until(
+            lambda: "not the leader any more" in log.read_text(errors="replace"),
+            "the deposed leader's launch to stop at the fence",
+            30,
+        )
+        wait_until(lambda: _status(second, "READY"), "the new leader's replacement READY", 60)
+        svc = second.status("ha")
+        assert svc is not None
+        launched = {i["replica_id"] for i in instances(second)}
+        (ready_id,) = [r["id"] for r in svc["replicas"] if r["status"] == "READY"]
+        assert launched == {ready_id}, "only the new leader's replica has an instance"
+        assert 1 not in launched, "the held launch of replica 1 never reached the cloud"
+    finally:
+        release.touch()
+        a.kill()
+        b.kill()
+        from tests.support.processes import kill_everything_of
+
+        kill_everything_of(home)
+
+
+def _status(env: Env, status: str) -> bool:
+    try:
+        svc = env.status("ha")
+    except httpx.HTTPError:
+        return False
+    return bool(svc and any(r["status"] == status for r in svc["replicas"]))
+
+
+def _cut_lock_connection(db_url: str, leader: ControllerProcess) -> None:
+    """End the leader's lock connection on the server (it is named after its pid)."""
+    assert leader.proc is not None
+    engine = create_engine(db_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name LIKE :name"
+            ),
+            {"name": f"spotserve-leader-%-{leader.proc.pid}"},
+        ).all()
+    engine.dispose()
 
 
 def test_a_second_controller_on_the_same_sqlite_file_stands_by(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from controller.spec import load_spec_text
 from provisioners.errors import ProvisionError
 from provisioners.local import LocalProvisioner
 from replica_manager.records import ReplicaRecord
+from tests.support.processes import free_port
 
 APP = Path(__file__).parents[1] / "support" / "apps" / "probe_target.py"
 
@@ -90,19 +91,32 @@ def harness_clouds() -> tuple[str, ...]:
 
 
 @pytest.fixture
-def harness(db_url: str, tmp_path: Path, harness_clouds: tuple[str, ...]) -> Iterator[Harness]:
+def harness_settings() -> dict[str, Any]:
+    """Settings the harness overrides; a test module may override this fixture."""
+    return {}
+
+
+@pytest.fixture
+def harness(
+    db_url: str,
+    tmp_path: Path,
+    harness_clouds: tuple[str, ...],
+    harness_settings: dict[str, Any],
+) -> Iterator[Harness]:
     settings = replace(
         Settings.from_env({}),
         home=tmp_path / "home",
         database_url=db_url,
-        lb_port_start=40000 + (hash(tmp_path) % 10000),
+        lb_port_start=free_port(),
         probe_failures_to_not_ready=2,
         not_ready_grace_seconds=1.0,
         orphan_scan_seconds=0.0,
         clouds=harness_clouds,
+        **harness_settings,
     )
     runtime = ControllerRuntime(settings)
     runtime.start(schedule=False)
+    assert runtime.lead(), "the harness's controller leads (its launches pass the fence)"
     try:
         yield Harness(runtime)
     finally:

@@ -87,6 +87,20 @@ def test_orphan_instance_of_the_service_is_terminated(harness: Harness) -> None:
     assert len(left) == 1
 
 
+def test_an_instance_of_another_installation_is_left_alone(harness: Harness) -> None:
+    """Two installations in one account (a laptop and production) share tag names; each
+    reaps only what it launched."""
+    harness.create(text=SPEC.replace("replicas: 2", "replicas: 1"))
+    harness.tick_until(lambda: ready(harness), "READY")
+    foreign = harness.local.launch(
+        _request(harness, replica_id=99, token=secrets.token_hex(16), installation="ctrl-other")
+    )
+    harness.tick()  # the harness scans for orphans on every tick
+    harness.rt.reconciler.sweep_installation()  # type: ignore[union-attr]
+    left = {i.instance_id for i in harness.local.list_owned("svc")}
+    assert foreign.instance_id in left
+
+
 def test_launch_interrupted_after_the_cloud_call_is_adopted_not_duplicated(
     harness: Harness,
 ) -> None:
@@ -120,13 +134,15 @@ def test_launch_intent_that_never_reached_the_cloud_is_failed_and_replaced(
     assert "interrupted" in by_id[intent.replica_id].status_reason
 
 
-def _request(h: Harness, replica_id: int, token: str) -> LaunchRequest:
+def _request(
+    h: Harness, replica_id: int, token: str, installation: str | None = None
+) -> LaunchRequest:
     loc = Location("local", "local", "local-a")
     return LaunchRequest(
         service="svc",
         replica_id=replica_id,
         launch_token=token,
-        controller_id="t",
+        controller_id=installation or h.rt.installation_id,
         offer=Offer(loc, 3.0, 1.0, "local-process"),
         spot=False,
         port=8080,
