@@ -314,7 +314,7 @@ class FakeKubeAPIServer:
             creationTimestamp=_now(),
         )
         if kind == "pods":
-            obj["status"] = {"phase": "Pending", "qosClass": "Guaranteed"}
+            obj["status"] = {"phase": "Pending"}
         else:
             _allocate(obj, number)
         self.objects[(kind, ns, name)] = obj
@@ -396,7 +396,6 @@ class FakeKubeAPIServer:
         pod["spec"]["nodeName"] = node.name
         pod["status"] = {
             "phase": "Running",
-            "qosClass": pod["status"].get("qosClass"),
             "hostIP": node.internal_ip,
             "podIP": f"10.244.0.{next(self._numbers) % 250 + 2}",
             "conditions": [{"type": "PodScheduled", "status": "True"}],
