@@ -9,27 +9,35 @@ comparable with list prices.
 Connection: an explicit `api_client`, else the in-cluster service account when running in a
 pod, else the kubeconfig (`KUBECONFIG` or ~/.kube/config; context from
 `SERVE_KUBERNETES_CONTEXT` or the current one). Constructors do no I/O: the cluster is
-reached on first use. Environment: `SERVE_KUBERNETES_NAMESPACE` (default: the context's,
-else `default`), `SERVE_KUBERNETES_IMAGE` (container image when the YAML gives no
-`image_id`; default python:3.11-slim), `SERVE_KUBERNETES_SERVICE_TYPE` (ClusterIP when in
-the cluster, else NodePort), `SERVE_KUBERNETES_GPU_RESOURCE` (default nvidia.com/gpu).
+reached on first use. Every API call carries `_request_timeout=(connect, read)`. The other
+settings are listed in `kubernetes_settings`.
+
+The pod is created first, then its service. A pod the scheduler cannot place is accepted
+and later reported REFUSED (`kubernetes_state`); `terminate` deletes pod and service by
+name and answers True only once the API server no longer knows either (404).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from urllib3.util.retry import Retry
 
 from policies.types import Location, Offer
 from provisioners.base import (
+    CONNECT_TIMEOUT_SECONDS,
     MANAGED_BY,
+    READ_TIMEOUT_SECONDS,
     TAG_LAUNCH_TOKEN,
     TAG_MANAGED_BY,
     TAG_SERVICE,
@@ -39,20 +47,37 @@ from provisioners.base import (
     ResourceRequest,
 )
 from provisioners.errors import InvalidRequest
-from provisioners.kubernetes_errors import CREDENTIALS_HINT, KUBE_ERRORS, classify
+from provisioners.kubernetes_errors import (
+    CREDENTIALS_HINT,
+    KUBE_ERRORS,
+    classify,
+    status_message,
+)
+from provisioners.kubernetes_nodes import NodeAddressCache, NodeAddresses, endpoint
 from provisioners.kubernetes_objects import (
     label_value,
     meta,
     pod_manifest,
     service_manifest,
+)
+from provisioners.kubernetes_placement import UnknownGpuModel
+from provisioners.kubernetes_settings import KubernetesSettings
+from provisioners.kubernetes_state import (
+    annotated_port,
+    leftover_instance,
+    pod_state,
     to_instance,
 )
 from provisioners.replica_names import resource_name
 from provisioners.startup_script import build_startup_script
 
 CLOUD = "kubernetes"
-DEFAULT_IMAGE = "python:3.11-slim"
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+Timeout = tuple[float, float]
+RETRIES = Retry(total=2, connect=2, read=0, status=0)
+"""urllib3 retries a failed connect, never a request already sent: by default it retries
+reads three times, so a hung API server would cost four read timeouts instead of one, and
+a retried POST may repeat what the first one did."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +85,16 @@ class _Cluster:
     api: k8s.CoreV1Api
     location: Location
     host: str
+    timeout: Timeout
 
     @property
     def namespace(self) -> str:
         return self.location.zone
+
+    def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One API call with the connect and read timeouts: a hung API server costs a
+        bounded wait, never a stuck tick."""
+        return method(*args, _request_timeout=self.timeout, **kwargs)
 
 
 class KubernetesProvisioner:
@@ -77,32 +108,27 @@ class KubernetesProvisioner:
         api_client: k8s.ApiClient | None = None,
         kubeconfig: str | None = None,
         context: str | None = None,
-        namespace: str | None = None,
-        image: str | None = None,
-        service_type: str | None = None,
-        hourly_price: float | None = None,
+        settings: KubernetesSettings | None = None,
+        request_timeout: Timeout = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
     ):
         env = os.environ
         self._api_client = api_client
         self._kubeconfig = kubeconfig or env.get("KUBECONFIG") or None
         self._context = context or env.get("SERVE_KUBERNETES_CONTEXT") or None
-        self._namespace = namespace or env.get("SERVE_KUBERNETES_NAMESPACE") or None
-        self._image = image or env.get("SERVE_KUBERNETES_IMAGE") or DEFAULT_IMAGE
-        self._service_type = service_type or env.get("SERVE_KUBERNETES_SERVICE_TYPE") or None
-        price = env.get("SERVE_KUBERNETES_HOURLY_PRICE") or "0"
-        self._price = hourly_price if hourly_price is not None else float(price)
-        self._gpu_resource = env.get("SERVE_KUBERNETES_GPU_RESOURCE") or "nvidia.com/gpu"
+        self._settings = settings or KubernetesSettings.from_env(env)
+        self._timeout = request_timeout
         self._cluster: _Cluster | None = None
         self._lock = threading.Lock()
+        self._nodes = NodeAddressCache(self._read_node)
 
     @property
     def service_type(self) -> str:
-        return self._service_type or ("ClusterIP" if self._in_cluster() else "NodePort")
+        return self._settings.service_type or ("ClusterIP" if self._in_cluster() else "NodePort")
 
     def check(self) -> CheckResult:
         try:
             cluster = self._connect()
-            cluster.api.list_namespaced_pod(cluster.namespace, limit=1)
+            cluster.call(cluster.api.list_namespaced_pod, cluster.namespace, limit=1)
         except KUBE_ERRORS as exc:
             err = classify(exc, CLOUD)
             return CheckResult(self.cloud, False, f"cluster not usable: {err}", CREDENTIALS_HINT)
@@ -119,14 +145,17 @@ class KubernetesProvisioner:
         if not resources.allows(where):
             return []
         shape = str(resources.accelerators[0]) if resources.accelerators else "cpu"
-        return [Offer(where, self._price, None, shape)]
+        return [Offer(where, self._settings.hourly_price, None, shape)]
 
     def launch(self, request: LaunchRequest) -> Instance:
         cluster = self._cluster_for(request.location)
         name = resource_name(request)
-        image = (request.resources.image_id or self._image).removeprefix("docker:")
+        image = (request.resources.image_id or self._settings.image).removeprefix("docker:")
         script = build_startup_script(request)
-        pod = pod_manifest(request, name, image, script, self._gpu_resource)
+        try:
+            pod = pod_manifest(request, name, image, script, self._settings)
+        except UnknownGpuModel as exc:
+            raise InvalidRequest(str(exc), location=request.location.key) from exc
         try:
             created = self._create_pod(cluster, pod, request)
         except KUBE_ERRORS as exc:
@@ -135,55 +164,102 @@ class KubernetesProvisioner:
         try:
             service = self._create_service(cluster, manifest)
         except KUBE_ERRORS as exc:
-            self._delete(cluster, name)
+            self._undo(cluster, name)
             raise classify(exc, request.location.key) from exc
-        return to_instance(created, service, cluster.location, self.service_type)
+        return self._instance(cluster, created, service)
 
     def get(self, instance_id: str, location: Location) -> Instance | None:
         cluster = self._cluster_for(location)
         try:
-            pod = cluster.api.read_namespaced_pod(instance_id, cluster.namespace)
-            service = self._read_service(cluster, instance_id)
-        except ApiException as exc:
-            if exc.status == 404:
+            pod = self._read(cluster, cluster.api.read_namespaced_pod, instance_id)
+            if pod is None:
                 return None
-            raise classify(exc, location.key) from exc
+            service = self._read(cluster, cluster.api.read_namespaced_service, instance_id)
         except KUBE_ERRORS as exc:
             raise classify(exc, location.key) from exc
-        return to_instance(pod, service, cluster.location, self.service_type)
+        return self._instance(cluster, pod, service)
 
-    def terminate(self, instance_id: str, location: Location) -> None:
-        self._delete(self._cluster_for(location), instance_id, quietly=False)
+    def terminate(self, instance_id: str, location: Location) -> bool:
+        """Delete pod and service by name (a pod gets its grace period to stop); True once
+        the API server answers 404 for both, which is not the same as "deletion started":
+        a pod stays, with a deletionTimestamp, until its kubelet confirms it stopped."""
+        cluster = self._cluster_for(location)
+        api = cluster.api
+        try:
+            pod_gone = self._delete(
+                cluster, api.delete_namespaced_pod, api.read_namespaced_pod, instance_id
+            )
+            service_gone = self._delete(
+                cluster, api.delete_namespaced_service, api.read_namespaced_service, instance_id
+            )
+        except KUBE_ERRORS as exc:
+            raise classify(exc, location.key) from exc
+        return pod_gone and service_gone
 
-    def list_owned(self, service: str | None = None) -> list[Instance]:
-        """Every owned pod in the namespace, ended ones included (as TERMINATED or PREEMPTED):
-        a pod that ran to its end stays until deleted, so the caller can reap it."""
+    def list_owned(
+        self, service: str | None = None, regions: Collection[str] | None = None
+    ) -> list[Instance]:
+        """Every owned pod in the namespace whatever its state (an ended pod stays until
+        deleted), and every owned service whose pod is gone, as a LOST instance. `regions`
+        does not narrow anything: the provisioner's one location is one cluster namespace,
+        listed in one call."""
         cluster = self._cluster_for(None)
         selector = f"{TAG_MANAGED_BY}={MANAGED_BY}"
         if service is not None:
             selector += f",{TAG_SERVICE}={label_value(service)}"
+        api = cluster.api
         try:
-            pods = cluster.api.list_namespaced_pod(cluster.namespace, label_selector=selector)
-            services = cluster.api.list_namespaced_service(
-                cluster.namespace, label_selector=selector
-            )
+            pods = cluster.call(
+                api.list_namespaced_pod, cluster.namespace, label_selector=selector
+            ).items
+            services = cluster.call(
+                api.list_namespaced_service, cluster.namespace, label_selector=selector
+            ).items
         except KUBE_ERRORS as exc:
             raise classify(exc, cluster.location.key) from exc
-        by_name = {meta(s).name: s for s in services.items}
-        return [
-            to_instance(p, by_name.get(meta(p).name), cluster.location, self.service_type)
-            for p in pods.items
-        ]
+        by_name = {meta(s).name: s for s in services}
+        listed = [self._instance(cluster, p, by_name.pop(meta(p).name, None)) for p in pods]
+        return listed + [leftover_instance(s, cluster.location) for s in by_name.values()]
+
+    def _instance(
+        self, cluster: _Cluster, pod: k8s.V1Pod, service: k8s.V1Service | None
+    ) -> Instance:
+        state = pod_state(pod, cluster.location, self._settings.unschedulable_grace_seconds)
+        reach = endpoint(
+            pod,
+            service,
+            self.service_type,
+            annotated_port(pod),
+            self._nodes.addresses,
+            self._settings.node_address,
+        )
+        if reach.note:
+            state = replace(state, detail=f"{state.detail}; {reach.note}")
+        return to_instance(pod, state, cluster.location, (reach.address, reach.port))
+
+    def _read_node(self, name: str) -> NodeAddresses:
+        cluster = self._connect()
+        try:
+            return NodeAddresses.of(cluster.call(cluster.api.read_node, name))
+        except ApiException as exc:
+            lasting = exc.status in (401, 403, 404)
+            problem = f"cannot read node {name}: {status_message(exc)}"
+            return NodeAddresses(problem=problem, lasting=lasting)
+        except KUBE_ERRORS as exc:
+            return NodeAddresses(problem=f"cannot read node {name}: {exc}", lasting=False)
 
     def _create_pod(self, cluster: _Cluster, pod: k8s.V1Pod, request: LaunchRequest) -> k8s.V1Pod:
         """Create the pod; a retried launch finds the pod its first attempt made."""
         name = str(meta(pod).name)
         try:
-            return cluster.api.create_namespaced_pod(cluster.namespace, pod)
+            created: k8s.V1Pod = cluster.call(
+                cluster.api.create_namespaced_pod, cluster.namespace, pod
+            )
+            return created
         except ApiException as exc:
             if exc.status != 409:
                 raise
-        existing = cluster.api.read_namespaced_pod(name, cluster.namespace)
+        existing: k8s.V1Pod = cluster.call(cluster.api.read_namespaced_pod, name, cluster.namespace)
         token = (meta(existing).labels or {}).get(TAG_LAUNCH_TOKEN)
         if token != label_value(request.launch_token):
             raise InvalidRequest(
@@ -195,32 +271,51 @@ class KubernetesProvisioner:
 
     def _create_service(self, cluster: _Cluster, service: k8s.V1Service) -> k8s.V1Service:
         try:
-            return cluster.api.create_namespaced_service(cluster.namespace, service)
+            created: k8s.V1Service = cluster.call(
+                cluster.api.create_namespaced_service, cluster.namespace, service
+            )
+            return created
         except ApiException as exc:
             if exc.status != 409:
                 raise
-        return cluster.api.read_namespaced_service(str(meta(service).name), cluster.namespace)
+        found: k8s.V1Service = cluster.call(
+            cluster.api.read_namespaced_service, str(meta(service).name), cluster.namespace
+        )
+        return found
 
-    def _read_service(self, cluster: _Cluster, name: str) -> k8s.V1Service | None:
+    def _read(self, cluster: _Cluster, read: Callable[..., Any], name: str) -> Any:
+        """The object, or None if the API server does not know it (404)."""
         try:
-            return cluster.api.read_namespaced_service(name, cluster.namespace)
+            return cluster.call(read, name, cluster.namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
 
-    def _delete(self, cluster: _Cluster, name: str, *, quietly: bool = True) -> None:
-        """Delete pod and service; "not found" is success. `quietly` also drops other errors
-        (used while undoing a failed launch, whose own error is the one to report)."""
+    def _delete(
+        self,
+        cluster: _Cluster,
+        delete: Callable[..., Any],
+        read: Callable[..., Any],
+        name: str,
+    ) -> bool:
+        """Ask for the deletion; True if the object is gone (404 to the delete, or to the
+        read that follows an accepted delete: a service or an unscheduled pod goes at once,
+        a running pod only after its grace period)."""
+        try:
+            cluster.call(delete, name, cluster.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return self._read(cluster, read, name) is None
+
+    def _undo(self, cluster: _Cluster, name: str) -> None:
+        """Delete what a failed launch created; its own error is the one to report, so
+        failures here are dropped (the reaper finds the tagged pod later)."""
         for delete in (cluster.api.delete_namespaced_pod, cluster.api.delete_namespaced_service):
-            try:
-                delete(name, cluster.namespace)
-            except ApiException as exc:
-                if exc.status != 404 and not quietly:
-                    raise classify(exc, cluster.location.key) from exc
-            except KUBE_ERRORS as exc:
-                if not quietly:
-                    raise classify(exc, cluster.location.key) from exc
+            with contextlib.suppress(*KUBE_ERRORS):
+                cluster.call(delete, name, cluster.namespace)
 
     def _cluster_for(self, location: Location | None) -> _Cluster:
         try:
@@ -245,7 +340,7 @@ class KubernetesProvisioner:
         if self._api_client is not None:
             api_client, context, namespace = self._api_client, self._context or "custom", None
         elif self._in_cluster():
-            configuration = k8s.Configuration()
+            configuration = _configuration()
             k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
                 client_configuration=configuration
             )
@@ -253,9 +348,10 @@ class KubernetesProvisioner:
             namespace = (SERVICE_ACCOUNT / "namespace").read_text().strip()
         else:
             api_client, context, namespace = self._from_kubeconfig()
-        namespace = self._namespace or namespace or "default"
+        namespace = self._settings.namespace or namespace or "default"
         host = str(api_client.configuration.host)
-        return _Cluster(k8s.CoreV1Api(api_client), Location(CLOUD, context, namespace), host)
+        location = Location(CLOUD, context, namespace)
+        return _Cluster(k8s.CoreV1Api(api_client), location, host, self._timeout)
 
     def _from_kubeconfig(self) -> tuple[k8s.ApiClient, str, str | None]:
         path = self._kubeconfig or str(Path("~/.kube/config").expanduser())
@@ -267,7 +363,10 @@ class KubernetesProvisioner:
         if chosen is None:
             raise ConfigException(f"context {name!r} is not in the kubeconfig {path}")
         api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=path, context=name, persist_config=False
+            config_file=path,
+            context=name,
+            persist_config=False,
+            client_configuration=_configuration(),
         )
         return api_client, str(name), chosen.get("context", {}).get("namespace")
 
@@ -278,3 +377,9 @@ class KubernetesProvisioner:
             and "KUBERNETES_SERVICE_HOST" in os.environ
             and (SERVICE_ACCOUNT / "token").exists()
         )
+
+
+def _configuration() -> k8s.Configuration:
+    configuration = k8s.Configuration()
+    configuration.retries = RETRIES
+    return configuration

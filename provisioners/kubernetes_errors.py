@@ -2,9 +2,14 @@
 
 The API server answers a refusal with an HTTP status and a `Status` object
 (`{"kind": "Status", "reason": "Forbidden", "message": ..., "code": 403}`). 403 means two
-different things: RBAC forbids the call (a person must grant it) or a ResourceQuota is used
-up (`... is forbidden: exceeded quota: ...`: try elsewhere). A pod the cluster cannot place
-is not refused at all: it is accepted and stays Pending (see `kubernetes_objects`).
+different things: RBAC forbids the call (a person must grant it), or the ResourceQuota
+admission plugin refused the pod (try elsewhere). The quota plugin's messages
+(k8s.io/apiserver/pkg/admission/plugin/resourcequota/controller.go, CheckRequest) are
+`pods "x" is forbidden: exceeded quota: <quota>, requested: ..., used: ..., limited: ...`,
+`... failed quota: <quota>: must specify limits.cpu,limits.memory` (a quota on a resource
+the pod does not declare) and `... insufficient quota to consume: ...`. A pod the cluster
+cannot place is not refused at all: it is accepted and stays Pending (see
+`kubernetes_state`: reported REFUSED).
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ KUBE_ERRORS = (ApiException, ConfigException, HTTPError)
 CREDENTIALS_HINT = (
     "point KUBECONFIG (or ~/.kube/config) at the cluster, or run the controller in the "
     "cluster with a service account; it needs create/get/list/delete on pods and services "
-    "in the namespace (SERVE_KUBERNETES_NAMESPACE, default: the context's)"
+    "in the namespace (SERVE_KUBERNETES_NAMESPACE, default: the context's), and get on "
+    "nodes (a ClusterRole) to reach NodePort services at a node's external address"
 )
 
+QUOTA_MARKERS = ("exceeded quota:", "failed quota:", "insufficient quota to consume")
 STATUS_TYPES: dict[int, type[ProvisionError]] = {
     400: InvalidRequest,
     401: CredentialsError,
@@ -50,7 +57,7 @@ def classify(exc: ApiException | ConfigException | HTTPError, location: str) -> 
     status = int(exc.status or 0)
     message = status_message(exc)
     reason = str(exc.reason or "")
-    if status == 403 and "exceeded quota" in message:
+    if status == 403 and any(marker in message for marker in QUOTA_MARKERS):
         return QuotaExceeded(
             f"{message}; raise the namespace's ResourceQuota or free capacity",
             location=location,

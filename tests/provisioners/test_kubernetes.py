@@ -1,31 +1,45 @@
 """The Kubernetes adapter through the official client, over HTTP, against a fake API server
-found through a real kubeconfig file."""
+(with a scheduler, nodes and ResourceQuota admission) found through a real kubeconfig file."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
-from policies.types import Location
+from policies.types import Location, Offer
 from provisioners.base import (
     TAG_LAUNCH_TOKEN,
     Accelerator,
+    Instance,
     InstanceState,
     LaunchRequest,
     LocationFilter,
     ResourceRequest,
 )
-from provisioners.errors import CredentialsError, InvalidRequest, QuotaExceeded
+from provisioners.errors import (
+    CapacityUnavailable,
+    CredentialsError,
+    InvalidRequest,
+    QuotaExceeded,
+    TransientError,
+)
 from provisioners.kubernetes import KubernetesProvisioner
+from provisioners.kubernetes_errors import classify
 from provisioners.startup_script import build_startup_script
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.kube_scheduler import FakeNode
 from tests.provisioners.contract_suite import *  # noqa: F403
-from tests.provisioners.contract_suite import CloudUnderTest
+from tests.provisioners.contract_suite import CloudUnderTest, terminate_fully
 
 HERE = Location("kubernetes", "fake-ctx", "default")
 OTHER = Location("kubernetes", "fake-ctx", "team-b")
+BIG = {"cpu": "96", "memory": "1000Gi", "pods": "110"}
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +57,8 @@ def fake(
     apiserver.clear()
     kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig", "fake-ctx", "default")
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    for name in ("SERVE_KUBERNETES_NAMESPACE", "SERVE_KUBERNETES_SERVICE_TYPE"):
-        monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith("SERVE_KUBERNETES_")]:
+        monkeypatch.delenv(name)
     return apiserver
 
 
@@ -55,6 +69,27 @@ def cloud(fake: FakeKubeAPIServer) -> CloudUnderTest:
 
 def with_changes(request: LaunchRequest, **changes: object) -> LaunchRequest:
     return LaunchRequest(**{**request.__dict__, **changes})  # type: ignore[arg-type]
+
+
+def asking_for(cloud: CloudUnderTest, shape: str, **resources: str) -> LaunchRequest:
+    request = cloud.request()
+    offer = Offer(HERE, 0.0, None, shape)
+    return with_changes(request, offer=offer, resources=ResourceRequest(**resources))  # type: ignore[arg-type]
+
+
+def node_of(fake: FakeKubeAPIServer, inst: Instance) -> str | None:
+    pod = fake.find("pods", inst.instance_id)
+    assert pod is not None
+    node: str | None = pod["spec"].get("nodeName")
+    return node
+
+
+def gpu_node(name: str, labels: dict[str, str], gpus: int = 8, **extra: object) -> FakeNode:
+    allocatable = {**BIG, "nvidia.com/gpu": str(gpus)}
+    return FakeNode(name, labels=labels, allocatable=allocatable, **extra)  # type: ignore[arg-type]
+
+
+# The pod and its service.
 
 
 def test_pod_runs_the_shared_startup_script(cloud: CloudUnderTest, fake: FakeKubeAPIServer) -> None:
@@ -68,12 +103,10 @@ def test_pod_runs_the_shared_startup_script(cloud: CloudUnderTest, fake: FakeKub
 
 
 def test_pod_asks_for_the_offers_gpus(cloud: CloudUnderTest, fake: FakeKubeAPIServer) -> None:
-    request = cloud.request()
-    offer = request.offer.__class__(HERE, 0.0, None, "A100:8")
-    inst = cloud.provisioner.launch(with_changes(request, offer=offer))
+    inst = cloud.provisioner.launch(asking_for(cloud, "A100:8"))
     pod = fake.find("pods", inst.instance_id)
     assert pod is not None
-    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "8"}
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
 
 
 def test_pod_uses_the_yaml_image_without_its_docker_prefix(
@@ -106,15 +139,184 @@ def test_service_is_owned_by_its_pod(cloud: CloudUnderTest, fake: FakeKubeAPISer
     assert (owner["kind"], owner["uid"]) == ("Pod", pod["metadata"]["uid"])
 
 
-def test_running_pod_is_reached_at_its_node_port(
+def test_repeated_launch_finds_the_same_pod(cloud: CloudUnderTest) -> None:
+    request = cloud.request()
+    first = cloud.provisioner.launch(request)
+    again = cloud.provisioner.launch(request)
+    assert again.instance_id == first.instance_id
+    assert len(cloud.provisioner.list_owned("svc")) == 1
+
+
+def test_replicas_count_as_on_demand(cloud: CloudUnderTest) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=True))
+    assert inst.spot is False
+
+
+# Choosing the GPU model and tolerating GPU pools.
+
+
+def test_a100_pod_lands_on_the_a100_node_not_on_a_t4_node_with_free_gpus(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    fake.remove_nodes()
+    fake.add_node(gpu_node("t4-free", {"nvidia.com/gpu.product": "Tesla-T4"}))
+    fake.add_node(gpu_node("a100-1", {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}))
+    inst = cloud.provisioner.launch(asking_for(cloud, "A100:8"))
+    assert node_of(fake, inst) == "a100-1"
+
+
+def test_gpu_model_is_also_found_by_the_gke_accelerator_label(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    fake.remove_nodes()
+    fake.add_node(gpu_node("t4-free", {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}))
+    fake.add_node(gpu_node("a2-ultra", {"cloud.google.com/gke-accelerator": "nvidia-a100-80gb"}))
+    inst = cloud.provisioner.launch(asking_for(cloud, "A100-80GB:8"))
+    assert node_of(fake, inst) == "a2-ultra"
+
+
+def test_gpu_pod_tolerates_a_tainted_aks_gpu_pool(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    fake.remove_nodes()
+    taint = {"key": "sku", "value": "gpu", "effect": "NoSchedule"}
+    labels = {"nvidia.com/gpu.product": "NVIDIA-A100-80GB-PCIe"}
+    fake.add_node(gpu_node("aks-gpu-1", labels, taints=[taint]))
+    inst = cloud.provisioner.launch(asking_for(cloud, "A100-80GB:1"))
+    got = cloud.provisioner.get(inst.instance_id, HERE)
+    assert got is not None and got.state == InstanceState.RUNNING
+    assert node_of(fake, inst) == "aks-gpu-1"
+
+
+def test_cpu_pod_stays_off_tainted_gpu_nodes(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    inst = cloud.provisioner.launch(asking_for(cloud, "cpu"))
+    pod = fake.find("pods", inst.instance_id)
+    assert pod is not None and not pod["spec"].get("tolerations")
+    assert node_of(fake, inst) == "cpu-1"
+
+
+def test_own_gpu_label_replaces_the_known_ones(
+    fake: FakeKubeAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_KUBERNETES_GPU_LABEL", "mycompany.com/gpu")
+    cloud = CloudUnderTest(KubernetesProvisioner(), fake, HERE, OTHER, "A100:1")
+    fake.remove_nodes()
+    fake.add_node(gpu_node("t4-free", {"mycompany.com/gpu": "t4"}))
+    fake.add_node(gpu_node("ours", {"mycompany.com/gpu": "a100"}))
+    inst = cloud.provisioner.launch(cloud.request())
+    assert node_of(fake, inst) == "ours"
+
+
+def test_gpu_without_a_known_label_is_refused_naming_the_setting(cloud: CloudUnderTest) -> None:
+    with pytest.raises(InvalidRequest, match="SERVE_KUBERNETES_GPU_LABEL"):
+        cloud.provisioner.launch(asking_for(cloud, "MI300X:8"))
+
+
+# A pod no node fits.
+
+
+def test_pod_no_node_fits_is_refused_with_the_schedulers_message(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    fake.remove_nodes()
+    fake.add_node(gpu_node("a100-small", {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}, 4))
+    for name in ("train-1", "train-2"):
+        taint = {"key": "dedicated", "value": "training", "effect": "NoSchedule"}
+        fake.add_node(
+            gpu_node(name, {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}, 8, taints=[taint])
+        )
+    inst = cloud.provisioner.launch(asking_for(cloud, "A100:8"))
+    got = cloud.provisioner.get(inst.instance_id, HERE)
+    pod = fake.find("pods", inst.instance_id)
+    assert got is not None and pod is not None
+    message = pod["status"]["conditions"][0]["message"]
+    assert message.startswith(
+        "0/3 nodes are available: 1 Insufficient nvidia.com/gpu, "
+        "2 node(s) had untolerated taint {dedicated: training}. preemption: "
+    )
+    assert got.state == InstanceState.REFUSED
+    assert isinstance(got.error, CapacityUnavailable) and got.error.try_elsewhere
+    assert got.error.message == message
+
+
+def test_refused_pod_is_listed_as_refused_and_terminate_removes_it(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    inst = cloud.provisioner.launch(asking_for(cloud, "H100:8"))
+    (listed,) = cloud.provisioner.list_owned("svc")
+    assert listed.state == InstanceState.REFUSED and isinstance(listed.error, CapacityUnavailable)
+    terminate_fully(cloud, inst)
+    assert cloud.provisioner.list_owned("svc") == []
+
+
+def test_unschedulable_pod_waits_out_the_configured_grace(
+    fake: FakeKubeAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a node autoscaler adds nodes for pending pods, Unschedulable is not final."""
+    monkeypatch.setenv("SERVE_KUBERNETES_UNSCHEDULABLE_GRACE_SECONDS", "600")
+    cloud = CloudUnderTest(KubernetesProvisioner(), fake, HERE, OTHER, "H100:8")
+    inst = cloud.provisioner.launch(cloud.request())
+    got = cloud.provisioner.get(inst.instance_id, HERE)
+    assert got is not None and got.state == InstanceState.PENDING
+    assert "Unschedulable: 0/2 nodes are available" in got.detail
+
+
+# Where the controller reaches a replica.
+
+
+def test_node_port_is_reached_at_the_nodes_external_ip(
     cloud: CloudUnderTest, fake: FakeKubeAPIServer
 ) -> None:
     inst = cloud.provisioner.launch(cloud.request())
-    fake.run(inst.instance_id, host_ip="192.0.2.10")
     got = cloud.provisioner.get(inst.instance_id, HERE)
     service = fake.find("services", inst.instance_id)
     assert got is not None and service is not None and got.state == InstanceState.RUNNING
-    assert got.url == f"http://192.0.2.10:{service['spec']['ports'][0]['nodePort']}"
+    assert node_of(fake, inst) == "t4-1"
+    assert got.url == f"http://203.0.113.3:{service['spec']['ports'][0]['nodePort']}"
+
+
+def test_node_without_external_ip_is_reached_at_its_internal_ip_with_a_note(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    fake.remove_nodes()
+    fake.add_node(FakeNode("private-1", allocatable=BIG, internal_ip="10.1.2.3"))
+    inst = cloud.provisioner.launch(asking_for(cloud, "cpu"))
+    got = cloud.provisioner.get(inst.instance_id, HERE)
+    assert got is not None and got.address == "10.1.2.3"
+    assert "SERVE_KUBERNETES_NODE_ADDRESS" in got.detail
+
+
+def test_configured_node_address_is_used_for_every_node_port(
+    fake: FakeKubeAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_KUBERNETES_NODE_ADDRESS", "nodes.example.com")
+    cloud = CloudUnderTest(KubernetesProvisioner(), fake, HERE, OTHER, "T4:1")
+    inst = cloud.provisioner.launch(cloud.request())
+    got = cloud.provisioner.get(inst.instance_id, HERE)
+    assert got is not None and got.address == "nodes.example.com"
+
+
+def test_node_addresses_are_read_once_per_node_not_once_per_pod(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    for replica in (1, 2, 3):
+        cloud.provisioner.launch(cloud.request(replica_id=replica))
+    for _ in range(2):
+        listed = cloud.provisioner.list_owned("svc")
+        assert {i.address for i in listed} == {"203.0.113.3"}
+    assert fake.requests[("get", "nodes")] == 1
+
+
+def test_unreadable_node_falls_back_to_the_pods_host_ip(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    fake.forbid("get", "nodes")
+    inst = cloud.provisioner.launch(cloud.request())
+    got = cloud.provisioner.get(inst.instance_id, HERE)
+    assert got is not None and got.address == "10.0.0.3"
+    assert 'cannot get resource "nodes"' in got.detail
 
 
 def test_cluster_ip_service_is_reached_at_the_replica_port(
@@ -128,18 +330,123 @@ def test_cluster_ip_service_is_reached_at_the_replica_port(
     assert inst.url == f"http://{service['spec']['clusterIP']}:8080"
 
 
-def test_repeated_launch_finds_the_same_pod(cloud: CloudUnderTest) -> None:
-    request = cloud.request()
-    first = cloud.provisioner.launch(request)
-    again = cloud.provisioner.launch(request)
-    assert again.instance_id == first.instance_id
-    assert len(cloud.provisioner.list_owned("svc")) == 1
+# Limits and quotas.
 
 
-def test_terminate_deletes_the_service_too(cloud: CloudUnderTest, fake: FakeKubeAPIServer) -> None:
+def test_pod_in_a_compute_quota_namespace_declares_its_limits(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    hard = {"requests.cpu": "64", "requests.memory": "256Gi"}
+    fake.set_quota(
+        "default", "compute-resources", {**hard, "limits.cpu": "64", "limits.memory": "256Gi"}
+    )
+    inst = cloud.provisioner.launch(asking_for(cloud, "T4:1", cpus="4+", memory="16"))
+    pod = fake.find("pods", inst.instance_id)
+    assert pod is not None
+    resources = pod["spec"]["containers"][0]["resources"]
+    wanted = {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
+    assert resources["limits"] == resources["requests"] == wanted
+
+
+def test_pod_without_cpu_and_memory_in_the_yaml_gets_the_configured_defaults(
+    fake: FakeKubeAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_KUBERNETES_CPU", "3")
+    monkeypatch.setenv("SERVE_KUBERNETES_MEMORY", "12Gi")
+    cloud = CloudUnderTest(KubernetesProvisioner(), fake, HERE, OTHER, "cpu")
     inst = cloud.provisioner.launch(cloud.request())
-    cloud.provisioner.terminate(inst.instance_id, HERE)
+    pod = fake.find("pods", inst.instance_id)
+    assert pod is not None
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "3", "memory": "12Gi"}
+
+
+def test_exceeded_compute_quota_is_quota_exceeded_with_the_message(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    fake.set_quota("default", "compute-resources", {"limits.memory": "32Gi"})
+    cloud.provisioner.launch(asking_for(cloud, "T4:1", memory="24"))
+    with pytest.raises(QuotaExceeded) as refused:
+        cloud.provisioner.launch(asking_for(cloud, "T4:1", memory="16"))
+    assert refused.value.try_elsewhere
+    assert (
+        "exceeded quota: compute-resources, requested: limits.memory=16Gi, "
+        "used: limits.memory=24Gi, limited: limits.memory=32Gi"
+    ) in refused.value.message
+
+
+def test_missing_limits_refusal_is_quota_exceeded_not_credentials(
+    fake: FakeKubeAPIServer,
+) -> None:
+    """What a namespace with a compute quota answers a pod without limits (as any client
+    that does not set them gets it), through our error table."""
+    fake.set_quota("default", "compute-resources", {"limits.cpu": "8", "limits.memory": "32Gi"})
+    api = k8s.CoreV1Api(k8s.ApiClient(k8s.Configuration()))
+    api.api_client.configuration.host = fake.url
+    api.api_client.configuration.api_key = {"authorization": "Bearer fake-bearer-token"}
+    bare = k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name="bare"),
+        spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="busybox")]),
+    )
+    with pytest.raises(ApiException) as raw:
+        api.create_namespaced_pod("default", bare)
+    error = classify(raw.value, HERE.key)
+    assert isinstance(error, QuotaExceeded)
+    assert "failed quota: compute-resources: must specify limits.cpu,limits.memory" in str(error)
+
+
+def test_quota_refusal_leaves_nothing_behind(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    fake.exceed_quota(HERE)
+    with pytest.raises(QuotaExceeded, match="exceeded quota"):
+        cloud.provisioner.launch(cloud.request(service="leaky"))
+    assert cloud.provisioner.list_owned("leaky") == []
+    assert fake.objects == {}
+
+
+# The life and end of a pod.
+
+
+def test_terminate_is_false_while_the_pod_is_still_terminating(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    fake.termination_seconds = 3600
+    inst = cloud.provisioner.launch(cloud.request())
+    assert cloud.provisioner.terminate(inst.instance_id, HERE) is False
+    assert cloud.provisioner.terminate(inst.instance_id, HERE) is False
+    fake.finish_deletions()
+    assert cloud.provisioner.terminate(inst.instance_id, HERE) is True
+    assert fake.find("pods", inst.instance_id) is None
     assert fake.find("services", inst.instance_id) is None
+
+
+def test_pod_deleted_outside_spotserve_is_lost_while_it_terminates(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    fake.termination_seconds = 3600
+    inst = cloud.provisioner.launch(cloud.request())
+    fake.delete_outside(inst.instance_id)
+    got = cloud.provisioner.get(inst.instance_id, HERE)
+    assert got is not None and got.state == InstanceState.LOST
+    fake.finish_deletions()
+    assert cloud.provisioner.get(inst.instance_id, HERE) is None
+
+
+def test_service_left_by_a_gone_pod_is_listed_until_terminated(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    fake.pause_garbage_collector()
+    inst = cloud.provisioner.launch(cloud.request())
+    fake.delete_outside(inst.instance_id)
+    assert cloud.provisioner.get(inst.instance_id, HERE) is None
+    (left,) = cloud.provisioner.list_owned("svc")
+    assert (left.instance_id, left.state, left.controller_id) == (
+        inst.instance_id,
+        InstanceState.LOST,
+        "ctrl-test",
+    )
+    assert cloud.provisioner.terminate(inst.instance_id, HERE) is True
+    assert cloud.provisioner.list_owned("svc") == []
 
 
 def test_evicted_pod_is_preempted(cloud: CloudUnderTest, fake: FakeKubeAPIServer) -> None:
@@ -168,29 +475,31 @@ def test_ended_pods_stay_listed_so_they_can_be_reaped(
     assert listed == {inst.instance_id: InstanceState.TERMINATED}
 
 
-def test_unschedulable_pod_is_pending_with_the_reason(
-    cloud: CloudUnderTest, fake: FakeKubeAPIServer
-) -> None:
-    inst = cloud.provisioner.launch(cloud.request())
-    fake.unschedulable(inst.instance_id, "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")
-    got = cloud.provisioner.get(inst.instance_id, HERE)
-    assert got is not None and got.state == InstanceState.PENDING
-    assert "Insufficient nvidia.com/gpu" in got.detail
+# A hung API server.
 
 
-def test_replicas_count_as_on_demand(cloud: CloudUnderTest) -> None:
-    inst = cloud.provisioner.launch(cloud.request(spot=True))
-    assert inst.spot is False
+OPERATIONS: dict[str, Callable[[CloudUnderTest, Instance], object]] = {
+    "launch": lambda cloud, _: cloud.provisioner.launch(cloud.request(service="late")),
+    "get": lambda cloud, inst: cloud.provisioner.get(inst.instance_id, HERE),
+    "terminate": lambda cloud, inst: cloud.provisioner.terminate(inst.instance_id, HERE),
+    "list_owned": lambda cloud, _: cloud.provisioner.list_owned("svc"),
+}
 
 
-def test_quota_refusal_leaves_nothing_behind(
-    cloud: CloudUnderTest, fake: FakeKubeAPIServer
-) -> None:
-    fake.exceed_quota(HERE)
-    with pytest.raises(QuotaExceeded, match="exceeded quota"):
-        cloud.provisioner.launch(cloud.request(service="leaky"))
-    assert cloud.provisioner.list_owned("leaky") == []
-    assert fake.objects == {}
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+def test_a_hung_api_server_costs_a_bounded_wait(fake: FakeKubeAPIServer, operation: str) -> None:
+    """One read timeout, not one per retry: a request already sent is not repeated."""
+    provisioner = KubernetesProvisioner(request_timeout=(0.5, 0.5))
+    cloud = CloudUnderTest(provisioner, fake, HERE, OTHER, "T4:1")
+    inst = provisioner.launch(cloud.request())
+    fake.stall(10)
+    started = time.monotonic()
+    with pytest.raises(TransientError):
+        OPERATIONS[operation](cloud, inst)
+    assert time.monotonic() - started < 1.5
+
+
+# Errors and configuration.
 
 
 def test_rbac_refusal_is_a_credentials_error_naming_the_permissions(
