@@ -196,6 +196,9 @@ class GCPProvisioner:
                 project=c.project, zone=location.zone, operation=op, timeout=self._timeout
             ),
             where=location.key,
+            # Early in its insert Compute Engine may answer 404 for an instance it is
+            # about to create: not found is gone only once no insert is running.
+            still_coming=lambda: self._history(c, location, instance_id).insert_pending,
         )
         if not instance_gone:
             return False
@@ -339,21 +342,26 @@ class GCPProvisioner:
         start: Callable[[], Any],
         poll: Callable[[str], compute_v1.Operation],
         where: str,
+        still_coming: Callable[[], bool] = lambda: False,
     ) -> bool:
         """Whether the resource is gone: polls the delete this adapter started, else
-        starts one. Not found (at delete, or as the operation's error) means gone."""
+        starts one. Not found (at delete, or as the operation's error) means gone, unless
+        `still_coming`; `resourceNotReady` (still being created) means not yet."""
         with self._lock:
             running = self._deleting.get(key)
         try:
             op = poll(running) if running else start()
         except gexc.NotFound:
             if running is None:
-                return True
+                return not still_coming()
             with self._lock:
                 self._deleting.pop(key, None)
-            return self._deleted(key, start, poll, where)
+            return self._deleted(key, start, poll, where, still_coming)
         except SDK_ERRORS as exc:
-            raise from_api_error(exc, where) from exc
+            err = from_api_error(exc, where)
+            if err.code == "resourceNotReady":
+                return False
+            raise err from exc
         if op.status != _DONE:
             with self._lock:
                 self._deleting[key] = op.name

@@ -63,11 +63,17 @@ class FakeGCPCompute(JsonHTTPFake):
         """How long an insert/delete operation stays RUNNING (0: until the next request)."""
         self.stall_seconds = 0.0
         """Every answer is this late (a hung API, for the callers' timeouts)."""
+        self.hide_inserting = False
+        """While its insert runs, an instance is not shown yet (GET and delete answer 404),
+        as Compute Engine may do early in a creation (GoogleCloudPlatform/compute-image-
+        tools#542: "the instance is not even on PROVISIONING state"). Otherwise a delete
+        during the insert answers 400 `resourceNotReady` ("The resource ... is not ready")."""
         self.observed: dict[str, list[str]] = {}
         """The statuses each instance was seen in by GET or aggregatedList, in order."""
         self._running: dict[str, tuple[float, Outcome]] = {}
         self._walks: dict[tuple[str, str], list[str]] = {}
         self._creating_firewalls: dict[str, dict[str, Any]] = {}
+        self._inserting: set[tuple[str, str]] = set()
         self._by_request_id: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1000)
         self.route("POST", _P + r"/zones/(?P<zone>[^/]+)/instances", self._insert_instance)
@@ -189,6 +195,7 @@ class FakeGCPCompute(JsonHTTPFake):
         failure = self.insert_failures.get(zone)
         if failure is None:
             self.instances[(zone, name)] = self._new_instance(zone, body, link)
+        self._inserting.add((zone, name))
         op = self._operation(
             zone, "insert", link, outcome=lambda: self._inserted(zone, name, failure)
         )
@@ -231,13 +238,19 @@ class FakeGCPCompute(JsonHTTPFake):
     def _inserted(
         self, zone: str, name: str, failure: dict[str, Any] | None
     ) -> dict[str, Any] | None:
+        self._inserting.discard((zone, name))
         inst = self.instances.get((zone, name))
         if inst is not None and inst["status"] == "PROVISIONING":
             inst["status"] = "RUNNING"
         return failure
 
+    def _shown(self, zone: str, name: str) -> dict[str, Any] | None:
+        if self.hide_inserting and (zone, name) in self._inserting:
+            return None
+        return self.instances.get((zone, name))
+
     def _get_instance(self, m: re.Match[str], req: Request) -> Reply:
-        inst = self.instances.get((m["zone"], m["name"]))
+        inst = self._shown(m["zone"], m["name"])
         if inst is None:
             return Reply(
                 404,
@@ -249,12 +262,12 @@ class FakeGCPCompute(JsonHTTPFake):
 
     def _delete_instance(self, m: re.Match[str], req: Request) -> Reply:
         zone, name = m["zone"], m["name"]
-        inst = self.instances.get((zone, name))
+        inst = self._shown(zone, name)
+        what = f"projects/{self.project}/zones/{zone}/instances/{name}"
         if inst is None:
-            return Reply(
-                404,
-                bodies.not_found(f"projects/{self.project}/zones/{zone}/instances/{name}"),
-            )
+            return Reply(404, bodies.not_found(what))
+        if (zone, name) in self._inserting:
+            return Reply(400, bodies.not_ready(what))
         inst["status"] = "STOPPING"
         self._walks.pop((zone, name), None)
 
@@ -282,6 +295,8 @@ class FakeGCPCompute(JsonHTTPFake):
         terms = _FILTER_TERM.findall(req.query.get("filter", ""))
         items: dict[str, Any] = {}
         for (zone, name), inst in sorted(self.instances.items()):
+            if self._shown(zone, name) is None:
+                continue
             if all(_field(inst, key) == value for key, value in terms):
                 seen = self._observe(zone, name, inst)
                 items.setdefault(f"zones/{zone}", {"instances": []})["instances"].append(seen)

@@ -416,3 +416,38 @@ def test_firewall_rule_admits_only_serve_ingress_cidr(
     fake.finish_operations()
     (rule,) = fake.firewalls.values()
     assert rule["sourceRanges"] == ["198.51.100.0/24"]
+
+
+def terminate_finishing_operations(
+    cloud: CloudUnderTest, fake: FakeGCPCompute, inst: Instance
+) -> None:
+    """terminate until done, with Compute's operations ending between the calls."""
+    for _ in range(10):
+        if cloud.provisioner.terminate(inst.instance_id, inst.location):
+            return
+        fake.finish_operations()
+    pytest.fail(f"{inst.instance_id} not gone after 10 calls")
+
+
+def test_terminate_during_the_insert_waits_for_the_instance_it_cannot_see_yet(
+    cloud: CloudUnderTest, fake: FakeGCPCompute
+) -> None:
+    """A delete answering 404 while the insert runs must not be taken as "gone"."""
+    fake.operation_seconds = 3600
+    fake.hide_inserting = True
+    inst = cloud.provisioner.launch(cloud.request())
+    assert cloud.provisioner.terminate(inst.instance_id, inst.location) is False
+    fake.finish_operations()
+    terminate_finishing_operations(cloud, fake, inst)
+    assert fake.instances == {} and fake.firewalls == {}
+
+
+def test_terminate_while_the_instance_is_being_created_is_not_done_yet(
+    cloud: CloudUnderTest, fake: FakeGCPCompute
+) -> None:
+    fake.operation_seconds = 3600
+    inst = cloud.provisioner.launch(cloud.request())
+    assert cloud.provisioner.terminate(inst.instance_id, inst.location) is False
+    fake.finish_operations()
+    terminate_finishing_operations(cloud, fake, inst)
+    assert fake.instances == {} and fake.firewalls == {}
