@@ -7,11 +7,17 @@ gets its own tagged security group opening the service port, user data from
 interface. `ClientToken` is derived from the launch token and the zone, so repeating one
 launch is idempotent and failing over to another zone is a new request.
 
+Call volume: a per-tick `list_owned(service, regions)` is one DescribeInstances per region
+asked for (per page); only a full scan (`list_owned()`) searches every region and sweeps
+security groups. Every client but the RunInstances one uses botocore's `adaptive` retry mode,
+which backs off and rate-limits on the client side after EC2 answers RequestLimitExceeded.
+
 Constructors do no I/O: boto3 sessions and clients are made on first use. Environment:
-`SERVE_AWS_REGIONS` (comma list searched by `list_owned`; default: the catalog's AWS
+`SERVE_AWS_REGIONS` (comma list searched by a full `list_owned`; default: the catalog's AWS
 regions), `SERVE_AWS_IMAGE_ID` (AMI for every launch), `SERVE_AWS_IMAGE_PARAMETER` (SSM
-public parameter naming the AMI), `SERVE_AWS_INGRESS_CIDR` (who may reach the service port,
-default 0.0.0.0/0), `SERVE_AWS_KEY_NAME` (an EC2 key pair for SSH).
+public parameter naming the AMI for every launch; default: by instance family, see
+`default_image_parameter`), `SERVE_INGRESS_CIDR` (who may reach the service port, see
+`provisioners.base.ingress_cidr`), `SERVE_AWS_KEY_NAME` (an EC2 key pair for SSH).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,7 +38,8 @@ from botocore.exceptions import ClientError, NoCredentialsError
 
 from policies.types import Location, Offer
 from provisioners.aws_errors import AWS_ERRORS, CREDENTIALS_HINT, classify, error_code
-from provisioners.aws_instances import TAG_PORT, to_instance
+from provisioners.aws_images import default_image_parameter
+from provisioners.aws_instances import TAG_PORT, TAG_TERMINATED_BY, finished, to_instance
 from provisioners.aws_network import (
     aws_tags,
     delete_security_group,
@@ -40,15 +47,17 @@ from provisioners.aws_network import (
     sweep,
 )
 from provisioners.base import (
+    CONNECT_TIMEOUT_SECONDS,
     MANAGED_BY,
+    READ_TIMEOUT_SECONDS,
     TAG_MANAGED_BY,
     TAG_SERVICE,
     CheckResult,
     Instance,
-    InstanceState,
     LaunchRequest,
     ResourceRequest,
 )
+from provisioners.base import ingress_cidr as configured_ingress_cidr
 from provisioners.catalog import Catalog, default_catalog
 from provisioners.errors import CredentialsError, InvalidRequest
 from provisioners.replica_names import resource_name
@@ -56,18 +65,21 @@ from provisioners.startup_script import build_startup_script
 
 log = logging.getLogger(__name__)
 
-GPU_IMAGE_PARAMETER = (
-    "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
-)
-CPU_IMAGE_PARAMETER = (
-    "/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id"
-)
 USER_DATA_LIMIT = 16 * 1024
 _NOT_FOUND = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
-_RETRYING = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5)
+_ACCEPTED = {"shutting-down", "terminated"}
+_RETRYING = Config(
+    retries={"mode": "adaptive", "max_attempts": 3},
+    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    read_timeout=READ_TIMEOUT_SECONDS,
+)
 # RunInstances answers InsufficientInstanceCapacity with HTTP 500, which botocore would
 # retry with backoff; capacity answers must reach the failover loop at once.
-_ONE_SHOT = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=60)
+_ONE_SHOT = Config(
+    retries={"total_max_attempts": 1},
+    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    read_timeout=READ_TIMEOUT_SECONDS,
+)
 
 
 class AWSProvisioner:
@@ -93,7 +105,7 @@ class AWSProvisioner:
         self._regions = tuple(regions or _split(env.get("SERVE_AWS_REGIONS", "")))
         self._image_id = image_id or env.get("SERVE_AWS_IMAGE_ID") or None
         self._image_parameter = image_parameter or env.get("SERVE_AWS_IMAGE_PARAMETER") or None
-        self._cidr = ingress_cidr or env.get("SERVE_AWS_INGRESS_CIDR") or "0.0.0.0/0"
+        self._cidr = ingress_cidr or configured_ingress_cidr(env)
         self._key_name = key_name or env.get("SERVE_AWS_KEY_NAME") or None
         self._clock = clock
         self._clients: dict[tuple[str, str, bool], Any] = {}
@@ -161,43 +173,70 @@ class AWSProvisioner:
             replica_id=request.replica_id,
             launch_token=request.launch_token,
             port=request.port,
+            controller_id=request.controller_id,
         )
 
     def get(self, instance_id: str, location: Location) -> Instance | None:
         raw = self._describe(instance_id, location)
         return to_instance(raw, location.region) if raw else None
 
-    def terminate(self, instance_id: str, location: Location) -> None:
+    def terminate(self, instance_id: str, location: Location) -> bool:
+        """Marks the instance as ours to end, then calls TerminateInstances by id, whatever
+        DescribeInstances says: right after RunInstances EC2 may answer
+        InvalidInstanceID.NotFound for an instance that exists (eventual consistency).
+
+        True once EC2 has accepted the termination (shutting-down or terminated) and the
+        instance carries the mark (or had ended before); False if EC2 does not know the id
+        yet (the replica manager asks again, and decides after `VISIBILITY_GRACE_SECONDS`).
+        The security group is deleted here when EC2 already allows it, else by a later
+        full-scan sweep (EC2 refuses while the instance is shutting down).
+        """
         ec2 = self._client("ec2", location.region)
-        raw = self._describe(instance_id, location)
-        if raw is None:
-            return
+        marked = self._mark_terminated_by_us(ec2, instance_id, location)
         try:
-            ec2.terminate_instances(InstanceIds=[instance_id])
+            reply = ec2.terminate_instances(InstanceIds=[instance_id])
         except ClientError as exc:
-            if error_code(exc) not in _NOT_FOUND:
-                raise classify(exc, location.key) from exc
+            if error_code(exc) in _NOT_FOUND:
+                return False
+            raise classify(exc, location.key) from exc
         except AWS_ERRORS as exc:
             raise classify(exc, location.key) from exc
-        for group in raw.get("SecurityGroups", []):
-            if str(group.get("GroupName", "")).startswith("spotserve-"):
-                self._quietly_delete_group(ec2, group["GroupId"])
+        changes = reply.get("TerminatingInstances") or [{}]
+        now = {str(c.get("CurrentState", {}).get("Name", "")) for c in changes}
+        before = {str(c.get("PreviousState", {}).get("Name", "")) for c in changes}
+        if not now <= _ACCEPTED:
+            return False
+        self._delete_groups_of(ec2, instance_id, location)
+        # An instance that had ended before this call keeps its own state reason (a
+        # preemption, say); one this call ended must carry the mark first.
+        return marked or before <= _ACCEPTED
 
-    def list_owned(self, service: str | None = None) -> list[Instance]:
-        """Owned instances in every searched region, except those terminated normally.
-
-        Preempted instances stay listed (as PREEMPTED) while EC2 still describes them. Also
-        deletes security groups whose instances have finished terminating (see `sweep`).
+    def list_owned(
+        self, service: str | None = None, regions: Collection[str] | None = None
+    ) -> list[Instance]:
+        """Owned instances in `regions` (default: every searched region) that spotserve has
+        not finished with (see `aws_instances.finished`): preempted, refused and lost ones
+        stay listed while EC2 still describes them (about an hour) until spotserve
+        terminates them. Only a full scan (no service, no regions) also sweeps security
+        groups whose instances have finished terminating (see `sweep`).
         """
         filters = [{"Name": f"tag:{TAG_MANAGED_BY}", "Values": [MANAGED_BY]}]
         if service is not None:
             filters.append({"Name": f"tag:{TAG_SERVICE}", "Values": [service]})
-        regions = self._regions or tuple(self.catalog.regions(self.cloud))
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(regions)))) as pool:
-            batches = list(pool.map(lambda r: self._owned_in(r, filters), regions))
-        return [i for batch in batches for i in batch if i.state != InstanceState.TERMINATED]
+        full_scan = service is None and regions is None
+        searched = tuple(regions) if regions is not None else self._searched_regions()
+        if not searched:
+            return []
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(searched)))) as pool:
+            batches = list(pool.map(lambda r: self._owned_in(r, filters, full_scan), searched))
+        return [i for batch in batches for i in batch]
 
-    def _owned_in(self, region: str, filters: list[dict[str, Any]]) -> list[Instance]:
+    def _searched_regions(self) -> tuple[str, ...]:
+        return self._regions or tuple(self.catalog.regions(self.cloud))
+
+    def _owned_in(
+        self, region: str, filters: list[dict[str, Any]], sweep_groups: bool
+    ) -> list[Instance]:
         ec2 = self._client("ec2", region)
         try:
             pages = ec2.get_paginator("describe_instances").paginate(Filters=filters)
@@ -208,11 +247,31 @@ class AWSProvisioner:
             raise classify(exc, region) from exc
         except AWS_ERRORS as exc:
             raise classify(exc, region) from exc
+        if sweep_groups:
+            try:
+                sweep(ec2, self._clock())
+            except AWS_ERRORS as exc:
+                log.warning("could not sweep security groups in %s: %s", region, classify(exc))
+        return [to_instance(i, region) for i in raw if not finished(i)]
+
+    def _mark_terminated_by_us(self, ec2: Any, instance_id: str, location: Location) -> bool:
+        """Tag the instance so that its end reads TERMINATED, not LOST (see aws_instances).
+        False if EC2 cannot tag it (yet): the caller still terminates, and asks again."""
         try:
-            sweep(ec2, self._clock())
+            ec2.create_tags(Resources=[instance_id], Tags=aws_tags({TAG_TERMINATED_BY: MANAGED_BY}))
+        except ClientError as exc:
+            if error_code(exc) in _NOT_FOUND or error_code(exc) == "IncorrectInstanceState":
+                return False
+            raise classify(exc, location.key) from exc
         except AWS_ERRORS as exc:
-            log.warning("could not sweep security groups in %s: %s", region, classify(exc))
-        return [to_instance(i, region) for i in raw]
+            raise classify(exc, location.key) from exc
+        return True
+
+    def _delete_groups_of(self, ec2: Any, instance_id: str, location: Location) -> None:
+        raw = self._describe(instance_id, location)
+        for group in (raw or {}).get("SecurityGroups", []):
+            if str(group.get("GroupName", "")).startswith("spotserve-"):
+                self._quietly_delete_group(ec2, group["GroupId"])
 
     def _describe(self, instance_id: str, location: Location) -> dict[str, Any] | None:
         ec2 = self._client("ec2", location.region)
@@ -287,9 +346,10 @@ class AWSProvisioner:
                     location=request.location.key,
                 )
             return chosen
-        spec = self.catalog.instance_spec(self.cloud, request.offer.instance_type)
+        instance_type = request.offer.instance_type
+        spec = self.catalog.instance_spec(self.cloud, instance_type)
         gpu = spec is None or bool(spec.accelerator)
-        parameter = self._image_parameter or (GPU_IMAGE_PARAMETER if gpu else CPU_IMAGE_PARAMETER)
+        parameter = self._image_parameter or default_image_parameter(instance_type, gpu)
         return self._resolve_parameter(parameter, request.location)
 
     def _resolve_parameter(self, parameter: str, location: Location) -> str:

@@ -44,8 +44,14 @@ QUOTA_HINT = (
 ERROR_TYPES: dict[str, type[ProvisionError]] = {
     "InsufficientInstanceCapacity": CapacityUnavailable,
     "InsufficientHostCapacity": CapacityUnavailable,
+    # Both spellings are real EC2 codes: "InsufficientReservedInstanceCapacity" is listed
+    # among the server errors and "InsufficientReservedInstancesCapacity" among the client
+    # errors of "Error codes for the Amazon EC2 API".
     "InsufficientReservedInstanceCapacity": CapacityUnavailable,
+    "InsufficientReservedInstancesCapacity": CapacityUnavailable,
     "InsufficientCapacity": CapacityUnavailable,
+    "InsufficientVolumeCapacity": CapacityUnavailable,
+    "InsufficientAddressCapacity": CapacityUnavailable,
     "InsufficientFreeAddressesInSubnet": CapacityUnavailable,
     "Unsupported": CapacityUnavailable,
     "InstanceLimitExceeded": QuotaExceeded,
@@ -86,6 +92,7 @@ ERROR_TYPES: dict[str, type[ProvisionError]] = {
     "ThrottlingException": TransientError,
     "InternalError": TransientError,
     "InternalFailure": TransientError,
+    "ServerInternal": TransientError,
     "ServiceUnavailable": TransientError,
     "Unavailable": TransientError,
     "RequestTimeout": TransientError,

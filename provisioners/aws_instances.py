@@ -1,12 +1,22 @@
 """Reading EC2's description of an instance into our `Instance`.
 
-Preemption is recognised from the instance's state reason, as EC2 reports it for about an
-hour after the instance ends: `Server.SpotInstanceTermination` (spot capacity or price
-reclaimed the instance), `Server.SpotInstanceShutdown` (the same, for spot instances that
-stop instead), and `Server.InsufficientInstanceCapacity` (EC2 accepted the launch, then
-ended it for lack of capacity). Every other end is TERMINATED. A stopped instance was
-stopped by someone else (ours terminate on shutdown): UNKNOWN, and still listed as owned
-so that it is reaped rather than left costing money.
+The end of an instance is read from its state reason, which EC2 reports for about an hour
+after the instance ends (EC2 API reference, "StateReason": the list of `Server.*` and
+`Client.*` codes):
+
+- `Server.SpotInstanceTermination` / `Server.SpotInstanceShutdown`: spot capacity or price
+  reclaimed it: PREEMPTED.
+- `Server.InsufficientInstanceCapacity` ("insufficient capacity available to satisfy the
+  launch request"), `Client.VolumeLimitExceeded`, `Server.InternalError` and
+  `Client.InternalError` / `Client.InvalidSnapshot.NotFound` ("... caused the instance to
+  terminate during launch"): EC2 accepted the launch, then could not create the instance:
+  REFUSED, with the error `launch` would have raised (`REFUSED_AT_LAUNCH`).
+- `Client.InstanceInitiatedShutdown`: the VM shut itself down (ours terminate on shutdown):
+  its program ended it: TERMINATED.
+- Any other end (`Client.UserInitiatedShutdown`: someone called TerminateInstances or
+  StopInstances) is LOST, unless the instance carries `TAG_TERMINATED_BY`, which spotserve's
+  own `terminate` sets before it calls TerminateInstances: then it is TERMINATED. EC2 gives
+  the same state reason to every API caller, so the tag is the only way to tell ours apart.
 """
 
 from __future__ import annotations
@@ -16,21 +26,35 @@ from typing import Any
 from policies.types import Location
 from provisioners.aws_network import tag_map
 from provisioners.base import (
+    MANAGED_BY,
+    TAG_CONTROLLER_ID,
     TAG_LAUNCH_TOKEN,
     TAG_REPLICA_ID,
     TAG_SERVICE,
     Instance,
     InstanceState,
 )
+from provisioners.errors import (
+    CapacityUnavailable,
+    InvalidRequest,
+    ProvisionError,
+    QuotaExceeded,
+    TransientError,
+)
 
 TAG_PORT = "serve-port"
-PREEMPTION_REASONS = frozenset(
-    {
-        "Server.SpotInstanceTermination",
-        "Server.SpotInstanceShutdown",
-        "Server.InsufficientInstanceCapacity",
-    }
-)
+TAG_TERMINATED_BY = "serve-terminated-by"
+"""Set to `spotserve` on an instance just before spotserve terminates it."""
+
+PREEMPTION_REASONS = frozenset({"Server.SpotInstanceTermination", "Server.SpotInstanceShutdown"})
+SELF_SHUTDOWN = "Client.InstanceInitiatedShutdown"
+REFUSED_AT_LAUNCH: dict[str, type[ProvisionError]] = {
+    "Server.InsufficientInstanceCapacity": CapacityUnavailable,
+    "Client.VolumeLimitExceeded": QuotaExceeded,
+    "Server.InternalError": TransientError,
+    "Client.InternalError": InvalidRequest,
+    "Client.InvalidSnapshot.NotFound": InvalidRequest,
+}
 _ENDED = {"shutting-down", "terminated", "stopping", "stopped"}
 _LIVE = {"pending": InstanceState.PENDING, "running": InstanceState.RUNNING}
 
@@ -43,23 +67,46 @@ def instance_state(raw: dict[str, Any]) -> tuple[InstanceState, str]:
     detail = str(reason.get("Message") or code or name)
     if name in _LIVE:
         return _LIVE[name], name
-    if name in _ENDED and code in PREEMPTION_REASONS:
+    if name not in _ENDED:
+        return InstanceState.UNKNOWN, f"unexpected EC2 state {name!r}"
+    if code in PREEMPTION_REASONS:
         return InstanceState.PREEMPTED, detail
-    if name in ("shutting-down", "terminated"):
-        return InstanceState.TERMINATED, detail
-    if name in ("stopping", "stopped"):
-        return InstanceState.UNKNOWN, f"stopped outside spotserve: {detail}"
-    return InstanceState.UNKNOWN, f"unexpected EC2 state {name!r}"
+    if code in REFUSED_AT_LAUNCH:
+        return InstanceState.REFUSED, detail
+    if code == SELF_SHUTDOWN:
+        return InstanceState.TERMINATED, f"the instance shut itself down: {detail}"
+    if tag_map(raw).get(TAG_TERMINATED_BY) == MANAGED_BY:
+        return InstanceState.TERMINATED, f"terminated by spotserve: {detail}"
+    return InstanceState.LOST, f"{name} outside spotserve: {detail}"
+
+
+def finished(raw: dict[str, Any]) -> bool:
+    """Nothing is left for spotserve to delete or learn: the instance has ended and either
+    ended itself (TERMINATED) or was terminated by spotserve, which read its state first."""
+    ended = str(raw.get("State", {}).get("Name", "")) in ("shutting-down", "terminated")
+    ours = tag_map(raw).get(TAG_TERMINATED_BY) == MANAGED_BY
+    return ended and (ours or instance_state(raw)[0] == InstanceState.TERMINATED)
+
+
+def refusal(raw: dict[str, Any], location: Location) -> ProvisionError | None:
+    """The error of an instance EC2 ended during its launch, as `launch` would raise it."""
+    reason = raw.get("StateReason") or {}
+    code = str(reason.get("Code") or "")
+    kind = REFUSED_AT_LAUNCH.get(code)
+    if kind is None:
+        return None
+    return kind(str(reason.get("Message") or code), location=location.key, code=code)
 
 
 def to_instance(raw: dict[str, Any], region: str) -> Instance:
     tags = tag_map(raw)
     state, detail = instance_state(raw)
     zone = str(raw.get("Placement", {}).get("AvailabilityZone") or "")
+    location = Location("aws", region, zone)
     port = tags.get(TAG_PORT, "")
     return Instance(
         instance_id=str(raw["InstanceId"]),
-        location=Location("aws", region, zone),
+        location=location,
         spot=raw.get("InstanceLifecycle") == "spot",
         state=state,
         service=tags.get(TAG_SERVICE, ""),
@@ -68,6 +115,8 @@ def to_instance(raw: dict[str, Any], region: str) -> Instance:
         address=raw.get("PublicIpAddress") or raw.get("PrivateIpAddress") or None,
         port=int(port) if port.isdigit() else None,
         detail=detail,
+        controller_id=tags.get(TAG_CONTROLLER_ID, ""),
+        error=refusal(raw, location) if state == InstanceState.REFUSED else None,
     )
 
 

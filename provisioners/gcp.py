@@ -1,23 +1,34 @@
 """GCP adapter: google-cloud-compute instances, spot or on-demand, one firewall rule each.
 
+No call waits for an operation. `launch` starts the firewall-rule insert and the instance
+insert and returns the PENDING instance; an insert that later ends in an error
+(ZONE_RESOURCE_POOL_EXHAUSTED, QUOTA_EXCEEDED) is reported by `get` and `list_owned` as
+REFUSED, read from the instance's zone operations (`gcp_history`). `terminate` starts the
+instance delete, then (once the instance is gone) the rule delete, and says True once both
+are gone; the operations it started are remembered between calls so that a repeat polls
+them instead of deleting again (after a restart it simply deletes again: not found is gone).
+
 Preemption: a SPOT instance is created with termination action DELETE, so after preemption
 the instance is gone. What Compute Engine keeps is the zone operation
 `compute.instances.preempted` whose `targetLink` is the instance (the documented way to list
-a VM's preemption history). `get` reads that record when the instance is missing (or
-stopping), so PREEMPTED is reported from the cloud's own word, not guessed. The replica's
+a VM's preemption history). `get` reads that record when the instance is missing or on its
+way down, so PREEMPTED is reported from the cloud's own word, not guessed. The replica's
 firewall rule, which carries the ownership tags in its description, outlives the instance
 until `terminate`; it supplies the identity of a vanished instance and makes leftovers show
-up in `list_owned` so that the orphan reaper deletes them.
+up in `list_owned` so that the orphan reaper deletes them. A vanished instance without a
+preemption record is LOST.
 
-Constructors do no I/O: credentials, project and clients are resolved on first use.
+Every call has the shared connect and read timeouts. Constructors do no I/O: credentials,
+project and clients are resolved on first use.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
-import time
+import threading
 import uuid
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +38,8 @@ from google.cloud import compute_v1
 
 from policies.types import Location, Offer
 from provisioners.base import (
+    CONNECT_TIMEOUT_SECONDS,
+    READ_TIMEOUT_SECONDS,
     TAG_MANAGED_BY,
     TAG_SERVICE,
     CheckResult,
@@ -34,6 +47,7 @@ from provisioners.base import (
     LaunchRequest,
     ResourceRequest,
 )
+from provisioners.base import ingress_cidr as configured_ingress_cidr
 from provisioners.catalog import Catalog, default_catalog
 from provisioners.errors import CredentialsError, ProvisionError, TransientError
 from provisioners.gcp_errors import (
@@ -42,9 +56,11 @@ from provisioners.gcp_errors import (
     from_api_error,
     from_operation_error,
 )
+from provisioners.gcp_history import InstanceHistory
 from provisioners.gcp_resources import (
     DEFAULT_NETWORK,
     FIREWALL_SUFFIX,
+    PREEMPTION_STATUSES,
     Identity,
     firewall_body,
     firewall_name,
@@ -52,6 +68,7 @@ from provisioners.gcp_resources import (
     instance_body,
     instance_url,
     label_value,
+    pending_instance,
     to_instance,
     tombstone,
 )
@@ -59,8 +76,23 @@ from provisioners.replica_names import resource_name
 from provisioners.startup_script import build_startup_script
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
-_STOPPED = {"STOPPING", "STOPPED", "SUSPENDING", "SUSPENDED", "TERMINATED"}
 _DONE = compute_v1.Operation.Status.DONE
+
+
+class ConnectAndReadTimeout:
+    """A google-api-core timeout that hands the REST transport a `(connect, read)` pair,
+    which `requests` applies separately (a plain float would be used for both)."""
+
+    def __init__(self, connect: float, read: float) -> None:
+        self.pair = (connect, read)
+
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def with_timeouts(*args: Any, **kwargs: Any) -> Any:
+            kwargs["timeout"] = self.pair
+            return func(*args, **kwargs)
+
+        return with_timeouts
 
 
 @dataclass(frozen=True)
@@ -86,22 +118,29 @@ class GCPProvisioner:
         credentials: Any = None,
         image: str | None = None,
         network: str | None = None,
-        operation_timeout: float = 900.0,
+        ingress_cidr: str | None = None,
+        timeouts: tuple[float, float] = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
     ) -> None:
         self.project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
         self.api_endpoint = api_endpoint or os.environ.get("SERVE_GCP_API_ENDPOINT") or None
         self.image = image or os.environ.get("SERVE_GCP_IMAGE") or None
         self.network = network or os.environ.get("SERVE_GCP_NETWORK") or DEFAULT_NETWORK
-        self.operation_timeout = operation_timeout
+        self.ingress_cidr = ingress_cidr or configured_ingress_cidr(os.environ)
+        self._timeout = ConnectAndReadTimeout(*timeouts)
         self._catalog = catalog
         self._credentials = credentials
         self._clients: _Clients | None = None
+        self._deleting: dict[str, str] = {}
+        """Delete operations started by `terminate`, by resource URL, until seen DONE."""
+        self._lock = threading.Lock()
 
     def check(self) -> CheckResult:
         try:
             c = self._connect()
             try:
-                c.instances.aggregated_list(request=self._owned_query(c, None, max_results=1))
+                c.instances.aggregated_list(
+                    request=self._owned_query(c, None, max_results=1), timeout=self._timeout
+                )
             except SDK_ERRORS as exc:
                 raise from_api_error(exc, None) from exc
         except ProvisionError as err:
@@ -115,55 +154,89 @@ class GCPProvisioner:
     def launch(self, request: LaunchRequest) -> Instance:
         c = self._connect()
         name = resource_name(request, max_len=57)
-        where = request.location.key
+        opened = False
         try:
-            self._open_port(c, request, name)
+            opened = self._open_port(c, request, name)
             self._insert(c, request, name)
         except ProvisionError as err:
-            if not isinstance(err, TransientError):
-                self._remove(c, request.location, name)
+            if opened and not isinstance(err, TransientError):
+                self._start_closing_port(c, name)
             raise
-        got = self.get(name, request.location)
-        if got is None:
-            raise TransientError(f"instance {name} was created but cannot be read", location=where)
-        return got
+        return pending_instance(request, name)
 
     def get(self, instance_id: str, location: Location) -> Instance | None:
         c = self._connect()
         try:
-            gce = c.instances.get(project=c.project, zone=location.zone, instance=instance_id)
+            gce = c.instances.get(
+                project=c.project,
+                zone=location.zone,
+                instance=instance_id,
+                timeout=self._timeout,
+            )
         except gexc.NotFound:
             return self._vanished(c, instance_id, location)
         except SDK_ERRORS as exc:
             raise from_api_error(exc, location.key) from exc
         return self._view(c, gce, location)
 
-    def terminate(self, instance_id: str, location: Location) -> None:
+    def terminate(self, instance_id: str, location: Location) -> bool:
+        """Starts the instance delete; once the instance is gone, the firewall-rule delete.
+        True once both are gone, False while either is under way."""
         c = self._connect()
-        try:
-            op = c.instances.delete_unary(
-                project=c.project, zone=location.zone, instance=instance_id
-            )
-            self._raise_if_failed(op, location.key)
-        except gexc.NotFound:
-            pass
-        except SDK_ERRORS as exc:
-            raise from_api_error(exc, location.key) from exc
-        self._close_port(c, instance_id, location.key)
+        url = instance_url(c.project, location.zone, instance_id)
+        instance_gone = self._deleted(
+            url,
+            start=lambda: c.instances.delete_unary(
+                project=c.project,
+                zone=location.zone,
+                instance=instance_id,
+                timeout=self._timeout,
+            ),
+            poll=lambda op: c.zone_ops.get(
+                project=c.project, zone=location.zone, operation=op, timeout=self._timeout
+            ),
+            where=location.key,
+            # Early in its insert Compute Engine may answer 404 for an instance it is
+            # about to create: not found is gone only once no insert is running.
+            still_coming=lambda: self._history(c, location, instance_id).insert_pending,
+        )
+        if not instance_gone:
+            return False
+        rule = firewall_name(instance_id)
+        return self._deleted(
+            f"global/firewalls/{rule}",
+            start=lambda: c.firewalls.delete_unary(
+                project=c.project, firewall=rule, timeout=self._timeout
+            ),
+            poll=lambda op: c.global_ops.get(
+                project=c.project, operation=op, timeout=self._timeout
+            ),
+            where=location.key,
+        )
 
-    def list_owned(self, service: str | None = None) -> list[Instance]:
+    def list_owned(
+        self, service: str | None = None, regions: Collection[str] | None = None
+    ) -> list[Instance]:
+        """Owned instances (aggregated over every zone in one call, then narrowed to
+        `regions`) and the leftovers of gone ones: firewall rules whose instance is missing,
+        reported as refused, pending, preempted or lost from the zone operations."""
         c = self._connect()
+        wanted = None if regions is None else set(regions)
         found: dict[str, Instance] = {}
         try:
-            pages = c.instances.aggregated_list(request=self._owned_query(c, service))
+            pages = c.instances.aggregated_list(
+                request=self._owned_query(c, service), timeout=self._timeout
+            )
             for scope, listing in pages:
                 location = _location_of(scope.rsplit("/", 1)[-1])
+                if wanted is not None and location.region not in wanted:
+                    continue
                 for gce in listing.instances:
                     inst = self._view(c, gce, location)
                     if inst is not None:
                         found[inst.instance_id] = inst
-            for rule in c.firewalls.list(project=c.project):
-                leftover = self._leftover(c, rule, service, found)
+            for rule in c.firewalls.list(project=c.project, timeout=self._timeout):
+                leftover = self._leftover(c, rule, service, wanted, found)
                 if leftover is not None:
                     found[leftover.instance_id] = leftover
         except SDK_ERRORS as exc:
@@ -209,15 +282,18 @@ class GCPProvisioner:
             raise CredentialsError(f"no GCP project is set; {CREDENTIALS_HINT}", code="no-project")
         return credentials, project
 
-    def _open_port(self, c: _Clients, request: LaunchRequest, name: str) -> None:
-        rule = firewall_body(request, name, self.network)
+    def _open_port(self, c: _Clients, request: LaunchRequest, name: str) -> bool:
+        """Starts inserting the rule; False if a rule of that name exists already."""
+        rule = firewall_body(request, name, self.ingress_cidr, self.network)
         try:
-            op = c.firewalls.insert_unary(project=c.project, firewall_resource=rule)
-            self._wait(c, op, request.location.key, zone=None)
+            c.firewalls.insert_unary(
+                project=c.project, firewall_resource=rule, timeout=self._timeout
+            )
         except gexc.Conflict:
-            return
+            return False
         except SDK_ERRORS as exc:
             raise from_api_error(exc, request.location.key) from exc
+        return True
 
     def _insert(self, c: _Clients, request: LaunchRequest, name: str) -> None:
         body = instance_body(
@@ -228,22 +304,20 @@ class GCPProvisioner:
             self.image,
             self.network,
         )
-        zone = request.location.zone
         try:
             insert = compute_v1.InsertInstanceRequest(
                 project=c.project,
-                zone=zone,
+                zone=request.location.zone,
                 instance_resource=body,
                 request_id=_request_id(request),
             )
-            op = c.instances.insert_unary(request=insert)
-            self._wait(c, op, request.location.key, zone=zone)
+            c.instances.insert_unary(request=insert, timeout=self._timeout)
         except gexc.Conflict:
-            self._adopt(c, request, name)
+            self._adopt(request, name)
         except SDK_ERRORS as exc:
             raise from_api_error(exc, request.location.key) from exc
 
-    def _adopt(self, c: _Clients, request: LaunchRequest, name: str) -> None:
+    def _adopt(self, request: LaunchRequest, name: str) -> None:
         """An instance of that name exists: it is this launch's only if the token matches."""
         existing = self.get(name, request.location)
         if existing is None or existing.launch_token != label_value(request.launch_token):
@@ -252,40 +326,64 @@ class GCPProvisioner:
                 request.location.key,
             )
 
-    def _wait(self, c: _Clients, op: compute_v1.Operation, where: str, zone: str | None) -> None:
-        deadline = time.monotonic() + self.operation_timeout
-        while op.status != _DONE:
-            if time.monotonic() > deadline:
-                raise TransientError(f"operation {op.name} still running", location=where)
-            if zone is None:
-                op = c.global_ops.wait(project=c.project, operation=op.name)
-            else:
-                op = c.zone_ops.wait(project=c.project, zone=zone, operation=op.name)
-        self._raise_if_failed(op, where)
-
-    @staticmethod
-    def _raise_if_failed(op: compute_v1.Operation, where: str) -> None:
-        if op.error.errors:
-            errors = [{"code": e.code, "message": e.message} for e in op.error.errors]
-            raise from_operation_error(errors, where)
-
-    def _remove(self, c: _Clients, location: Location, name: str) -> None:
-        """Best-effort cleanup after a refused launch: nothing of it may stay behind."""
-        with contextlib.suppress(ProvisionError):
-            self.terminate(name, location)
-
-    def _close_port(self, c: _Clients, name: str, where: str) -> None:
+    def _start_closing_port(self, c: _Clients, name: str) -> None:
+        """After a refused launch, start deleting the rule it made (best effort: a rule
+        left behind is listed by `list_owned` and reaped)."""
         try:
-            op = c.firewalls.delete_unary(project=c.project, firewall=firewall_name(name))
-            self._wait(c, op, where, zone=None)
+            c.firewalls.delete_unary(
+                project=c.project, firewall=firewall_name(name), timeout=self._timeout
+            )
+        except SDK_ERRORS:
+            return
+
+    def _deleted(
+        self,
+        key: str,
+        start: Callable[[], Any],
+        poll: Callable[[str], compute_v1.Operation],
+        where: str,
+        still_coming: Callable[[], bool] = lambda: False,
+    ) -> bool:
+        """Whether the resource is gone: polls the delete this adapter started, else
+        starts one. Not found (at delete, or as the operation's error) means gone, unless
+        `still_coming`; `resourceNotReady` (still being created) means not yet."""
+        with self._lock:
+            running = self._deleting.get(key)
+        try:
+            op = poll(running) if running else start()
         except gexc.NotFound:
-            pass
+            if running is None:
+                return not still_coming()
+            with self._lock:
+                self._deleting.pop(key, None)
+            return self._deleted(key, start, poll, where, still_coming)
         except SDK_ERRORS as exc:
-            raise from_api_error(exc, where) from exc
+            err = from_api_error(exc, where)
+            if err.code == "resourceNotReady":
+                return False
+            raise err from exc
+        if op.status != _DONE:
+            with self._lock:
+                self._deleting[key] = op.name
+            return False
+        with self._lock:
+            self._deleting.pop(key, None)
+        errors = [
+            {"code": e.code, "message": e.message}
+            for e in op.error.errors
+            if e.code != "RESOURCE_NOT_FOUND"
+        ]
+        if errors:
+            raise from_operation_error(errors, where)
+        return True
 
     def _view(self, c: _Clients, gce: compute_v1.Instance, location: Location) -> Instance | None:
         spot = gce.scheduling.provisioning_model == "SPOT"
-        preempted = spot and gce.status in _STOPPED and self._was_preempted(c, location, gce.name)
+        preempted = (
+            spot
+            and gce.status in PREEMPTION_STATUSES
+            and self._history(c, location, gce.name).preempted
+        )
         return to_instance(gce, location, preempted)
 
     def _vanished(self, c: _Clients, name: str, location: Location) -> Instance | None:
@@ -293,10 +391,15 @@ class GCPProvisioner:
         who = self._firewall_identity(c, name, location.key)
         if who is None:
             return None
-        return tombstone(name, location, who, self._was_preempted(c, location, name))
+        return tombstone(name, location, who, self._history(c, location, name))
 
     def _leftover(
-        self, c: _Clients, rule: compute_v1.Firewall, service: str | None, seen: dict[str, Instance]
+        self,
+        c: _Clients,
+        rule: compute_v1.Firewall,
+        service: str | None,
+        regions: set[str] | None,
+        seen: dict[str, Instance],
     ) -> Instance | None:
         who = identity_from_firewall(rule)
         name = rule.name.removesuffix(FIREWALL_SUFFIX)
@@ -305,26 +408,30 @@ class GCPProvisioner:
         if service is not None and who.service != label_value(service):
             return None
         location = Location.parse(who.location)
-        return tombstone(name, location, who, self._was_preempted(c, location, name))
+        if regions is not None and location.region not in regions:
+            return None
+        return tombstone(name, location, who, self._history(c, location, name))
 
     def _firewall_identity(self, c: _Clients, name: str, where: str) -> Identity | None:
         try:
-            rule = c.firewalls.get(project=c.project, firewall=firewall_name(name))
+            rule = c.firewalls.get(
+                project=c.project, firewall=firewall_name(name), timeout=self._timeout
+            )
         except gexc.NotFound:
             return None
         except SDK_ERRORS as exc:
             raise from_api_error(exc, where) from exc
         return identity_from_firewall(rule)
 
-    def _was_preempted(self, c: _Clients, location: Location, name: str) -> bool:
+    def _history(self, c: _Clients, location: Location, name: str) -> InstanceHistory:
+        """The instance's zone operations (insert, preemption), in one list call."""
         target = instance_url(c.project, location.zone, name)
-        query = f'operationType="compute.instances.preempted" AND targetLink="{target}"'
         try:
             listing = compute_v1.ListZoneOperationsRequest(
-                project=c.project, zone=location.zone, filter=query
+                project=c.project, zone=location.zone, filter=f'targetLink="{target}"'
             )
-            ops = c.zone_ops.list(request=listing)
-            return any(op.target_link == target for op in ops)
+            ops = c.zone_ops.list(request=listing, timeout=self._timeout)
+            return InstanceHistory.of(op for op in ops if op.target_link == target)
         except SDK_ERRORS as exc:
             raise from_api_error(exc, location.key) from exc
 

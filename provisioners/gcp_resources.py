@@ -4,6 +4,13 @@ A replica on GCP is one instance plus one ingress firewall rule that opens the s
 to that instance only (it targets the network tag that equals the instance name). Labels on
 the instance and its boot disk carry the ownership tags; firewall rules have no labels, so
 the rule's description carries them as JSON. Pure: no I/O.
+
+Every `Instance.Status` of the v1 API (google-cloud-compute `Instance.Status`) has a state in
+`STATES`. The statuses a VM passes through on its way down (PENDING_STOP, STOPPING,
+SUSPENDING, DEPROVISIONING) are UNKNOWN on their own: the end state says why, and a SPOT VM
+in one of them is checked for a preemption record first (`PREEMPTION_STATUSES`). A VM that
+is STOPPED/TERMINATED (GCE's "TERMINATED" means stopped) without a preemption record stopped
+itself: TERMINATED. Spotserve never suspends, so SUSPENDED is LOST.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from google.cloud import compute_v1
 
 from policies.types import Location
 from provisioners.base import (
+    TAG_CONTROLLER_ID,
     TAG_LAUNCH_TOKEN,
     TAG_MANAGED_BY,
     TAG_REPLICA_ID,
@@ -25,6 +33,7 @@ from provisioners.base import (
     InstanceState,
     LaunchRequest,
 )
+from provisioners.gcp_history import InstanceHistory
 
 TAG_PORT = "serve-port"
 TAG_LOCATION = "serve-location"
@@ -46,17 +55,25 @@ GPU_ACCELERATOR_TYPES = {
 }
 """GPUs attached to N1 machine types; A2/A3/G2 types carry theirs implicitly."""
 
-_STATES = {
+STATES = {
+    "UNDEFINED_STATUS": InstanceState.UNKNOWN,
+    "PENDING": InstanceState.PENDING,  # flex-start: waiting for capacity
     "PROVISIONING": InstanceState.PENDING,
     "STAGING": InstanceState.PENDING,
     "RUNNING": InstanceState.RUNNING,
     "REPAIRING": InstanceState.UNKNOWN,
-    "STOPPING": InstanceState.TERMINATED,
+    "PENDING_STOP": InstanceState.UNKNOWN,  # gracefully shutting down
+    "STOPPING": InstanceState.UNKNOWN,
+    "SUSPENDING": InstanceState.UNKNOWN,
+    "DEPROVISIONING": InstanceState.UNKNOWN,  # being torn down
     "STOPPED": InstanceState.TERMINATED,
-    "SUSPENDING": InstanceState.TERMINATED,
-    "SUSPENDED": InstanceState.TERMINATED,
     "TERMINATED": InstanceState.TERMINATED,
+    "SUSPENDED": InstanceState.LOST,
 }
+PREEMPTION_STATUSES = frozenset(
+    {"PENDING_STOP", "STOPPING", "DEPROVISIONING", "STOPPED", "TERMINATED"}
+)
+"""Statuses a reclaimed Spot VM passes through or ends in: look for a preemption record."""
 _NOT_LABEL = re.compile(r"[^a-z0-9_-]+")
 
 
@@ -70,6 +87,7 @@ class Identity:
     spot: bool
     port: int | None
     location: str | None = None
+    controller_id: str = ""
 
 
 def label_value(value: str) -> str:
@@ -167,9 +185,10 @@ def _scheduling(spot: bool, gpu: bool) -> compute_v1.Scheduling:
 
 
 def firewall_body(
-    request: LaunchRequest, name: str, network: str = DEFAULT_NETWORK
+    request: LaunchRequest, name: str, source_range: str, network: str = DEFAULT_NETWORK
 ) -> compute_v1.Firewall:
-    """Ingress to the service port of this one instance (matched by its network tag)."""
+    """Ingress from `source_range` to the service port of this one instance (matched by its
+    network tag)."""
     tags = {
         **request.ownership_tags(),
         TAG_PORT: str(request.port),
@@ -180,7 +199,7 @@ def firewall_body(
         network=network,
         direction="INGRESS",
         priority=1000,
-        source_ranges=["0.0.0.0/0"],
+        source_ranges=[source_range],
         target_tags=[name],
         allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=[str(request.port)])],
         description=DESCRIPTION_PREFIX + json.dumps(tags, sort_keys=True),
@@ -202,6 +221,7 @@ def identity_from_labels(labels: dict[str, str]) -> Identity | None:
         spot=labels.get(TAG_SPOT) == "true",
         port=int(port) if port.isdigit() else None,
         location=labels.get(TAG_LOCATION),
+        controller_id=labels.get(TAG_CONTROLLER_ID, ""),
     )
 
 
@@ -222,7 +242,7 @@ def to_instance(
     who = identity_from_labels(dict(gce.labels))
     if who is None:
         return None
-    state = InstanceState.PREEMPTED if preempted else _STATES.get(gce.status, InstanceState.UNKNOWN)
+    state = InstanceState.PREEMPTED if preempted else STATES.get(gce.status, InstanceState.UNKNOWN)
     return Instance(
         instance_id=gce.name,
         location=location,
@@ -234,23 +254,53 @@ def to_instance(
         address=_external_ip(gce),
         port=who.port,
         detail=f"GCE status {gce.status}" + (" (preempted)" if preempted else ""),
+        controller_id=who.controller_id,
     )
 
 
-def tombstone(name: str, location: Location, who: Identity, preempted: bool) -> Instance:
-    """An instance that is gone but left its firewall rule (or a preemption record) behind."""
+def pending_instance(request: LaunchRequest, name: str) -> Instance:
+    """What `launch` returns: the insert is accepted, the instance not created yet."""
+    return Instance(
+        instance_id=name,
+        location=request.location,
+        spot=request.spot,
+        state=InstanceState.PENDING,
+        service=request.service,
+        replica_id=request.replica_id,
+        launch_token=request.launch_token,
+        port=request.port,
+        detail="insert accepted",
+        controller_id=request.controller_id,
+    )
+
+
+def tombstone(name: str, location: Location, who: Identity, history: InstanceHistory) -> Instance:
+    """An instance that cannot be read, known from its firewall rule (our leftover) and its
+    zone operations: refused by its insert, still being inserted, preempted, or else lost."""
+    error = history.refusal(location.key)
+    if error is not None:
+        state, detail = InstanceState.REFUSED, f"insert failed: {error}"
+    elif history.insert_pending:
+        state, detail = InstanceState.PENDING, "insert still running"
+    elif history.preempted:
+        state, detail = (
+            InstanceState.PREEMPTED,
+            "preempted: zone operation compute.instances.preempted",
+        )
+    else:
+        state, detail = InstanceState.LOST, "instance gone without a preemption record"
     return Instance(
         instance_id=name,
         location=location,
         spot=who.spot,
-        state=InstanceState.PREEMPTED if preempted else InstanceState.TERMINATED,
+        state=state,
         service=who.service,
         replica_id=who.replica_id,
         launch_token=who.launch_token,
         port=who.port,
-        detail="preempted: zone operation compute.instances.preempted"
-        if preempted
-        else "instance gone; its firewall rule is still there until terminate",
+        detail=detail,
+        controller_id=who.controller_id,
+        error=error,
     )
 
 

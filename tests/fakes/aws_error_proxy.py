@@ -1,9 +1,18 @@
 """An HTTP proxy in front of moto that answers chosen AWS calls with AWS's real error bodies.
 
 moto cannot be told "us-east-1a is out of p3 capacity", so this proxy sits between boto3
-and moto: it records every call it sees (service, action, parameters) and, when a refusal
-rule matches (service, action, availability zone), answers with the status code and XML/JSON
-body AWS itself sends for that error; everything else is forwarded to moto untouched.
+and moto: it records every call it sees (service, action, parameters, the SDK's User-Agent)
+and, when a refusal rule matches (service, action, availability zone; optionally only the
+first N matching calls), answers with the status code and XML/JSON body AWS itself sends for
+that error; everything else is forwarded to moto untouched.
+
+Two behaviours of real AWS that moto lacks are programmed here too:
+- eventual consistency: right after RunInstances, EC2 may answer
+  `InvalidInstanceID.NotFound` for an instance that exists ("Eventual consistency" in the
+  EC2 developer guide; the body is the example in "Error codes for the Amazon EC2 API"):
+  `refuse("InvalidInstanceID.NotFound", action="DescribeInstances", times=N)`;
+- SSM public parameters under `/aws/service/...`, which moto refuses to create:
+  `answer_parameter(name, value)` answers GetParameter for that name as SSM does.
 """
 
 from __future__ import annotations
@@ -27,6 +36,14 @@ EC2_ERRORS: dict[str, tuple[int, str]] = {
         "requested ({zone}). Our system will be working on provisioning additional capacity. "
         "You can currently get {type} capacity by not specifying an Availability Zone in your "
         "request or choosing another zone.",
+    ),
+    "InsufficientReservedInstanceCapacity": (
+        500,
+        "Not enough available Reserved Instances to satisfy your minimum request.",
+    ),
+    "InsufficientReservedInstancesCapacity": (
+        400,
+        "There is insufficient capacity for the requested Reserved Instances.",
     ),
     "InstanceLimitExceeded": (
         400,
@@ -61,6 +78,7 @@ EC2_ERRORS: dict[str, tuple[int, str]] = {
     "InvalidParameterValue": (400, "Invalid value '{type}' for InstanceType."),
     "InvalidAMIID.NotFound": (400, "The image id '[ami-00000000]' does not exist"),
     "RequestLimitExceeded": (503, "Request limit exceeded."),
+    "InvalidInstanceID.NotFound": (400, "The instance ID '{instance}' does not exist"),
     "InternalError": (500, "An internal error has occurred."),
     "OptInRequired": (
         401,
@@ -74,14 +92,17 @@ class Call:
     service: str
     action: str
     params: dict[str, Any]
+    user_agent: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Refusal:
     service: str
     action: str | None
     zone: str | None
     code: str
+    times: int | None = None
+    """Refuse only this many matching calls (None: every one)."""
 
     def matches(self, call: Call) -> bool:
         return (
@@ -99,6 +120,7 @@ class AWSErrorProxy:
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.calls: list[Call] = []
         self._refusals: list[Refusal] = []
+        self._parameters: dict[str, str] = {}
         self._reject_credentials = False
         self._lock = threading.Lock()
         self._http = LoopbackServer(_handler_for(self))
@@ -121,9 +143,15 @@ class AWSErrorProxy:
         zone: str | None = None,
         action: str | None = "RunInstances",
         service: str = "ec2",
+        times: int | None = None,
     ) -> None:
         with self._lock:
-            self._refusals.append(Refusal(service, action, zone, code))
+            self._refusals.append(Refusal(service, action, zone, code, times))
+
+    def answer_parameter(self, name: str, value: str) -> None:
+        """SSM GetParameter for `name` answers `value` (moto refuses `/aws/` names)."""
+        with self._lock:
+            self._parameters[name] = value
 
     def reject_credentials(self) -> None:
         self._reject_credentials = True
@@ -131,6 +159,7 @@ class AWSErrorProxy:
     def clear(self) -> None:
         with self._lock:
             self._refusals.clear()
+            self._parameters.clear()
             self.calls.clear()
             self._reject_credentials = False
 
@@ -138,14 +167,28 @@ class AWSErrorProxy:
         with self._lock:
             return [c.params for c in self.calls if c.action == action]
 
+    def received_calls(self, action: str | None = None) -> list[Call]:
+        """Every call seen (of `action`, if given), in order."""
+        with self._lock:
+            return [c for c in self.calls if action in (None, c.action)]
+
     def answer(self, call: Call) -> tuple[int, dict[str, str], bytes] | None:
-        """The error to send for `call`, or None to forward it."""
+        """The answer to send for `call` instead of moto's, or None to forward it."""
         with self._lock:
             self.calls.append(call)
             if self._reject_credentials:
                 return _credentials_error(call.service)
             refusal = next((r for r in self._refusals if r.matches(call)), None)
-        return _ec2_error(refusal.code, call.params) if refusal else None
+            if refusal is not None and refusal.times is not None:
+                refusal.times -= 1
+                if refusal.times <= 0:
+                    self._refusals.remove(refusal)
+            parameter = self._parameters.get(str(call.params.get("Name", "")))
+        if refusal is not None:
+            return _ec2_error(refusal.code, call.params)
+        if call.action == "GetParameter" and parameter is not None:
+            return _ssm_parameter(str(call.params["Name"]), parameter)
+        return None
 
 
 def _handler_for(proxy: AWSErrorProxy) -> type[BaseHTTPRequestHandler]:
@@ -193,17 +236,20 @@ def _call(headers: dict[str, str], body: bytes) -> Call:
     credential = auth.split("Credential=", 1)[1].split(",", 1)[0] if "Credential=" in auth else ""
     scope = credential.split("/")
     service = scope[3] if len(scope) > 3 else ""
+    agent = headers.get("User-Agent", "")
     target = headers.get("X-Amz-Target", "")
     if target:
-        return Call(service, target.rsplit(".", 1)[-1], json.loads(body or b"{}"))
+        return Call(service, target.rsplit(".", 1)[-1], json.loads(body or b"{}"), agent)
     params = dict(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
-    return Call(service, params.get("Action", ""), params)
+    return Call(service, params.get("Action", ""), params, agent)
 
 
 def _ec2_error(code: str, params: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
     status, template = EC2_ERRORS[code]
     message = template.format(
-        type=params.get("InstanceType", ""), zone=params.get("Placement.AvailabilityZone", "")
+        type=params.get("InstanceType", ""),
+        zone=params.get("Placement.AvailabilityZone", ""),
+        instance=params.get("InstanceId.1") or params.get("ResourceId.1") or "",
     )
     body = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -211,6 +257,21 @@ def _ec2_error(code: str, params: dict[str, Any]) -> tuple[int, dict[str, str], 
         f"</Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
     )
     return status, {"Content-Type": "text/xml;charset=UTF-8"}, body.encode()
+
+
+def _ssm_parameter(name: str, value: str) -> tuple[int, dict[str, str], bytes]:
+    """GetParameter's answer (SSM API reference, GetParameter: Response Syntax)."""
+    payload = {
+        "Parameter": {
+            "Name": name,
+            "Type": "String",
+            "Value": value,
+            "Version": 1,
+            "DataType": "aws:ec2:image",
+            "ARN": f"arn:aws:ssm:us-east-1::parameter{name}",
+        }
+    }
+    return 200, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(payload).encode()
 
 
 def _credentials_error(service: str) -> tuple[int, dict[str, str], bytes]:

@@ -1,12 +1,26 @@
 """A fake of the Compute Engine v1 REST calls the GCP adapter makes, over real HTTP.
 
 Covers instances (insert, get, delete, aggregatedList), zone and global operations (get,
-list with a filter, wait) and firewalls (insert, get, delete, list). Like the real API, an
-insert answers with a RUNNING operation and its outcome (success, or `error.errors[]` such as
-`ZONE_RESOURCE_POOL_EXHAUSTED`) shows when the operation is waited on; preempting a SPOT
-instance with termination action DELETE removes it and records a
-`compute.instances.preempted` zone operation. It checks what the SDK sends: label syntax,
-spot scheduling, a bearer token.
+list with a filter, wait) and firewalls (insert, get, delete, list). It checks what the SDK
+sends: label syntax, spot scheduling, a bearer token.
+
+Operations run on their own, as in Compute Engine ("Handling API responses": a mutating
+call answers with an Operation whose status is PENDING or RUNNING, and its outcome shows
+once the operation is DONE): an insert or delete answers RUNNING, and the operation becomes
+DONE `operation_seconds` later (0 by default: on the next request), or at once when waited
+on, or when a test calls `finish_operations()`. Only then does its effect land: the instance
+becomes RUNNING or is refused (`error.errors[]` such as `ZONE_RESOURCE_POOL_EXHAUSTED`, with
+no instance), a deleted instance disappears (it shows STOPPING meanwhile), a firewall rule
+appears or disappears.
+
+Preempting a SPOT instance records the `compute.instances.preempted` zone operation at once
+(the documented way to list a VM's preemptions, "Detect if a Spot VM was preempted"), then
+walks it through the statuses a reclaimed VM passes ("Spot VMs", "Preemption process": the
+VM gets a preemption notice and up to 30 s to shut down, then is stopped or deleted per its
+termination action; `Instance.Status`: PENDING_STOP "gracefully shutting down", STOPPING,
+DEPROVISIONING "tear down tasks"): one step per observation of the instance, so successive
+GETs see PENDING_STOP, STOPPING, DEPROVISIONING, then 404 (action DELETE) or TERMINATED
+(action STOP).
 """
 
 from __future__ import annotations
@@ -14,6 +28,8 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from policies.types import Location
@@ -25,6 +41,10 @@ _P = r"/compute/v1/projects/(?P<project>[^/]+)"
 _LABEL = re.compile(r"^[a-z]([a-z0-9_-]{0,62})$|^$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _FILTER_TERM = re.compile(r'([\w.\-]+)\s*=\s*"([^"]*)"')
+_PREEMPTION_WALK = ("PENDING_STOP", "STOPPING", "DEPROVISIONING")
+
+Outcome = Callable[[], dict[str, Any] | None]
+"""What lands when an operation finishes; returns its error item, or None for success."""
 
 
 class FakeGCPCompute(JsonHTTPFake):
@@ -39,7 +59,21 @@ class FakeGCPCompute(JsonHTTPFake):
         self.insert_failures: dict[str, dict[str, Any]] = {}
         self.http_failures: dict[str, tuple[int, dict[str, Any]]] = {}
         self.auth_rejected = False
-        self._outcomes: dict[str, dict[str, Any] | None] = {}
+        self.operation_seconds = 0.0
+        """How long an insert/delete operation stays RUNNING (0: until the next request)."""
+        self.stall_seconds = 0.0
+        """Every answer is this late (a hung API, for the callers' timeouts)."""
+        self.hide_inserting = False
+        """While its insert runs, an instance is not shown yet (GET and delete answer 404),
+        as Compute Engine may do early in a creation (GoogleCloudPlatform/compute-image-
+        tools#542: "the instance is not even on PROVISIONING state"). Otherwise a delete
+        during the insert answers 400 `resourceNotReady` ("The resource ... is not ready")."""
+        self.observed: dict[str, list[str]] = {}
+        """The statuses each instance was seen in by GET or aggregatedList, in order."""
+        self._running: dict[str, tuple[float, Outcome]] = {}
+        self._walks: dict[tuple[str, str], list[str]] = {}
+        self._creating_firewalls: dict[str, dict[str, Any]] = {}
+        self._inserting: set[tuple[str, str]] = set()
         self._by_request_id: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1000)
         self.route("POST", _P + r"/zones/(?P<zone>[^/]+)/instances", self._insert_instance)
@@ -78,6 +112,11 @@ class FakeGCPCompute(JsonHTTPFake):
     def reject_credentials(self) -> None:
         self.auth_rejected = True
 
+    def finish_operations(self) -> None:
+        """Every running operation ends now, whatever `operation_seconds` says."""
+        with self.lock:
+            self._settle(float("inf"))
+
     def preempt(self, instance_id: str) -> None:
         with self.lock:
             zone, inst = self._find(instance_id)
@@ -85,10 +124,6 @@ class FakeGCPCompute(JsonHTTPFake):
             assert scheduling.get("provisioningModel") == "SPOT", (
                 "only SPOT instances are preempted"
             )
-            if scheduling.get("instanceTerminationAction") == "DELETE":
-                del self.instances[(zone, instance_id)]
-            else:
-                inst["status"] = "TERMINATED"
             self._operation(
                 zone,
                 "compute.instances.preempted",
@@ -96,6 +131,21 @@ class FakeGCPCompute(JsonHTTPFake):
                 user="system",
                 status_message="Instance was preempted.",
             )
+            end = "DELETED" if scheduling.get("instanceTerminationAction") == "DELETE" else None
+            inst["status"] = _PREEMPTION_WALK[0]
+            self._walks[(zone, instance_id)] = [*_PREEMPTION_WALK[1:], end or "TERMINATED"]
+
+    def shut_down_from_inside(self, instance_id: str) -> None:
+        """The guest ran `shutdown -h`: Compute Engine shows the VM TERMINATED (stopped)."""
+        with self.lock:
+            self._find(instance_id)[1]["status"] = "TERMINATED"
+
+    def delete_outside_spotserve(self, instance_id: str) -> None:
+        """Someone else deleted the instance (its firewall rule stays)."""
+        with self.lock:
+            zone, inst = self._find(instance_id)
+            del self.instances[(zone, instance_id)]
+            self._operation(zone, "delete", inst["selfLink"], user="someone@example.com")
 
     def tags_of(self, instance_id: str) -> dict[str, str]:
         return dict(self._find(instance_id)[1].get("labels", {}))
@@ -112,10 +162,15 @@ class FakeGCPCompute(JsonHTTPFake):
     # ---- routes ---------------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> Reply:
-        if self.auth_rejected or not request.headers.get("authorization", "").startswith("Bearer "):
-            with self.lock:
+        if self.stall_seconds:
+            time.sleep(self.stall_seconds)
+        with self.lock:
+            self._settle(time.monotonic())
+            if self.auth_rejected or not request.headers.get("authorization", "").startswith(
+                "Bearer "
+            ):
                 self.requests.append(request)
-            return Reply(401, bodies.UNAUTHENTICATED)
+                return Reply(401, bodies.UNAUTHENTICATED)
         return super().dispatch(request)
 
     def unknown_route(self, request: Request) -> Reply:
@@ -138,10 +193,12 @@ class FakeGCPCompute(JsonHTTPFake):
                 409, bodies.already_exists(f"projects/{self.project}/zones/{zone}/instances/{name}")
             )
         failure = self.insert_failures.get(zone)
-        op = self._operation(zone, "insert", link, running=True)
-        self._outcomes[op["name"]] = failure
         if failure is None:
             self.instances[(zone, name)] = self._new_instance(zone, body, link)
+        self._inserting.add((zone, name))
+        op = self._operation(
+            zone, "insert", link, outcome=lambda: self._inserted(zone, name, failure)
+        )
         if request_id:
             self._by_request_id[request_id] = op
         return Reply(200, op)
@@ -178,8 +235,22 @@ class FakeGCPCompute(JsonHTTPFake):
                 access["natIP"] = f"203.0.113.{(n + i) % 250 + 2}"
         return inst
 
+    def _inserted(
+        self, zone: str, name: str, failure: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        self._inserting.discard((zone, name))
+        inst = self.instances.get((zone, name))
+        if inst is not None and inst["status"] == "PROVISIONING":
+            inst["status"] = "RUNNING"
+        return failure
+
+    def _shown(self, zone: str, name: str) -> dict[str, Any] | None:
+        if self.hide_inserting and (zone, name) in self._inserting:
+            return None
+        return self.instances.get((zone, name))
+
     def _get_instance(self, m: re.Match[str], req: Request) -> Reply:
-        inst = self.instances.get((m["zone"], m["name"]))
+        inst = self._shown(m["zone"], m["name"])
         if inst is None:
             return Reply(
                 404,
@@ -187,25 +258,48 @@ class FakeGCPCompute(JsonHTTPFake):
                     f"projects/{self.project}/zones/{m['zone']}/instances/{m['name']}"
                 ),
             )
-        return Reply(200, inst)
+        return Reply(200, self._observe(m["zone"], m["name"], inst))
 
     def _delete_instance(self, m: re.Match[str], req: Request) -> Reply:
-        inst = self.instances.pop((m["zone"], m["name"]), None)
+        zone, name = m["zone"], m["name"]
+        inst = self._shown(zone, name)
+        what = f"projects/{self.project}/zones/{zone}/instances/{name}"
         if inst is None:
-            return Reply(
-                404,
-                bodies.not_found(
-                    f"projects/{self.project}/zones/{m['zone']}/instances/{m['name']}"
-                ),
-            )
-        return Reply(200, self._operation(m["zone"], "delete", inst["selfLink"]))
+            return Reply(404, bodies.not_found(what))
+        if (zone, name) in self._inserting:
+            return Reply(400, bodies.not_ready(what))
+        inst["status"] = "STOPPING"
+        self._walks.pop((zone, name), None)
+
+        def deleted() -> None:
+            self.instances.pop((zone, name), None)
+
+        return Reply(200, self._operation(zone, "delete", inst["selfLink"], outcome=deleted))
+
+    def _observe(self, zone: str, name: str, inst: dict[str, Any]) -> dict[str, Any]:
+        """The instance as seen now; a preempted one then moves one step down its walk."""
+        seen = copy.deepcopy(inst)
+        self.observed.setdefault(name, []).append(inst["status"])
+        walk = self._walks.get((zone, name))
+        if walk:
+            step = walk.pop(0)
+            if step == "DELETED":
+                del self.instances[(zone, name)]
+            else:
+                inst["status"] = step
+            if not walk:
+                del self._walks[(zone, name)]
+        return seen
 
     def _aggregated_instances(self, m: re.Match[str], req: Request) -> Reply:
         terms = _FILTER_TERM.findall(req.query.get("filter", ""))
         items: dict[str, Any] = {}
-        for (zone, _), inst in sorted(self.instances.items()):
+        for (zone, name), inst in sorted(self.instances.items()):
+            if self._shown(zone, name) is None:
+                continue
             if all(_field(inst, key) == value for key, value in terms):
-                items.setdefault(f"zones/{zone}", {"instances": []})["instances"].append(inst)
+                seen = self._observe(zone, name, inst)
+                items.setdefault(f"zones/{zone}", {"instances": []})["instances"].append(seen)
         return Reply(
             200,
             {
@@ -226,16 +320,24 @@ class FakeGCPCompute(JsonHTTPFake):
         return Reply(200, {"kind": "compute#operationList", "items": ops})
 
     def _wait(self, m: re.Match[str], req: Request) -> Reply:
+        """GET answers the operation as it is; POST .../wait returns once it is DONE."""
         op = self.operations.get(m["op"])
         if op is None:
             return Reply(404, bodies.not_found(f"operations/{m['op']}"))
-        if op["status"] != "DONE":
-            self._finish(op)
+        if req.method == "POST" and op["status"] != "DONE":
+            self._finish(op["name"])
         return Reply(200, op)
 
-    def _finish(self, op: dict[str, Any]) -> None:
+    def _settle(self, now: float) -> None:
+        for name, (done_at, _) in list(self._running.items()):
+            if done_at <= now:
+                self._finish(name)
+
+    def _finish(self, name: str) -> None:
+        _, outcome = self._running.pop(name)
+        op = self.operations[name]
         op.update(status="DONE", progress=100, endTime="2025-01-01T00:00:05.000-07:00")
-        failure = self._outcomes.pop(op["name"], None)
+        failure = outcome()
         if failure is not None:
             status, message = bodies.OPERATION_HTTP_STATUS.get(
                 failure["code"], (400, "BAD REQUEST")
@@ -243,29 +345,26 @@ class FakeGCPCompute(JsonHTTPFake):
             op.update(
                 error={"errors": [failure]}, httpErrorStatusCode=status, httpErrorMessage=message
             )
-            return
-        for inst in self.instances.values():
-            if inst["selfLink"] == op.get("targetLink") and inst["status"] == "PROVISIONING":
-                inst["status"] = "RUNNING"
 
     def _insert_firewall(self, m: re.Match[str], req: Request) -> Reply:
         body = req.body or {}
-        link = f"{API}/projects/{self.project}/global/firewalls/{body.get('name')}"
-        if body.get("name") in self.firewalls:
+        name = str(body.get("name"))
+        link = f"{API}/projects/{self.project}/global/firewalls/{name}"
+        if name in self.firewalls or name in self._creating_firewalls:
             return Reply(
-                409,
-                bodies.already_exists(f"projects/{self.project}/global/firewalls/{body['name']}"),
+                409, bodies.already_exists(f"projects/{self.project}/global/firewalls/{name}")
             )
         if not body.get("allowed") or not body.get("targetTags"):
             return Reply(
                 400, bodies.http_error(400, "Firewall rule needs allowed and targetTags", "invalid")
             )
-        self.firewalls[body["name"]] = {
-            **copy.deepcopy(body),
-            "selfLink": link,
-            "id": str(next(self._ids)),
-        }
-        return Reply(200, self._operation(None, "insert", link, running=True))
+        rule = {**copy.deepcopy(body), "selfLink": link, "id": str(next(self._ids))}
+        self._creating_firewalls[name] = rule
+
+        def created() -> None:
+            self.firewalls[name] = self._creating_firewalls.pop(name)
+
+        return Reply(200, self._operation(None, "insert", link, outcome=created))
 
     def _list_firewalls(self, m: re.Match[str], req: Request) -> Reply:
         return Reply(200, {"kind": "compute#firewallList", "items": list(self.firewalls.values())})
@@ -279,12 +378,15 @@ class FakeGCPCompute(JsonHTTPFake):
         return Reply(200, rule)
 
     def _delete_firewall(self, m: re.Match[str], req: Request) -> Reply:
-        rule = self.firewalls.pop(m["name"], None)
+        name = m["name"]
+        rule = self.firewalls.get(name)
         if rule is None:
-            return Reply(
-                404, bodies.not_found(f"projects/{self.project}/global/firewalls/{m['name']}")
-            )
-        return Reply(200, self._operation(None, "delete", rule["selfLink"], running=True))
+            return Reply(404, bodies.not_found(f"projects/{self.project}/global/firewalls/{name}"))
+
+        def deleted() -> None:
+            self.firewalls.pop(name, None)
+
+        return Reply(200, self._operation(None, "delete", rule["selfLink"], outcome=deleted))
 
     def _operation(
         self,
@@ -292,10 +394,13 @@ class FakeGCPCompute(JsonHTTPFake):
         kind: str,
         target: str,
         *,
-        running: bool = False,
+        outcome: Callable[[], dict[str, Any] | None] | None = None,
         user: str = "fake@test-project.iam.gserviceaccount.com",
         status_message: str | None = None,
     ) -> dict[str, Any]:
+        """A recorded operation: DONE now if it has no `outcome`, else RUNNING until it
+        finishes and its outcome lands."""
+        running = outcome is not None
         n = next(self._ids)
         name = f"operation-{n}-{kind.rsplit('.', 1)[-1]}"
         scope = f"zones/{zone}" if zone else "global"
@@ -316,6 +421,8 @@ class FakeGCPCompute(JsonHTTPFake):
         if status_message:
             op["statusMessage"] = status_message
         self.operations[name] = op
+        if outcome is not None:
+            self._running[name] = (time.monotonic() + self.operation_seconds, outcome)
         return op
 
 

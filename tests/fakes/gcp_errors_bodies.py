@@ -125,5 +125,11 @@ def not_found(what: str) -> dict[str, Any]:
     return http_error(404, f"The resource '{what}' was not found", "notFound")
 
 
+def not_ready(what: str) -> dict[str, Any]:
+    """What a change to a resource still being created answers (reason as seen in public
+    bug reports of deletes right after an insert)."""
+    return http_error(400, f"The resource '{what}' is not ready", "resourceNotReady")
+
+
 def already_exists(what: str) -> dict[str, Any]:
     return http_error(409, f"The resource '{what}' already exists", "alreadyExists")

@@ -1,9 +1,12 @@
 """AWS for tests: moto's server running in this process, behind `AWSErrorProxy`.
 
 boto3 talks real HTTP to the proxy (`endpoint_url`), which forwards to moto. Capacity,
-quota and credential refusals are programmed at the proxy; a spot preemption is made the
-way EC2 reports one: the instance is terminated in moto's backend and its state reason set
-to `Server.SpotInstanceTermination`. Implements `FakeCloudControl` of the contract suite.
+quota and credential refusals are programmed at the proxy. The ends of an instance are made
+the way EC2 reports them (EC2 API reference, "StateReason"): the instance is terminated in
+moto's backend and its state reason set to `Server.SpotInstanceTermination` (preempted),
+`Client.InstanceInitiatedShutdown` (it shut itself down), `Server.InsufficientInstanceCapacity`
+(EC2 ended it during launch) or left at moto's `Client.UserInitiatedShutdown` (someone
+called TerminateInstances). Implements `FakeCloudControl` of the contract suite.
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ from tests.fakes.aws_error_proxy import AWSErrorProxy
 
 SPOT_TERMINATION = StateReason(
     "Server.SpotInstanceTermination: Spot instance termination", "Server.SpotInstanceTermination"
+)
+SELF_SHUTDOWN = StateReason(
+    "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
+    "Client.InstanceInitiatedShutdown",
+)
+NO_CAPACITY_AT_LAUNCH = StateReason(
+    "Server.InsufficientInstanceCapacity: Insufficient capacity to satisfy instance request",
+    "Server.InsufficientInstanceCapacity",
 )
 
 
@@ -83,9 +94,25 @@ class MotoEC2:
         self.proxy.reject_credentials()
 
     def preempt(self, instance_id: str) -> None:
+        self._end(instance_id, SPOT_TERMINATION)
+
+    def shut_down_from_inside(self, instance_id: str) -> None:
+        """The VM ran `shutdown -h` (ours terminate on shutdown)."""
+        self._end(instance_id, SELF_SHUTDOWN)
+
+    def end_for_capacity_at_launch(self, instance_id: str) -> None:
+        """EC2 accepted the launch, then ended the instance for lack of capacity."""
+        self._end(instance_id, NO_CAPACITY_AT_LAUNCH)
+
+    def terminate_outside_spotserve(self, instance_id: str) -> None:
+        """Someone called TerminateInstances (moto records Client.UserInitiatedShutdown)."""
+        self._end(instance_id, None)
+
+    def _end(self, instance_id: str, reason: StateReason | None) -> None:
         instance = self._backend_instance(instance_id)
         instance.terminate()
-        instance.state_reason = SPOT_TERMINATION
+        if reason is not None:
+            instance.state_reason = reason
 
     def tags_of(self, instance_id: str) -> dict[str, str]:
         return {t["Key"]: t["Value"] for t in self.describe(instance_id).get("Tags", [])}

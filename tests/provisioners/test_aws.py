@@ -17,6 +17,11 @@ import pytest
 
 from policies.types import Location, Offer
 from provisioners.aws import AWSProvisioner
+from provisioners.aws_images import (
+    CPU_PARAMETER,
+    OSS_DRIVER_GPU_PARAMETER,
+    PROPRIETARY_DRIVER_GPU_PARAMETER,
+)
 from provisioners.base import (
     TAG_CONTROLLER_ID,
     TAG_LAUNCH_TOKEN,
@@ -205,6 +210,8 @@ def test_capacity_refusal_is_answered_at_once_without_sdk_retries(
     ("code", "expected"),
     [
         ("InsufficientInstanceCapacity", CapacityUnavailable),
+        ("InsufficientReservedInstanceCapacity", CapacityUnavailable),
+        ("InsufficientReservedInstancesCapacity", CapacityUnavailable),
         ("Unsupported", CapacityUnavailable),
         ("InstanceLimitExceeded", QuotaExceeded),
         ("VcpuLimitExceeded", QuotaExceeded),
@@ -264,8 +271,9 @@ def test_get_of_an_unknown_instance_is_none(cloud: CloudUnderTest) -> None:
     assert cloud.provisioner.get("i-0123456789abcdef0", EAST) is None
 
 
-def test_terminate_of_an_unknown_instance_succeeds(cloud: CloudUnderTest) -> None:
-    cloud.provisioner.terminate("i-0123456789abcdef0", EAST)
+def test_terminate_of_an_id_ec2_does_not_know_is_not_confirmed(cloud: CloudUnderTest) -> None:
+    """EC2 may not show a just-launched instance yet: the replica manager decides."""
+    assert cloud.provisioner.terminate("i-0123456789abcdef0", EAST) is False
 
 
 def test_default_image_comes_from_the_ssm_public_parameter(
@@ -390,3 +398,188 @@ def test_runs_against_a_moto_server_process_given_only_aws_endpoint_url(
     assert [i.instance_id for i in provisioner.list_owned("standalone")] == [inst.instance_id]
     provisioner.terminate(inst.instance_id, inst.location)
     assert provisioner.list_owned("standalone") == []
+
+
+# ---- eventual consistency: terminate and get go by id ----------------------------------
+
+
+def test_terminate_sends_terminate_instances_while_describe_says_not_found(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    assert fake.proxy is not None
+    fake.proxy.refuse("InvalidInstanceID.NotFound", action="DescribeInstances", times=10)
+    cloud.provisioner.terminate(inst.instance_id, inst.location)
+    sent = fake.proxy.received("TerminateInstances")
+    assert [c["InstanceId.1"] for c in sent] == [inst.instance_id]
+    assert fake.describe(inst.instance_id)["State"]["Name"] == "terminated"
+
+
+def test_terminate_is_not_confirmed_while_ec2_does_not_know_the_id(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    assert fake.proxy is not None
+    for action in ("CreateTags", "TerminateInstances"):
+        fake.proxy.refuse("InvalidInstanceID.NotFound", action=action, times=1)
+    assert cloud.provisioner.terminate(inst.instance_id, inst.location) is False
+    assert cloud.provisioner.terminate(inst.instance_id, inst.location) is True
+    assert fake.describe(inst.instance_id)["State"]["Name"] == "terminated"
+
+
+def test_get_of_an_instance_ec2_does_not_show_yet_is_none(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    assert fake.proxy is not None
+    fake.proxy.refuse("InvalidInstanceID.NotFound", action="DescribeInstances", times=1)
+    assert cloud.provisioner.get(inst.instance_id, inst.location) is None
+    assert cloud.provisioner.get(inst.instance_id, inst.location) is not None
+
+
+# ---- how an instance ended ---------------------------------------------------------------
+
+
+def test_instance_terminated_outside_spotserve_is_lost(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    fake.terminate_outside_spotserve(inst.instance_id)
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.LOST
+    assert "UserInitiatedShutdown" in got.detail
+
+
+def test_lost_instance_is_listed_until_spotserve_terminates_it(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(service="lost"))
+    fake.terminate_outside_spotserve(inst.instance_id)
+    listed = {i.instance_id: i.state for i in cloud.provisioner.list_owned("lost")}
+    assert listed == {inst.instance_id: InstanceState.LOST}
+    assert cloud.provisioner.terminate(inst.instance_id, inst.location) is True
+    assert cloud.provisioner.list_owned("lost") == []
+
+
+def test_instance_that_shut_itself_down_is_terminated(cloud: CloudUnderTest, fake: MotoEC2) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    fake.shut_down_from_inside(inst.instance_id)
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.TERMINATED
+    assert "shut itself down" in got.detail
+
+
+def test_instance_terminated_by_spotserve_is_terminated(cloud: CloudUnderTest) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    assert cloud.provisioner.terminate(inst.instance_id, inst.location) is True
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.TERMINATED
+
+
+def test_instance_ec2_ended_for_capacity_during_launch_is_refused(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    fake.end_for_capacity_at_launch(inst.instance_id)
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.REFUSED
+    assert isinstance(got.error, CapacityUnavailable) and got.error.try_elsewhere
+    assert got.error.location == EAST.key
+
+
+# ---- API call volume ---------------------------------------------------------------------
+
+
+def ec2_calls(fake: MotoEC2, action: str) -> int:
+    assert fake.proxy is not None
+    return len([c for c in fake.proxy.received_calls(action) if c.service == "ec2"])
+
+
+def test_per_tick_listing_searches_only_the_given_region_and_sweeps_nothing(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    cloud.provisioner.launch(cloud.request(service="svc"))
+    fake.clear()
+    cloud.provisioner.list_owned("svc", regions=[EAST.region])
+    assert ec2_calls(fake, "DescribeInstances") == 1
+    assert ec2_calls(fake, "DescribeSecurityGroups") == 0
+
+
+def test_full_scan_searches_every_region_and_sweeps_security_groups(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    cloud.provisioner.launch(cloud.request(service="svc"))
+    fake.clear()
+    cloud.provisioner.list_owned()
+    assert ec2_calls(fake, "DescribeInstances") >= 2, "one listing per searched region"
+    assert ec2_calls(fake, "DescribeSecurityGroups") == 2, "one sweep per searched region"
+
+
+def test_clients_back_off_adaptively_except_run_instances(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    """botocore names its retry mode in the User-Agent it sends (`cfg/retry-mode#...`)."""
+    cloud.provisioner.launch(cloud.request())
+    assert fake.proxy is not None
+    for call in fake.proxy.received_calls():
+        if call.action == "RunInstances":
+            assert "retry-mode#adaptive" not in call.user_agent
+        elif call.service in ("ec2", "ssm"):
+            assert "cfg/retry-mode#adaptive" in call.user_agent, call.action
+
+
+def test_throttled_describe_is_retried_after_backing_off(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    assert fake.proxy is not None
+    fake.proxy.refuse("RequestLimitExceeded", action="DescribeInstances", times=1)
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.instance_id == inst.instance_id
+    assert ec2_calls(fake, "DescribeInstances") == 2
+
+
+# ---- default image by instance family ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "parameter"),
+    [
+        ("p3.2xlarge", PROPRIETARY_DRIVER_GPU_PARAMETER),
+        ("g5.xlarge", OSS_DRIVER_GPU_PARAMETER),
+        ("m5.large", CPU_PARAMETER),
+    ],
+)
+def test_default_image_is_chosen_by_instance_family(
+    fake: MotoEC2,
+    session: boto3.session.Session,
+    monkeypatch: pytest.MonkeyPatch,
+    instance_type: str,
+    parameter: str,
+) -> None:
+    """V100 (p3) needs the proprietary-driver DLAMI: the OSS-driver one cannot drive it."""
+    monkeypatch.delenv("SERVE_AWS_IMAGE_PARAMETER")
+    assert fake.proxy is not None
+    ssm = fake.client(EAST.region, "ssm")
+    image = ssm.get_parameter(Name=MOTO_IMAGE_PARAMETER)["Parameter"]["Value"]
+    fake.proxy.answer_parameter(parameter, image)
+    cloud = CloudUnderTest(AWSProvisioner(session=session), fake, EAST, WEST, instance_type)
+    cloud.provisioner.launch(cloud.request())
+    asked = [c["Name"] for c in fake.proxy.received("GetParameter")]
+    assert asked == [parameter]
+    assert run_instances_calls(fake)[-1]["ImageId"] == image
+
+
+# ---- ingress -------------------------------------------------------------------------------
+
+
+def test_service_port_is_opened_to_serve_ingress_cidr(
+    fake: MotoEC2, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_INGRESS_CIDR", "198.51.100.0/24")
+    cloud = CloudUnderTest(AWSProvisioner(session=session), fake, EAST, WEST, "g5.xlarge")
+    request = cloud.request()
+    cloud.provisioner.launch(request)
+    (group,) = groups_of(fake, request.launch_token)
+    (rule,) = group["IpPermissions"]
+    assert [r["CidrIp"] for r in rule["IpRanges"]] == ["198.51.100.0/24"]

@@ -5,10 +5,12 @@ Compute Engine REST API (tests/fakes/gcp_compute.py), pointed there by SERVE_GCP
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from google.cloud import compute_v1
 
 from policies.types import Location, Offer
 from provisioners.base import (
@@ -18,6 +20,7 @@ from provisioners.base import (
     TAG_REPLICA_ID,
     TAG_SERVICE,
     Accelerator,
+    Instance,
     InstanceState,
     LaunchRequest,
     ResourceRequest,
@@ -31,11 +34,12 @@ from provisioners.errors import (
     TransientError,
 )
 from provisioners.gcp import GCPProvisioner
+from provisioners.gcp_resources import STATES
 from provisioners.startup_script import build_startup_script
 from tests.fakes import gcp_errors_bodies as bodies
 from tests.fakes.gcp_compute import FakeGCPCompute
 from tests.provisioners.contract_suite import *  # noqa: F403
-from tests.provisioners.contract_suite import CloudUnderTest
+from tests.provisioners.contract_suite import CloudUnderTest, launch_outcome, terminate_fully
 
 ZONE_A = Location("gcp", "us-central1", "us-central1-a")
 ZONE_B = Location("gcp", "us-east1", "us-east1-b")
@@ -122,8 +126,9 @@ def test_firewall_rule_opens_service_port_to_that_instance_only(
     assert rule["targetTags"] == network_tags == [inst.instance_id]
 
 
-def test_launch_returns_external_address_and_port(cloud: CloudUnderTest) -> None:
-    inst = cloud.provisioner.launch(cloud.request())
+def test_running_instance_reports_external_address_and_port(cloud: CloudUnderTest) -> None:
+    inst = launch_outcome(cloud, cloud.request())
+    assert isinstance(inst, Instance) and inst.state == InstanceState.RUNNING
     assert inst.url is not None and inst.url.startswith("http://203.0.113.")
     assert inst.url.endswith(":8080")
 
@@ -132,16 +137,17 @@ def test_terminate_deletes_the_firewall_rule_too(
     cloud: CloudUnderTest, fake: FakeGCPCompute
 ) -> None:
     inst = cloud.provisioner.launch(cloud.request())
-    cloud.provisioner.terminate(inst.instance_id, inst.location)
+    terminate_fully(cloud, inst)
     assert fake.firewalls == {}
 
 
-def test_refused_launch_deletes_its_firewall_rule(
+def test_launch_refused_by_the_insert_call_starts_deleting_its_firewall_rule(
     cloud: CloudUnderTest, fake: FakeGCPCompute
 ) -> None:
-    fake.refuse_capacity(ZONE_A)
-    with pytest.raises(CapacityUnavailable):
+    fake.fail_insert_http(ZONE_A, 403, bodies.QUOTA_EXCEEDED_HTTP)
+    with pytest.raises(QuotaExceeded):
         cloud.provisioner.launch(cloud.request(location=ZONE_A))
+    fake.finish_operations()
     assert fake.firewalls == {}
 
 
@@ -153,16 +159,36 @@ def test_preempted_instance_is_listed_until_terminated(
     (listed,) = cloud.provisioner.list_owned("svc")
     assert (listed.instance_id, listed.state) == (inst.instance_id, InstanceState.PREEMPTED)
     assert listed.launch_token == inst.launch_token
-    cloud.provisioner.terminate(inst.instance_id, inst.location)
+    terminate_fully(cloud, inst)
     assert cloud.provisioner.list_owned("svc") == []
     assert cloud.provisioner.get(inst.instance_id, inst.location) is None
 
 
-def test_deleted_on_demand_instance_is_not_reported_preempted(
+def test_instance_deleted_outside_spotserve_is_lost(
     cloud: CloudUnderTest, fake: FakeGCPCompute
 ) -> None:
     inst = cloud.provisioner.launch(cloud.request(spot=False))
-    del fake.instances[(ZONE_A.zone, inst.instance_id)]
+    fake.delete_outside_spotserve(inst.instance_id)
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.LOST
+    assert [i.state for i in cloud.provisioner.list_owned("svc")] == [InstanceState.LOST]
+
+
+def test_spot_instance_deleted_without_a_preemption_record_is_lost(
+    cloud: CloudUnderTest, fake: FakeGCPCompute
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=True))
+    fake.delete_outside_spotserve(inst.instance_id)
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.LOST
+
+
+@pytest.mark.parametrize("spot", [False, True])
+def test_instance_that_stopped_itself_is_terminated(
+    cloud: CloudUnderTest, fake: FakeGCPCompute, spot: bool
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=spot))
+    fake.shut_down_from_inside(inst.instance_id)
     got = cloud.provisioner.get(inst.instance_id, inst.location)
     assert got is not None and got.state == InstanceState.TERMINATED
 
@@ -181,10 +207,10 @@ def test_capacity_error_with_details_is_capacity_unavailable(
     cloud: CloudUnderTest, fake: FakeGCPCompute
 ) -> None:
     fake.refuse_capacity(ZONE_A, with_details=True)
-    with pytest.raises(CapacityUnavailable) as err:
-        cloud.provisioner.launch(cloud.request(location=ZONE_A))
-    assert err.value.code == "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"
-    assert err.value.location == ZONE_A.key
+    refused = launch_outcome(cloud, cloud.request(location=ZONE_A))
+    assert isinstance(refused, CapacityUnavailable), refused
+    assert refused.code == "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"
+    assert refused.location == ZONE_A.key
 
 
 def test_quota_error_on_the_insert_call_is_quota_exceeded(
@@ -274,3 +300,154 @@ def test_offers_are_the_catalogs_gcp_rows_cheapest_first() -> None:
     gcp = GCPProvisioner(project="p", catalog=Catalog(rows))
     offers = gcp.offers(ResourceRequest(accelerators=(Accelerator("L4", 1),), use_spot=True))
     assert [o.location.zone for o in offers] == ["us-central1-a", "us-east1-b"]
+
+
+# ---- nothing waits on an operation --------------------------------------------------------
+
+
+def waited(fake: FakeGCPCompute) -> list[str]:
+    return [r.path for r in fake.requests if r.path.endswith("/wait")]
+
+
+def test_launch_returns_while_the_insert_is_still_running(
+    cloud: CloudUnderTest, fake: FakeGCPCompute
+) -> None:
+    fake.operation_seconds = 3600
+    inst = cloud.provisioner.launch(cloud.request())
+    assert inst.state == InstanceState.PENDING
+    assert waited(fake) == []
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.PENDING
+    fake.finish_operations()
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("refuse", "error", "code"),
+    [
+        ("refuse_capacity", CapacityUnavailable, "ZONE_RESOURCE_POOL_EXHAUSTED"),
+        ("exceed_quota", QuotaExceeded, "QUOTA_EXCEEDED"),
+    ],
+)
+def test_insert_that_fails_after_launch_is_reported_refused(
+    cloud: CloudUnderTest,
+    fake: FakeGCPCompute,
+    refuse: str,
+    error: type[Exception],
+    code: str,
+) -> None:
+    getattr(fake, refuse)(ZONE_A)
+    inst = cloud.provisioner.launch(cloud.request(ZONE_A, service="refused"))
+    assert inst.state == InstanceState.PENDING
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.REFUSED
+    assert isinstance(got.error, error) and got.error.code == code
+    (listed,) = cloud.provisioner.list_owned("refused")
+    assert listed.state == InstanceState.REFUSED and isinstance(listed.error, error)
+
+
+def test_terminate_says_false_until_instance_and_rule_are_gone(
+    cloud: CloudUnderTest, fake: FakeGCPCompute
+) -> None:
+    fake.operation_seconds = 3600
+    inst = cloud.provisioner.launch(cloud.request())
+    fake.finish_operations()
+    assert cloud.provisioner.terminate(inst.instance_id, inst.location) is False
+    assert fake.instance(inst.instance_id)["status"] == "STOPPING"
+    assert cloud.provisioner.terminate(inst.instance_id, inst.location) is False
+    deletes = [r for r in fake.requests if r.method == "DELETE"]
+    assert len(deletes) == 1, "a repeat polls the delete it started"
+    fake.finish_operations()
+    assert cloud.provisioner.terminate(inst.instance_id, inst.location) is False
+    assert fake.firewalls, "the rule's delete has only started"
+    fake.finish_operations()
+    assert cloud.provisioner.terminate(inst.instance_id, inst.location) is True
+    assert fake.firewalls == {} and fake.instances == {}
+    assert waited(fake) == []
+
+
+# ---- instance statuses ----------------------------------------------------------------------
+
+
+def test_every_instance_status_of_the_v1_api_has_a_state() -> None:
+    assert {s.name for s in compute_v1.Instance.Status} <= set(STATES)
+
+
+def test_spot_vm_is_preempted_at_every_step_of_its_way_down(
+    cloud: CloudUnderTest, fake: FakeGCPCompute
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=True))
+    assert cloud.provisioner.get(inst.instance_id, inst.location) is not None
+    fake.preempt(inst.instance_id)
+    states = []
+    while inst.instance_id in {name for _, name in fake.instances}:
+        got = cloud.provisioner.get(inst.instance_id, inst.location)
+        assert got is not None
+        states.append(got.state)
+    assert fake.observed[inst.instance_id][-3:] == ["PENDING_STOP", "STOPPING", "DEPROVISIONING"]
+    assert states == [InstanceState.PREEMPTED] * 3
+    gone = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert gone is not None and gone.state == InstanceState.PREEMPTED
+
+
+# ---- timeouts and ingress ---------------------------------------------------------------------
+
+
+def test_a_hung_api_costs_the_call_timeout_not_the_tick(
+    fake: FakeGCPCompute, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
+    gcp = GCPProvisioner(api_endpoint=fake.url, timeouts=(0.5, 0.5))
+    fake.stall_seconds = 3
+    started = time.monotonic()
+    with pytest.raises(TransientError):
+        gcp.get("svc-1-abc", ZONE_A)
+    assert time.monotonic() - started < 2.5
+
+
+def test_firewall_rule_admits_only_serve_ingress_cidr(
+    fake: FakeGCPCompute, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_INGRESS_CIDR", "198.51.100.0/24")
+    gcp = GCPProvisioner(project="test-project", api_endpoint=fake.url)
+    cloud = CloudUnderTest(gcp, fake, ZONE_A, ZONE_B, "g2-standard-4")
+    cloud.provisioner.launch(cloud.request())
+    fake.finish_operations()
+    (rule,) = fake.firewalls.values()
+    assert rule["sourceRanges"] == ["198.51.100.0/24"]
+
+
+def terminate_finishing_operations(
+    cloud: CloudUnderTest, fake: FakeGCPCompute, inst: Instance
+) -> None:
+    """terminate until done, with Compute's operations ending between the calls."""
+    for _ in range(10):
+        if cloud.provisioner.terminate(inst.instance_id, inst.location):
+            return
+        fake.finish_operations()
+    pytest.fail(f"{inst.instance_id} not gone after 10 calls")
+
+
+def test_terminate_during_the_insert_waits_for_the_instance_it_cannot_see_yet(
+    cloud: CloudUnderTest, fake: FakeGCPCompute
+) -> None:
+    """A delete answering 404 while the insert runs must not be taken as "gone"."""
+    fake.operation_seconds = 3600
+    fake.hide_inserting = True
+    inst = cloud.provisioner.launch(cloud.request())
+    assert cloud.provisioner.terminate(inst.instance_id, inst.location) is False
+    fake.finish_operations()
+    terminate_finishing_operations(cloud, fake, inst)
+    assert fake.instances == {} and fake.firewalls == {}
+
+
+def test_terminate_while_the_instance_is_being_created_is_not_done_yet(
+    cloud: CloudUnderTest, fake: FakeGCPCompute
+) -> None:
+    fake.operation_seconds = 3600
+    inst = cloud.provisioner.launch(cloud.request())
+    assert cloud.provisioner.terminate(inst.instance_id, inst.location) is False
+    fake.finish_operations()
+    terminate_finishing_operations(cloud, fake, inst)
+    assert fake.instances == {} and fake.firewalls == {}
