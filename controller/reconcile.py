@@ -108,12 +108,26 @@ class Reconciler:
         due = now - state.get("last_orphan_scan", 0.0) >= self.settings.orphan_scan_seconds
         if not (lost or due or name not in self._scanned):
             return False
+        first = name not in self._scanned
         self._scanned.add(name)
         clouds = {r.location.cloud for r in records} | set(self.provisioners)
-        self.cleaner.reconcile_owned(name, sorted(clouds), in_flight)
+        regions = None if first else self._regions_used(name, records)
+        self.cleaner.reconcile_owned(name, sorted(clouds), in_flight, regions)
         self.cleaner.fail_lost_intents(name, in_flight)
         state["last_orphan_scan"] = now
         return True
+
+    def _regions_used(self, name: str, records: list[ReplicaRecord]) -> dict[str, set[str]]:
+        """Where the service's instances can be: its replicas' regions and its offers'. The
+        first scan after leading, and the installation sweep, search everywhere."""
+        regions: dict[str, set[str]] = {}
+        places = [r.location for r in records]
+        places += [
+            o.location for (svc, _), offers in self._offers.items() if svc == name for o in offers
+        ]
+        for loc in places:
+            regions.setdefault(loc.cloud, set()).add(loc.region)
+        return regions
 
     def _trim_events(self, name: str) -> None:
         with self.db.session() as s:

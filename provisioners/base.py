@@ -209,8 +209,10 @@ class Provisioner(Protocol):
 
     def terminate(self, instance_id: str, location: Location) -> bool:
         """Start deleting the instance and everything made for it, always by id (a cloud
-        that does not show it yet may still have it). True once all of it is gone, False
-        while deletion is under way: call again on a later tick. Idempotent."""
+        that does not show it yet may still have it). True once all of it is gone (or
+        left to the adapter's own sweep, like AWS security groups, which EC2 keeps while
+        the instance shuts down), False while deletion is under way: call again on a later
+        tick. Idempotent."""
         ...
 
     def list_owned(

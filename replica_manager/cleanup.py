@@ -133,15 +133,21 @@ class Cleaner:
     # -- instances without rows ----------------------------------------------------------
 
     def reconcile_owned(
-        self, service: str, clouds: Iterable[str], in_flight: set[str] | None = None
+        self,
+        service: str,
+        clouds: Iterable[str],
+        in_flight: set[str] | None = None,
+        regions: Mapping[str, set[str]] | None = None,
     ) -> None:
-        """Adopt instances of interrupted launches and terminate orphans."""
+        """Adopt instances of interrupted launches and terminate orphans, searching only
+        `regions` (per cloud) when given; a cloud without regions there is not searched."""
         for cloud in clouds:
             prov = self.provisioners.get(cloud)
-            if prov is None:
+            if prov is None or (regions is not None and not regions.get(cloud)):
                 continue
+            where = sorted(regions[cloud]) if regions is not None else None
             try:
-                owned = [i for i in prov.list_owned(service) if self._ours(i)]
+                owned = [i for i in prov.list_owned(service, regions=where) if self._ours(i)]
             except ProvisionError as exc:
                 log.warning("cannot list %s instances of %s: %s", cloud, service, exc)
                 continue

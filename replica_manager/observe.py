@@ -146,9 +146,11 @@ class Observer:
             return self._preempted(record, inst.detail or "preempted by the cloud", seen)
         if inst.state == InstanceState.LOST:
             return self._lost(record, inst.detail or "the instance is gone", seen)
-        if inst.state == InstanceState.REFUSED and record.status == S.PROVISIONING:
-            return self._refused(record, inst.error or ProvisionError(inst.detail), seen)
-        if inst.state in (InstanceState.TERMINATED, InstanceState.REFUSED):
+        if inst.state == InstanceState.REFUSED:
+            if record.status == S.PROVISIONING:
+                return self._refused(record, inst.error or ProvisionError(inst.detail), seen)
+            return self._lost(record, inst.detail or "ended by the cloud", seen)
+        if inst.state == InstanceState.TERMINATED:
             return self.store.transition(record, S.FAILED, inst.detail or "the instance ended")
         if record.status == S.PROVISIONING and inst.state == InstanceState.RUNNING:
             return self.store.transition(

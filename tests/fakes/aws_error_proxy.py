@@ -10,7 +10,10 @@ Two behaviours of real AWS that moto lacks are programmed here too:
 - eventual consistency: right after RunInstances, EC2 may answer
   `InvalidInstanceID.NotFound` for an instance that exists ("Eventual consistency" in the
   EC2 developer guide; the body is the example in "Error codes for the Amazon EC2 API"):
-  `refuse("InvalidInstanceID.NotFound", action="DescribeInstances", times=N)`;
+  `refuse("InvalidInstanceID.NotFound", action="DescribeInstances", times=N)`; and
+  `hide_new_instances(times=N)` makes the next N DescribeInstances calls not see them at
+  all: by id they answer NotFound, by filter an empty reservation set (the guide: "the
+  results of an action that you run might not be visible to all subsequent commands");
 - SSM public parameters under `/aws/service/...`, which moto refuses to create:
   `answer_parameter(name, value)` answers GetParameter for that name as SSM does.
 """
@@ -122,6 +125,7 @@ class AWSErrorProxy:
         self._refusals: list[Refusal] = []
         self._parameters: dict[str, str] = {}
         self._reject_credentials = False
+        self._hidden_describes = 0
         self._lock = threading.Lock()
         self._http = LoopbackServer(_handler_for(self))
 
@@ -148,6 +152,11 @@ class AWSErrorProxy:
         with self._lock:
             self._refusals.append(Refusal(service, action, zone, code, times))
 
+    def hide_new_instances(self, times: int) -> None:
+        """The next `times` DescribeInstances calls do not see the instances moto has."""
+        with self._lock:
+            self._hidden_describes = times
+
     def answer_parameter(self, name: str, value: str) -> None:
         """SSM GetParameter for `name` answers `value` (moto refuses `/aws/` names)."""
         with self._lock:
@@ -162,6 +171,7 @@ class AWSErrorProxy:
             self._parameters.clear()
             self.calls.clear()
             self._reject_credentials = False
+            self._hidden_describes = 0
 
     def received(self, action: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -184,6 +194,13 @@ class AWSErrorProxy:
                 if refusal.times <= 0:
                     self._refusals.remove(refusal)
             parameter = self._parameters.get(str(call.params.get("Name", "")))
+            hidden = call.action == "DescribeInstances" and self._hidden_describes > 0
+            if hidden:
+                self._hidden_describes -= 1
+        if hidden and refusal is None:
+            if "InstanceId.1" in call.params:
+                return _ec2_error("InvalidInstanceID.NotFound", call.params)
+            return _no_reservations()
         if refusal is not None:
             return _ec2_error(refusal.code, call.params)
         if call.action == "GetParameter" and parameter is not None:
@@ -257,6 +274,16 @@ def _ec2_error(code: str, params: dict[str, Any]) -> tuple[int, dict[str, str], 
         f"</Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
     )
     return status, {"Content-Type": "text/xml;charset=UTF-8"}, body.encode()
+
+
+def _no_reservations() -> tuple[int, dict[str, str], bytes]:
+    """DescribeInstances answering that nothing matched (its response syntax, empty)."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+        f"<requestId>{uuid.uuid4()}</requestId><reservationSet/></DescribeInstancesResponse>"
+    )
+    return 200, {"Content-Type": "text/xml;charset=UTF-8"}, body.encode()
 
 
 def _ssm_parameter(name: str, value: str) -> tuple[int, dict[str, str], bytes]:

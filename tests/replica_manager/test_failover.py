@@ -4,6 +4,7 @@ its error proxy, GCP on the Compute fake, the real SDK clients in between."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -153,3 +154,45 @@ def test_crash_between_launch_and_record_on_aws_adopts_the_instance(
     live = {i.instance_id for i in aws.list_owned("svc")}
     assert live == {inst.instance_id}, "the orphan must be terminated, the adopted kept"
     assert orphan.instance_id not in live
+
+
+def test_a_new_instance_ec2_does_not_show_yet_is_waited_for_not_failed(
+    clouds: tuple[MotoEC2, FakeGCPCompute], failover: Harness
+) -> None:
+    """EC2 is eventually consistent: right after RunInstances, DescribeInstances may answer
+    InvalidInstanceID.NotFound. That is not a dead replica, and not the app's fault."""
+    aws, _ = clouds
+    assert aws.proxy is not None
+    failover.create(text=AWS_ONLY)
+    aws.proxy.hide_new_instances(times=8)  # several ticks' worth
+
+    failover.tick_until(
+        lambda: any(r.status == "STARTING" for r in failover.replicas()),
+        "the instance to be seen running once EC2 shows it",
+    )
+    statuses = {r.status for r in failover.replicas()}
+    assert statuses <= {"STARTING", "PROVISIONING"}, statuses
+    svc = failover.service()
+    assert svc is not None and svc.autoscaler_state["app_failure_streak"] == 0
+    assert len(aws.proxy.received("RunInstances")) == 1, "nothing was launched twice"
+
+
+def test_an_ordinary_tick_costs_one_describe_in_the_services_region(
+    clouds: tuple[MotoEC2, FakeGCPCompute], failover: Harness
+) -> None:
+    """Per tick only the regions the service uses are listed, and no security-group sweep
+    (it runs with the installation sweep): real accounts throttle EC2 per action."""
+    aws, _ = clouds
+    assert aws.proxy is not None
+    failover.create(text=AWS_ONLY)
+    failover.tick_until(lambda: all(r.instance_id for r in failover.replicas()), "launched")
+    reconciler = failover.rt.reconciler
+    assert reconciler is not None
+    reconciler.settings = replace(reconciler.settings, orphan_scan_seconds=3600.0)
+    failover.tick()  # the first scan after leading is a full one
+    aws.proxy.clear()
+
+    failover.tick()
+
+    ec2 = [c.action for c in aws.proxy.received_calls() if c.service == "ec2"]
+    assert ec2 == ["DescribeInstances"], ec2
