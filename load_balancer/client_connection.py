@@ -5,6 +5,9 @@ head is parsed (so uploads stream); pipelined ones wait their turn with reading 
 Paths under ``/-/`` are the load balancer's own and are never proxied. A WebSocket handshake
 the replica accepts (101) turns the connection into a raw two-way tunnel; other upgrades
 (h2c, CONNECT) are refused with 501.
+
+While nothing is in flight one deadline runs: ``--keepalive-timeout`` until a request's
+first byte, then ``--request-head-timeout`` until the end of its head (408 after that).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from load_balancer.client_limits import Refusal, head_timeout
 from load_balancer.http_head import (
     Headers,
     expects_continue,
@@ -61,7 +65,8 @@ class ClientConnection(asyncio.Protocol):
         self._queue: deque[Exchange] = deque()
         self._pause_reasons: set[str] = set()
         self.write_paused = False
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._head_begun = False
         self._tunnel: Callable[[bytes], None] | None = None
         self._early_tunnel_bytes = b""
 
@@ -70,7 +75,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0]).encode()
-        self._arm_idle_timer()
+        self._wait_for_request()
 
     def data_received(self, data: bytes) -> None:
         if self._tunnel is not None:
@@ -95,9 +100,9 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        self._head_begun = True
+        if not self._queue:
+            self._wait_for_request()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -106,6 +111,8 @@ class ClientConnection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._head_begun = False
+        self._cancel_deadline()
         exchange = self._make_exchange()
         self._parsing = exchange
         self._queue.append(exchange)
@@ -152,7 +159,7 @@ class ClientConnection(asyncio.Protocol):
             if len(self._queue) == 1:
                 self.resume_reading_for("pipeline")
         else:
-            self._arm_idle_timer()
+            self._wait_for_request()
 
     def write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:
@@ -182,8 +189,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+        self._cancel_deadline()
         while self._queue:
             self._queue.popleft().client_gone()
 
@@ -198,9 +204,30 @@ class ClientConnection(asyncio.Protocol):
             self.closed = True
             self.transport.abort()
 
-    def _arm_idle_timer(self) -> None:
+    def _wait_for_request(self) -> None:
+        """Nothing is in flight: the next head must start, or finish, before its deadline."""
+        self._cancel_deadline()
         loop = asyncio.get_running_loop()
-        self._idle_timer = loop.call_later(self.app.config.keepalive_timeout, self.close)
+        config = self.app.config
+        if self._head_begun:
+            self._deadline = loop.call_later(config.request_head_timeout, self._head_timed_out)
+        else:
+            self._deadline = loop.call_later(config.keepalive_timeout, self.close)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._deadline = None
+        self._refuse(head_timeout(self.app.config.request_head_timeout))
+
+    def _refuse(self, refusal: Refusal) -> None:
+        """Answer with the load balancer's refusal and close without reading further."""
+        self.app.counters.error(refusal.error)
+        self.write(refusal.response())
+        self.close()
 
     def _reject_malformed(self, exc: Exception) -> None:
         self.app.counters.error("bad_request")

@@ -34,6 +34,7 @@ class LBConfig:
     connect_timeout: float
     response_timeout: float
     keepalive_timeout: float
+    request_head_timeout: float
     replay_buffer_bytes: int
     event_loop: str = "uvloop"
 
@@ -73,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to wait for a replica's response head (504 after that)",
     )
     p.add_argument("--keepalive-timeout", type=float, default=75.0, help="idle client seconds")
+    p.add_argument(
+        "--request-head-timeout",
+        type=float,
+        default=10.0,
+        help="seconds from a request's first byte to the end of its headers (408 after that)",
+    )
     p.add_argument(
         "--replay-buffer-bytes",
         type=int,
@@ -123,6 +130,8 @@ def parse_config(argv: list[str] | None = None) -> LBConfig:
         raise ConfigError("--replicas is empty; give at least one http://host:port")
     if args.max_attempts < 1 or args.workers < 1 or args.sync_interval <= 0:
         raise ConfigError("--max-attempts and --workers must be >= 1 and --sync-interval > 0")
+    if args.request_head_timeout <= 0:
+        raise ConfigError("--request-head-timeout must be > 0 seconds")
     return LBConfig(
         host=args.host,
         port=args.port,
@@ -139,6 +148,7 @@ def parse_config(argv: list[str] | None = None) -> LBConfig:
         connect_timeout=args.connect_timeout,
         response_timeout=args.response_timeout,
         keepalive_timeout=args.keepalive_timeout,
+        request_head_timeout=args.request_head_timeout,
         replay_buffer_bytes=args.replay_buffer_bytes,
         event_loop=args.event_loop,
     )

@@ -34,6 +34,7 @@ _REASONS = {
     400: b"Bad Request",
     404: b"Not Found",
     405: b"Method Not Allowed",
+    408: b"Request Timeout",
     501: b"Not Implemented",
     502: b"Bad Gateway",
     503: b"Service Unavailable",

@@ -23,6 +23,7 @@ ERROR_KINDS = (
     "bad_request",
     "upstream_protocol",
     "upgrade_refused",
+    "request_timeout",
 )
 LATENCY_BUCKETS = (
     0.0005,
