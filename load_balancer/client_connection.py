@@ -8,6 +8,8 @@ the replica accepts (101) turns the connection into a raw two-way tunnel; other 
 
 While nothing is in flight one deadline runs: ``--keepalive-timeout`` until a request's
 first byte, then ``--request-head-timeout`` until the end of its head (408 after that).
+Heads over ``--max-head-bytes`` or ``MAX_HEADER_FIELDS`` get 431. A refusal is written once
+the responses already owed on the connection are, then the connection closes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from load_balancer.client_limits import Refusal, head_timeout
+from load_balancer.client_limits import (
+    MAX_HEADER_FIELDS,
+    HeadBudget,
+    HeadRefused,
+    Refusal,
+    head_timeout,
+    head_too_large,
+    too_many_header_fields,
+)
 from load_balancer.http_head import (
     Headers,
     expects_continue,
@@ -67,6 +77,8 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         self._deadline: asyncio.TimerHandle | None = None
         self._head_begun = False
+        self._head_budget = HeadBudget(app.config.max_head_bytes)
+        self._refusal: Refusal | None = None
         self._tunnel: Callable[[bytes], None] | None = None
         self._early_tunnel_bytes = b""
 
@@ -81,13 +93,30 @@ class ClientConnection(asyncio.Protocol):
         if self._tunnel is not None:
             self._tunnel(data)
             return
+        while data and self._refusal is None and not self.closed:
+            piece, data = self._head_budget.split(data)
+            if not self._feed(piece, data):
+                return
+            if self._head_budget.exhausted:
+                self._refuse(head_too_large(self._head_budget.max_bytes))
+
+    def _feed(self, piece: bytes, rest: bytes) -> bool:
+        """Parse ``piece``; False once the bytes after it are no longer HTTP requests."""
         try:
-            self._parser.feed_data(data)
+            self._parser.feed_data(piece)
         except httptools.HttpParserUpgrade as exc:
-            self._early_tunnel_bytes = data[exc.args[0] :]
+            self._early_tunnel_bytes = piece[exc.args[0] :] + rest
             self.pause_reading_for("upgrade")
+            return False
         except httptools.HttpParserError as exc:
-            self._reject_malformed(exc)
+            # httptools raises a callback's own exception as the __context__ of its error.
+            refused = exc.__context__
+            if isinstance(refused, HeadRefused):
+                self._refuse(refused.refusal)
+            else:
+                self._reject_malformed(exc)
+            return False
+        return True
 
     def start_tunnel(self, forward: Callable[[bytes], None]) -> None:
         """The replica switched protocols: from now on client bytes go to ``forward`` raw."""
@@ -108,10 +137,13 @@ class ClientConnection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self._headers) >= MAX_HEADER_FIELDS:
+            raise HeadRefused(too_many_header_fields())
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._head_begun = False
+        self._head_budget.head_complete()
         self._cancel_deadline()
         exchange = self._make_exchange()
         self._parsing = exchange
@@ -143,6 +175,7 @@ class ClientConnection(asyncio.Protocol):
             self._parsing.body_received(body)
 
     def on_message_complete(self) -> None:
+        self._head_budget.message_complete()
         if self._parsing is not None:
             self._parsing.body_complete()
             self._parsing = None
@@ -158,6 +191,8 @@ class ClientConnection(asyncio.Protocol):
             self._queue[0].start()
             if len(self._queue) == 1:
                 self.resume_reading_for("pipeline")
+        elif self._refusal is not None:
+            self._answer_refusal(self._refusal)
         else:
             self._wait_for_request()
 
@@ -224,8 +259,19 @@ class ClientConnection(asyncio.Protocol):
         self._refuse(head_timeout(self.app.config.request_head_timeout))
 
     def _refuse(self, refusal: Refusal) -> None:
-        """Answer with the load balancer's refusal and close without reading further."""
+        """Stop reading; answer with the refusal after the responses already owed, then close.
+
+        The requests before the refused head are complete (their bodies ended before it
+        began), so they can still be answered in full.
+        """
         self.app.counters.error(refusal.error)
+        self._refusal = refusal
+        self._cancel_deadline()
+        self.pause_reading_for("refused")
+        if not self._queue:
+            self._answer_refusal(refusal)
+
+    def _answer_refusal(self, refusal: Refusal) -> None:
         self.write(refusal.response())
         self.close()
 

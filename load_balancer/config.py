@@ -35,6 +35,7 @@ class LBConfig:
     response_timeout: float
     keepalive_timeout: float
     request_head_timeout: float
+    max_head_bytes: int
     replay_buffer_bytes: int
     event_loop: str = "uvloop"
 
@@ -79,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         help="seconds from a request's first byte to the end of its headers (408 after that)",
+    )
+    p.add_argument(
+        "--max-head-bytes",
+        type=int,
+        default=64 << 10,
+        help="largest request line plus headers, in bytes (431 above that)",
     )
     p.add_argument(
         "--replay-buffer-bytes",
@@ -130,8 +137,8 @@ def parse_config(argv: list[str] | None = None) -> LBConfig:
         raise ConfigError("--replicas is empty; give at least one http://host:port")
     if args.max_attempts < 1 or args.workers < 1 or args.sync_interval <= 0:
         raise ConfigError("--max-attempts and --workers must be >= 1 and --sync-interval > 0")
-    if args.request_head_timeout <= 0:
-        raise ConfigError("--request-head-timeout must be > 0 seconds")
+    if args.request_head_timeout <= 0 or args.max_head_bytes < 1024:
+        raise ConfigError("--request-head-timeout must be > 0 and --max-head-bytes >= 1024")
     return LBConfig(
         host=args.host,
         port=args.port,
@@ -149,6 +156,7 @@ def parse_config(argv: list[str] | None = None) -> LBConfig:
         response_timeout=args.response_timeout,
         keepalive_timeout=args.keepalive_timeout,
         request_head_timeout=args.request_head_timeout,
+        max_head_bytes=args.max_head_bytes,
         replay_buffer_bytes=args.replay_buffer_bytes,
         event_loop=args.event_loop,
     )

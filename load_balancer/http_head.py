@@ -35,6 +35,7 @@ _REASONS = {
     404: b"Not Found",
     405: b"Method Not Allowed",
     408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
     501: b"Not Implemented",
     502: b"Bad Gateway",
     503: b"Service Unavailable",

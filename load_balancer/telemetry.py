@@ -24,6 +24,7 @@ ERROR_KINDS = (
     "upstream_protocol",
     "upgrade_refused",
     "request_timeout",
+    "request_header_fields_too_large",
 )
 LATENCY_BUCKETS = (
     0.0005,
