@@ -8,8 +8,9 @@ the replica accepts (101) turns the connection into a raw two-way tunnel; other 
 
 While nothing is in flight one deadline runs: ``--keepalive-timeout`` until a request's
 first byte, then ``--request-head-timeout`` until the end of its head (408 after that).
-Heads over ``--max-head-bytes`` or ``MAX_HEADER_FIELDS`` get 431. A refusal is written once
-the responses already owed on the connection are, then the connection closes.
+Heads over ``--max-head-bytes`` or ``MAX_HEADER_FIELDS`` get 431, and a connection beyond
+``--max-connections`` gets 503 before a byte of it is read. A refusal is written once the
+responses already owed on the connection are, then the connection closes.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from load_balancer.client_limits import (
     Refusal,
     head_timeout,
     head_too_large,
+    too_many_connections,
     too_many_header_fields,
 )
 from load_balancer.http_head import (
@@ -68,6 +70,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.client_ip = b"unknown"
         self.closed = False
+        self._admitted = False
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: Headers = []
@@ -84,6 +87,10 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if not self.app.admit_connection():
+            self._refuse(too_many_connections(self.app.config.max_connections))
+            return
+        self._admitted = True
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0]).encode()
@@ -225,6 +232,9 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_deadline()
+        if self._admitted:
+            self._admitted = False
+            self.app.release_connection()
         while self._queue:
             self._queue.popleft().client_gone()
 

@@ -6,7 +6,9 @@ connection slots (the flags are per worker process):
 - the request head (request line and headers) must arrive within ``--request-head-timeout``
   of its first byte: 408 ``request_timeout``;
 - it may not exceed ``--max-head-bytes`` or ``MAX_HEADER_FIELDS`` fields: 431
-  ``request_header_fields_too_large``.
+  ``request_header_fields_too_large``;
+- a worker holds at most ``--max-connections`` client connections; one more is shed with 503
+  ``too_many_connections`` and ``Retry-After: 1`` before a byte of it is read.
 
 Every refusal closes the connection: the rest of what the client sent is never read.
 """
@@ -29,10 +31,11 @@ class Refusal:
     status: int
     error: str
     detail: str
+    retry_after: int | None = None
 
     def response(self) -> bytes:
         body = json.dumps({"error": self.error, "detail": self.detail}).encode()
-        return json_response(self.status, body, keep_alive=False)
+        return json_response(self.status, body, keep_alive=False, retry_after=self.retry_after)
 
 
 class HeadRefused(Exception):
@@ -56,6 +59,14 @@ def head_too_large(max_bytes: int) -> Refusal:
 def too_many_header_fields() -> Refusal:
     detail = f"the request has more than {MAX_HEADER_FIELDS} header fields"
     return Refusal(431, "request_header_fields_too_large", detail)
+
+
+def too_many_connections(max_connections: int) -> Refusal:
+    detail = (
+        f"this load balancer worker already holds {max_connections} client connections "
+        "(--max-connections); retry shortly"
+    )
+    return Refusal(503, "too_many_connections", detail, retry_after=1)
 
 
 class HeadBudget:

@@ -25,6 +25,7 @@ ERROR_KINDS = (
     "upgrade_refused",
     "request_timeout",
     "request_header_fields_too_large",
+    "too_many_connections",
 )
 LATENCY_BUCKETS = (
     0.0005,

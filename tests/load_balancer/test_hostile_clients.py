@@ -11,6 +11,7 @@ from tests.load_balancer.conftest import Proc, ProcessFactory, wait_until
 from tests.load_balancer.raw_http import RawConnection, rss_kib
 
 PARTIAL_HEAD = b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Slow: "
+HEALTHZ = b"GET /-/healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def _header_that_never_ends(total: int, part: int) -> Iterator[bytes]:
@@ -111,3 +112,41 @@ def test_head_over_the_cap_behind_a_request_in_flight_is_refused_after_its_respo
     assert (first.status, first.body) == (200, b"data: token-0\n\ndata: token-1\n\n")
     assert refused.status == 431
     assert rest == b""
+
+
+def _served_connection(port: int) -> RawConnection:
+    """A connection the load balancer answered 200 on (earlier ones may still be closing)."""
+    opened: list[RawConnection] = []
+
+    def served() -> bool:
+        conn = RawConnection(port)
+        conn.send(HEALTHZ)
+        if conn.read_response().status == 200:
+            opened.append(conn)
+            return True
+        conn.close()
+        return False
+
+    wait_until(served, "a connection the load balancer serves")
+    return opened[0]
+
+
+def test_connection_beyond_the_cap_is_shed_with_503_while_open_ones_keep_working(
+    procs: ProcessFactory, two_backends: tuple[Proc, Proc]
+) -> None:
+    lb = procs.lb("--replicas", two_backends[0].url, "--max-connections", "3")
+    open_ones = [_served_connection(lb.port) for _ in range(3)]
+    with RawConnection(lb.port) as extra:
+        shed = extra.read_response()
+        assert extra.read_until_closed() == b""
+    open_ones[0].send(HEALTHZ)
+    still_served = open_ones[0].read_response()
+    open_ones.pop().close()
+    replacement = _served_connection(lb.port)
+    for conn in [*open_ones, replacement]:
+        conn.close()
+    assert shed.status == 503
+    assert shed.headers["connection"] == "close"
+    assert shed.headers["retry-after"] == "1"
+    assert shed.json()["error"] == "too_many_connections"
+    assert still_served.status == 200
