@@ -1,7 +1,9 @@
 """The server side: one ``asyncio.Protocol`` per client connection, parsed with httptools.
 
 Requests on a connection are answered in order: the first starts forwarding as soon as its
-head is parsed (so uploads stream); pipelined ones wait their turn with reading paused.
+head is parsed (so uploads stream); pipelined ones wait their turn with reading paused. A
+request with ``Expect: 100-continue`` gets ``100 Continue`` when its turn comes (never inside
+the response before it), and only if none of its body has arrived by then.
 Paths under ``/-/`` are the load balancer's own and are never proxied. A WebSocket handshake
 the replica accepts (101) turns the connection into a raw two-way tunnel; other upgrades
 (h2c, CONNECT) are refused with 501.
@@ -75,6 +77,7 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._headers: Headers = []
         self._parsing: Exchange | None = None
+        self._awaiting_continue: Exchange | None = None
         self._queue: deque[Exchange] = deque()
         self._pause_reasons: set[str] = set()
         self.write_paused = False
@@ -106,6 +109,7 @@ class ClientConnection(asyncio.Protocol):
                 return
             if self._head_budget.exhausted:
                 self._refuse(head_too_large(self._head_budget.max_bytes))
+        self._send_continue_if_due()
 
     def _feed(self, piece: bytes, rest: bytes) -> bool:
         """Parse ``piece``; False once the bytes after it are no longer HTTP requests."""
@@ -170,22 +174,38 @@ class ClientConnection(asyncio.Protocol):
         websocket = method == b"GET" and wants_websocket(self._headers)
         if method == b"CONNECT" or (wants_upgrade(self._headers) and not websocket):
             return RefusedRequest(self, self.app, method, keep_alive)
-        if expects_continue(self._headers):
-            self.write(_CONTINUE)
         http11 = parser.get_http_version() == "1.1"
-        return ProxyRequest(
+        request = ProxyRequest(
             self, self.app, method, target, self._headers, http11, keep_alive, websocket
         )
+        if expects_continue(self._headers):
+            self._awaiting_continue = request
+        return request
 
     def on_body(self, body: bytes) -> None:
         if self._parsing is not None:
+            if self._awaiting_continue is self._parsing:
+                self._awaiting_continue = None
             self._parsing.body_received(body)
 
     def on_message_complete(self) -> None:
         self._head_budget.message_complete()
         if self._parsing is not None:
+            if self._awaiting_continue is self._parsing:
+                self._awaiting_continue = None
             self._parsing.body_complete()
             self._parsing = None
+
+    def _send_continue_if_due(self) -> None:
+        """``100 Continue`` for the request being answered, if it still waits for one.
+
+        Sent only at the head of the queue, so it never lands inside an earlier response;
+        skipped once body bytes arrived (RFC 9110 section 10.1.1 lets a server omit it then).
+        """
+        waiting = self._awaiting_continue
+        if waiting is not None and self._queue and self._queue[0] is waiting:
+            self._awaiting_continue = None
+            self.write(_CONTINUE)
 
     def request_finished(self, exchange: Exchange, keep_alive: bool) -> None:
         """Called once per exchange after its response was fully written."""
@@ -195,6 +215,7 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         if self._queue:
+            self._send_continue_if_due()
             self._queue[0].start()
             if len(self._queue) == 1:
                 self.resume_reading_for("pipeline")

@@ -21,6 +21,14 @@ def _header_that_never_ends(total: int, part: int) -> Iterator[bytes]:
         yield b"a" * part
 
 
+def _many_headers(total: int, part: int) -> Iterator[bytes]:
+    """A request head of ``total`` bytes of ``part``-byte headers, one header per write."""
+    yield b"GET /echo HTTP/1.1\r\nHost: x\r\n"
+    for i in range(total // part):
+        name = b"X-Pad-%08d: " % i
+        yield name + b"a" * (part - len(name) - 2) + b"\r\n"
+
+
 def _error_count(lb: Proc, kind: str) -> int:
     """``lb_errors_total{kind=...}`` from ``/-/metrics`` (on a connection of its own)."""
     text = httpx.get(lb.url + "/-/metrics", timeout=10).text
@@ -28,14 +36,6 @@ def _error_count(lb: Proc, kind: str) -> int:
         if line.startswith("lb_errors_total{") and f'kind="{kind}"' in line:
             return int(float(line.rsplit(" ", 1)[1]))
     raise AssertionError(f"no lb_errors_total for kind {kind}")
-
-
-def _many_headers(total: int, part: int) -> Iterator[bytes]:
-    """A request head of ``total`` bytes of ``part``-byte headers, one header per write."""
-    yield b"GET /echo HTTP/1.1\r\nHost: x\r\n"
-    for i in range(total // part):
-        name = b"X-Pad-%08d: " % i
-        yield name + b"a" * (part - len(name) - 2) + b"\r\n"
 
 
 def test_request_head_not_finished_within_the_head_timeout_gets_408_and_is_closed(
@@ -150,3 +150,55 @@ def test_connection_beyond_the_cap_is_shed_with_503_while_open_ones_keep_working
     assert shed.headers["retry-after"] == "1"
     assert shed.json()["error"] == "too_many_connections"
     assert still_served.status == 200
+
+
+EXPECT_CONTINUE = (
+    b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+)
+SLOW_THEN_EXPECT_CONTINUE = b"GET /sse?n=2 HTTP/1.1\r\nHost: x\r\n\r\n" + EXPECT_CONTINUE
+
+
+def test_request_expecting_100_continue_gets_it_before_sending_its_body(
+    procs: ProcessFactory, two_backends: tuple[Proc, Proc]
+) -> None:
+    lb = procs.lb("--replicas", two_backends[0].url)
+    with RawConnection(lb.port) as conn:
+        conn.send(EXPECT_CONTINUE)
+        interim = conn.read_response()
+        conn.send(b"hello")
+        final = conn.read_response()
+    assert interim.status == 100
+    assert (final.status, final.json()["body_bytes"]) == (200, 5)
+
+
+def test_100_continue_of_a_pipelined_request_waits_until_the_response_before_it_is_complete(
+    procs: ProcessFactory, two_backends: tuple[Proc, Proc]
+) -> None:
+    replica = two_backends[0]
+    lb = procs.lb("--replicas", replica.url)
+    with RawConnection(lb.port) as conn:
+        conn.send(SLOW_THEN_EXPECT_CONTINUE)
+        conn.wait_for(b"token-0")
+        httpx.post(replica.url + "/release", timeout=10)
+        first = conn.read_response()
+        interim = conn.read_response()
+        conn.send(b"hello")
+        second = conn.read_response()
+    assert (first.status, first.body) == (200, b"data: token-0\n\ndata: token-1\n\n")
+    assert interim.status == 100
+    assert (second.status, second.json()["body_bytes"]) == (200, 5)
+
+
+def test_no_100_continue_when_the_body_arrived_before_the_request_was_answered(
+    procs: ProcessFactory, two_backends: tuple[Proc, Proc]
+) -> None:
+    replica = two_backends[0]
+    lb = procs.lb("--replicas", replica.url)
+    with RawConnection(lb.port) as conn:
+        conn.send(SLOW_THEN_EXPECT_CONTINUE + b"hello")
+        conn.wait_for(b"token-0")
+        httpx.post(replica.url + "/release", timeout=10)
+        first = conn.read_response()
+        second = conn.read_response()
+    assert (first.status, first.body) == (200, b"data: token-0\n\ndata: token-1\n\n")
+    assert (second.status, second.json()["body_bytes"]) == (200, 5)
