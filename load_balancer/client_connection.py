@@ -110,6 +110,7 @@ class ClientConnection(asyncio.Protocol):
             if self._head_budget.exhausted:
                 self._refuse(head_too_large(self._head_budget.max_bytes))
         self._send_continue_if_due()
+        self._watch_unfinished_head()
 
     def _feed(self, piece: bytes, rest: bytes) -> bool:
         """Parse ``piece``; False once the bytes after it are no longer HTTP requests."""
@@ -141,8 +142,7 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._head_begun = True
-        if not self._queue:
-            self._wait_for_request()
+        self._cancel_deadline()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -273,12 +273,22 @@ class ClientConnection(asyncio.Protocol):
     def _wait_for_request(self) -> None:
         """Nothing is in flight: the next head must start, or finish, before its deadline."""
         self._cancel_deadline()
-        loop = asyncio.get_running_loop()
-        config = self.app.config
         if self._head_begun:
-            self._deadline = loop.call_later(config.request_head_timeout, self._head_timed_out)
+            self._watch_unfinished_head()
         else:
-            self._deadline = loop.call_later(config.keepalive_timeout, self.close)
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(self.app.config.keepalive_timeout, self.close)
+
+    def _watch_unfinished_head(self) -> None:
+        """A head still unfinished at the end of a read must end in --request-head-timeout.
+
+        Armed here rather than at its first byte so that the usual head, which arrives in
+        one read, costs no timer; not while an earlier request is being answered.
+        """
+        if self._head_begun and self._deadline is None and not self._queue and not self.closed:
+            loop = asyncio.get_running_loop()
+            timeout = self.app.config.request_head_timeout
+            self._deadline = loop.call_later(timeout, self._head_timed_out)
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:
