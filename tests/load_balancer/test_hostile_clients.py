@@ -68,6 +68,22 @@ def test_request_head_over_the_size_cap_gets_431_and_the_connection_closes(
     assert rest == b""
 
 
+def _head_of(size: int) -> bytes:
+    start, end = b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Pad: ", b"\r\n\r\n"
+    return start + b"a" * (size - len(start) - len(end)) + end
+
+
+def test_a_head_of_exactly_max_head_bytes_is_served_and_one_byte_more_is_not(
+    procs: ProcessFactory, two_backends: tuple[Proc, Proc]
+) -> None:
+    lb = procs.lb("--replicas", two_backends[0].url, "--max-head-bytes", "2048")
+    with RawConnection(lb.port) as at_cap, RawConnection(lb.port) as over_cap:
+        at_cap.send(_head_of(2048))
+        over_cap.send(_head_of(2049))
+        statuses = (at_cap.read_response().status, over_cap.read_response().status)
+    assert statuses == (200, 431)
+
+
 def test_32_mib_of_headers_are_refused_without_growing_the_load_balancer(
     procs: ProcessFactory, two_backends: tuple[Proc, Proc]
 ) -> None:
