@@ -34,6 +34,9 @@ class LBConfig:
     connect_timeout: float
     response_timeout: float
     keepalive_timeout: float
+    request_head_timeout: float
+    max_head_bytes: int
+    max_connections: int
     replay_buffer_bytes: int
     event_loop: str = "uvloop"
 
@@ -74,6 +77,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--keepalive-timeout", type=float, default=75.0, help="idle client seconds")
     p.add_argument(
+        "--request-head-timeout",
+        type=float,
+        default=10.0,
+        help="seconds from a request's first byte to the end of its headers (408 after that)",
+    )
+    p.add_argument(
+        "--max-head-bytes",
+        type=int,
+        default=64 << 10,
+        help="largest request line plus headers, in bytes (431 above that)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=10_000,
+        help="open client connections per worker process (with --workers N the load balancer "
+        "holds up to N times this); one more is answered 503 and closed",
+    )
+    p.add_argument(
         "--replay-buffer-bytes",
         type=int,
         default=1 << 20,
@@ -103,6 +125,13 @@ def normalise_replica_url(url: str) -> str:
     return f"http://{host}:{port}"
 
 
+def _check_client_limits(args: argparse.Namespace) -> None:
+    if args.request_head_timeout <= 0:
+        raise ConfigError("--request-head-timeout must be > 0 seconds")
+    if args.max_head_bytes < 1024 or args.max_connections < 1:
+        raise ConfigError("--max-head-bytes must be >= 1024 and --max-connections >= 1")
+
+
 def parse_config(argv: list[str] | None = None) -> LBConfig:
     """Parse and cross-check the flags; raise ConfigError with the fix on a bad combination."""
     args = _parser().parse_args(argv)
@@ -123,6 +152,7 @@ def parse_config(argv: list[str] | None = None) -> LBConfig:
         raise ConfigError("--replicas is empty; give at least one http://host:port")
     if args.max_attempts < 1 or args.workers < 1 or args.sync_interval <= 0:
         raise ConfigError("--max-attempts and --workers must be >= 1 and --sync-interval > 0")
+    _check_client_limits(args)
     return LBConfig(
         host=args.host,
         port=args.port,
@@ -139,6 +169,9 @@ def parse_config(argv: list[str] | None = None) -> LBConfig:
         connect_timeout=args.connect_timeout,
         response_timeout=args.response_timeout,
         keepalive_timeout=args.keepalive_timeout,
+        request_head_timeout=args.request_head_timeout,
+        max_head_bytes=args.max_head_bytes,
+        max_connections=args.max_connections,
         replay_buffer_bytes=args.replay_buffer_bytes,
         event_loop=args.event_loop,
     )

@@ -23,6 +23,9 @@ ERROR_KINDS = (
     "bad_request",
     "upstream_protocol",
     "upgrade_refused",
+    "request_timeout",
+    "request_header_fields_too_large",
+    "too_many_connections",
 )
 LATENCY_BUCKETS = (
     0.0005,
