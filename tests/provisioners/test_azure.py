@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from policies.types import Location
 from provisioners.azure import AzureProvisioner
+from provisioners.azure_ssh import ssh_public_key
 from provisioners.base import (
     TAG_LAUNCH_TOKEN,
     TAG_MANAGED_BY,
@@ -52,7 +54,7 @@ def fake() -> Iterator[FakeAzureARM]:
 def azure(fake: FakeAzureARM, monkeypatch: pytest.MonkeyPatch) -> AzureProvisioner:
     monkeypatch.setenv("SERVE_AZURE_ARM_ENDPOINT", fake.url)
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "sub-0000")
-    monkeypatch.setenv("SERVE_AZURE_SSH_PUBLIC_KEY", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA test")
+    monkeypatch.setenv("SERVE_AZURE_SSH_PUBLIC_KEY", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ test")
     return AzureProvisioner(poll_interval=0)
 
 
@@ -265,3 +267,22 @@ def test_offers_are_the_catalogs_azure_rows_cheapest_first() -> None:
     azure = AzureProvisioner(subscription_id="s", catalog=Catalog(rows))
     offers = azure.offers(ResourceRequest(accelerators=(Accelerator("T4", 1),), use_spot=True))
     assert [o.location.zone for o in offers] == ["eastus-1", "westus2-2"]
+
+
+def test_ssh_key_found_in_home_is_rsa_even_when_an_ed25519_key_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SERVE_AZURE_SSH_PUBLIC_KEY", raising=False)
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_ed25519.pub").write_text("ssh-ed25519 AAAAC3Nza mine\n")
+    (tmp_path / ".ssh" / "id_rsa.pub").write_text("ssh-rsa AAAAB3Nza mine\n")
+    assert ssh_public_key(home=tmp_path) == "ssh-rsa AAAAB3Nza mine"
+
+
+def test_without_an_rsa_key_a_fresh_rsa_key_is_made_rather_than_using_ed25519(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SERVE_AZURE_SSH_PUBLIC_KEY", raising=False)
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_ed25519.pub").write_text("ssh-ed25519 AAAAC3Nza mine\n")
+    assert ssh_public_key(home=tmp_path).startswith("ssh-rsa ")
