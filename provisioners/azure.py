@@ -125,13 +125,14 @@ class AzureProvisioner:
         return self.catalog.offers(self.cloud, resources)
 
     def launch(self, request: LaunchRequest) -> Instance:
-        c = self._connect()
         names = Names(resource_name(request, max_len=57))
+        body = self._vm(request, names)  # refuses what Azure would (custom data size) first
+        c = self._connect()
         where = request.location.key
         try:
             self._create_network(c, request, names)
             c.compute.virtual_machines.begin_create_or_update(
-                self.resource_group, names.vm, self._vm(c, request, names), **c.options
+                self.resource_group, names.vm, body, **c.options
             ).result()
             self._mark_nic(c, names, {**tags_for(request), TAG_VM_STATE: "created"})
         except aexc.AzureError as exc:
@@ -253,7 +254,7 @@ class AzureProvisioner:
             self._vnets[region] = str(subnets[0].id)
         return self._vnets[region]
 
-    def _vm(self, c: _Clients, request: LaunchRequest, names: Names) -> cm.VirtualMachine:
+    def _vm(self, request: LaunchRequest, names: Names) -> cm.VirtualMachine:
         nic_id = (
             f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
             f"/providers/Microsoft.Network/networkInterfaces/{names.nic}"

@@ -29,6 +29,7 @@ from provisioners.base import (
     InstanceState,
     LaunchRequest,
 )
+from provisioners.errors import InvalidRequest
 
 TAG_PORT = "serve-port"
 TAG_LOCATION = "serve-location"
@@ -36,6 +37,9 @@ ADMIN_USER = "spotserve"
 DEFAULT_IMAGE = "microsoft-dsvm:ubuntu-hpc:2204:latest"
 """Ubuntu 22.04 HPC image with NVIDIA drivers and CUDA (publisher:offer:sku:version)."""
 DEFAULT_DISK_GB = 128
+CUSTOM_DATA_MAX_BYTES = 65535
+"""OSProfile.customData (Compute REST reference): "The maximum length of the binary array is
+65535 bytes" once base64-decoded; "Custom data on Azure virtual machines": "can't exceed 64 KB"."""
 
 _POWER_STATES = {
     "PowerState/running": InstanceState.RUNNING,
@@ -197,12 +201,26 @@ def _storage(request: LaunchRequest, image: str) -> cm.StorageProfile:
     )
 
 
+def custom_data(script: str) -> str:
+    """The startup script as customData, refused here (before anything is created) when Azure
+    would refuse it: more than 65,535 bytes."""
+    raw = script.encode()
+    if len(raw) > CUSTOM_DATA_MAX_BYTES:
+        raise InvalidRequest(
+            f"the replica startup script is {len(raw)} bytes; Azure custom data holds at most "
+            f"{CUSTOM_DATA_MAX_BYTES} bytes (shorten `setup`/`run`/`envs`, or fetch large files "
+            "from the script)",
+            code="CustomDataTooLarge",
+        )
+    return base64.b64encode(raw).decode()
+
+
 def _os_profile(name: str, script: str, ssh_key: str) -> cm.OSProfile:
     key = cm.SshPublicKey(path=f"/home/{ADMIN_USER}/.ssh/authorized_keys", key_data=ssh_key)
     return cm.OSProfile(
         computer_name=name,
         admin_username=ADMIN_USER,
-        custom_data=base64.b64encode(script.encode()).decode(),
+        custom_data=custom_data(script),
         linux_configuration=cm.LinuxConfiguration(
             disable_password_authentication=True, ssh=cm.SshConfiguration(public_keys=[key])
         ),

@@ -5,7 +5,8 @@ networks in one resource group: PUT (answered 201 with an `Azure-AsyncOperation`
 as ARM does), GET (VMs with `$expand=instanceView`), PATCH of tags, DELETE (202 + status
 URL; 204 when already gone) and list. It enforces the reference rules ARM enforces (a NIC in
 use by a VM, or an IP or NSG in use by a NIC, cannot be deleted; references must exist),
-refuses requests without a bearer token, and evicts Spot VMs the way their eviction policy
+refuses customData that is not base64 or longer than 87,380 characters (65,535 bytes decoded)
+as ARM does, refuses requests without a bearer token, and evicts Spot VMs the way their eviction policy
 and the NIC's deleteOption say.
 """
 
@@ -32,6 +33,8 @@ IP = "Microsoft.Network/publicIPAddresses"
 NSG = "Microsoft.Network/networkSecurityGroups"
 VNET = "Microsoft.Network/virtualNetworks"
 Key = tuple[str, str]
+CUSTOM_DATA_MAX_CHARS = 87380
+"""65,535 bytes (OSProfile.customData's documented limit), base64-encoded."""
 
 
 def zone_key(location: Location) -> tuple[str, str | None]:
@@ -122,6 +125,10 @@ class FakeAzureARM(JsonHTTPFake):
         where = (body.get("location", ""), (body.get("zones") or [None])[0])
         if kind == VM and where in self.sync_failures:
             return Reply(*self.sync_failures[where])
+        if kind == VM and not _valid_custom_data(
+            body.get("properties", {}).get("osProfile", {}).get("customData", "")
+        ):
+            return Reply(400, bodies.CUSTOM_DATA_INVALID)
         problem = self._check_references(kind, name, body)
         if problem:
             return Reply(400, bodies.arm_error(*problem))
@@ -144,10 +151,6 @@ class FakeAzureARM(JsonHTTPFake):
                     "EvictionPolicyCanBeSetOnlyOnAzureSpotVirtualMachines",
                     "Eviction policy can be set only on Azure Spot Virtual Machines.",
                 )
-            try:
-                base64.b64decode(props.get("osProfile", {}).get("customData", ""), validate=True)
-            except binascii.Error:
-                return "InvalidParameter", "Custom data in OSProfile must be in Base64 encoding."
             refs = [n["id"] for n in props.get("networkProfile", {}).get("networkInterfaces", [])]
         elif kind == NIC:
             refs = [props.get("networkSecurityGroup", {}).get("id")]
@@ -291,6 +294,16 @@ class FakeAzureARM(JsonHTTPFake):
             return resource
         subnets = resource["properties"].get("subnets", [])
         return next((s for s in subnets if s.get("id", "").lower() == rid.lower()), None)
+
+
+def _valid_custom_data(encoded: str) -> bool:
+    if len(encoded) > CUSTOM_DATA_MAX_CHARS:
+        return False
+    try:
+        base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        return False
+    return True
 
 
 def _view(power: str) -> dict[str, Any]:

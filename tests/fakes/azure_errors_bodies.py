@@ -85,3 +85,13 @@ def not_found(kind: str, name: str, group: str) -> dict[str, Any]:
 
 def group_not_found(group: str) -> dict[str, Any]:
     return arm_error("ResourceGroupNotFound", f"Resource group '{group}' could not be found.")
+
+
+CUSTOM_DATA_INVALID = arm_error(
+    # OSProfile.customData (REST reference): base64, decoding to at most 65,535 bytes, so at most
+    # 87,380 base64 characters. ARM's 400 for either fault, as reported in Azure/aks-engine#1663.
+    "InvalidParameter",
+    "Custom data in OSProfile must be in Base64 encoding and with a maximum length of 87380 "
+    "characters.",
+    target="customData",
+)

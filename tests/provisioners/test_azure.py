@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.compute.models import OSProfile, VirtualMachine, VirtualMachineProperties
 
 from policies.types import Location
-from provisioners.azure import AzureProvisioner
+from provisioners.azure import AzureProvisioner, _LocalEndpointToken
 from provisioners.azure_ssh import ssh_public_key
 from provisioners.base import (
     TAG_LAUNCH_TOKEN,
@@ -286,3 +290,36 @@ def test_without_an_rsa_key_a_fresh_rsa_key_is_made_rather_than_using_ed25519(
     (tmp_path / ".ssh").mkdir()
     (tmp_path / ".ssh" / "id_ed25519.pub").write_text("ssh-ed25519 AAAAC3Nza mine\n")
     assert ssh_public_key(home=tmp_path).startswith("ssh-rsa ")
+
+
+def test_oversize_custom_data_is_refused_before_calling_azure(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    req = replace(cloud.request(), envs={"BLOB": "x" * 70_000})
+    size = len(build_startup_script(req).encode())
+    with pytest.raises(InvalidRequest) as err:
+        cloud.provisioner.launch(req)
+    assert str(size) in err.value.message and "65535" in err.value.message
+    assert fake.requests == [], "nothing was created for a launch Azure would refuse"
+
+
+def test_fake_refuses_oversize_custom_data_like_arm(fake: FakeAzureARM) -> None:
+    """OSProfile.customData: at most 65,535 bytes decoded (87,380 base64 characters)."""
+    compute = ComputeManagementClient(
+        _LocalEndpointToken(), "sub-0000", base_url=fake.url, retry_total=0
+    )
+    body = VirtualMachine(
+        location="eastus",
+        properties=VirtualMachineProperties(
+            os_profile=OSProfile(
+                computer_name="big", admin_username="u", custom_data="QUFB" * 21846
+            )
+        ),
+    )
+    with pytest.raises(HttpResponseError) as err:
+        compute.virtual_machines.begin_create_or_update(
+            "spotserve", "big", body, polling=False, enforce_https=False
+        )
+    assert err.value.status_code == 400
+    assert err.value.error is not None and err.value.error.code == "InvalidParameter"
+    assert "87380" in str(err.value.error.message)
