@@ -9,7 +9,8 @@ person deleting the VM by hand in the portal looks the same; Azure keeps no per-
 that separates the two outside the activity log.) The NIC also makes such leftovers visible
 to `list_owned`, so the orphan reaper deletes them.
 
-Every call waits on ARM's long-running-operation poller. Constructors do no I/O.
+Every call waits on ARM's long-running-operation poller, with the shared connect/read
+timeouts on each request. Constructors do no I/O.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from provisioners.azure_resources import (
     is_ours,
     nic_body,
     nsg_body,
+    nsg_source,
     public_ip_body,
     tags_for,
     vm_body,
@@ -45,12 +47,15 @@ from provisioners.azure_resources import (
 )
 from provisioners.azure_ssh import ssh_public_key
 from provisioners.base import (
+    CONNECT_TIMEOUT_SECONDS,
+    READ_TIMEOUT_SECONDS,
     TAG_SPOT,
     CheckResult,
     Instance,
     InstanceState,
     LaunchRequest,
     ResourceRequest,
+    ingress_cidr,
 )
 from provisioners.catalog import Catalog, default_catalog
 from provisioners.errors import CredentialsError, ProvisionError, TransientError
@@ -92,6 +97,8 @@ class AzureProvisioner:
         ssh_key: str | None = None,
         poll_interval: float = 5.0,
         retry_total: int = 3,
+        connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
     ) -> None:
         self.subscription_id = subscription_id or os.environ.get("AZURE_SUBSCRIPTION_ID") or None
         self.resource_group = (
@@ -99,8 +106,11 @@ class AzureProvisioner:
         )
         self.arm_endpoint = arm_endpoint or os.environ.get("SERVE_AZURE_ARM_ENDPOINT") or None
         self.image = image or os.environ.get("SERVE_AZURE_IMAGE") or DEFAULT_IMAGE
+        self.ingress_source = nsg_source(ingress_cidr(os.environ))
         self.poll_interval = poll_interval
         self.retry_total = retry_total
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         self._ssh_key = ssh_key
         self._catalog = catalog
         self._credential = credential
@@ -216,6 +226,9 @@ class AzureProvisioner:
             kwargs: dict[str, Any] = {
                 "polling_interval": self.poll_interval,
                 "retry_total": self.retry_total,
+                # azure-core hands these to its transport: every call, polls included.
+                "connection_timeout": self.connect_timeout,
+                "read_timeout": self.read_timeout,
             }
             if self.arm_endpoint:
                 kwargs["base_url"] = self.arm_endpoint
@@ -232,7 +245,7 @@ class AzureProvisioner:
         rg, net = self.resource_group, c.network
         subnet_id = self._subnet(c, request)
         nsg = net.network_security_groups.begin_create_or_update(
-            rg, names.nsg, nsg_body(request), **c.options
+            rg, names.nsg, nsg_body(request, self.ingress_source), **c.options
         ).result()
         ip = net.public_ip_addresses.begin_create_or_update(
             rg, names.public_ip, public_ip_body(request), **c.options

@@ -1,11 +1,11 @@
 """Pure builders and readers for the Azure resources one replica owns.
 
 A replica on Azure is a VM plus its network security group (one inbound rule for the
-service port), public IP and NIC, all tagged with the ownership tags and the replica's
-location. The NIC is attached with deleteOption Detach, so it outlives the VM: after a Spot
-eviction (eviction policy Delete removes the VM and its disks) the tagged NIC is the
-cloud-side record that a replica existed there, until `terminate` deletes it. The regional
-virtual network is shared by all replicas in a region and is not deleted per replica.
+service port, from the ingress CIDR), public IP and NIC, all tagged with the ownership tags
+and the replica's location. The NIC is attached with deleteOption Detach, so it outlives the
+VM: after a Spot eviction (eviction policy Delete removes the VM and its disks) the tagged NIC
+is the cloud-side record that a replica existed there, until `terminate` deletes it. The
+regional virtual network is shared by all replicas in a region and is not deleted per replica.
 Pure: no I/O.
 """
 
@@ -107,7 +107,16 @@ def vnet_body(region: str, controller_id: str) -> nm.VirtualNetwork:
     )
 
 
-def nsg_body(request: LaunchRequest) -> nm.NetworkSecurityGroup:
+def nsg_source(cidr: str) -> str:
+    """The rule's source for the ingress CIDR. Any IPv4 source (`0.0.0.0/0`) is written as the
+    `Internet` service tag ("Network security groups": service tags; `sourceAddressPrefix` takes
+    a CIDR, `*` or a tag): traffic from inside the virtual network is already let in by the
+    default rule AllowVnetInBound, so the two allow the same, and the portal shows the intent.
+    Any narrower CIDR is used as given."""
+    return "Internet" if cidr.strip() == "0.0.0.0/0" else cidr.strip()
+
+
+def nsg_body(request: LaunchRequest, source: str) -> nm.NetworkSecurityGroup:
     rule = nm.SecurityRule(
         name="serve-port",
         properties=nm.SecurityRulePropertiesFormat(
@@ -115,7 +124,7 @@ def nsg_body(request: LaunchRequest) -> nm.NetworkSecurityGroup:
             direction="Inbound",
             access="Allow",
             priority=1000,
-            source_address_prefix="Internet",
+            source_address_prefix=source,
             source_port_range="*",
             destination_address_prefix="*",
             destination_port_range=str(request.port),

@@ -17,6 +17,7 @@ import binascii
 import copy
 import itertools
 import re
+import time
 from typing import Any
 
 from policies.types import Location
@@ -54,6 +55,7 @@ class FakeAzureARM(JsonHTTPFake):
         self.async_failures: dict[tuple[str, str | None], dict[str, Any]] = {}
         self.evicted: list[str] = []
         self.auth_rejected = False
+        self.stall_seconds = 0.0
         self._ops: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
         self.route("PUT", _RES + r"/(?P<name>[^/]+)", self._put)
@@ -110,6 +112,8 @@ class FakeAzureARM(JsonHTTPFake):
     # ---- routes ------------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> Reply:
+        if self.stall_seconds:
+            time.sleep(self.stall_seconds)
         token = request.headers.get("authorization", "")
         if self.auth_rejected or not token.startswith("Bearer "):
             with self.lock:

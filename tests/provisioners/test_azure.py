@@ -18,6 +18,8 @@ from policies.types import Location
 from provisioners.azure import AzureProvisioner, _LocalEndpointToken
 from provisioners.azure_ssh import ssh_public_key
 from provisioners.base import (
+    CONNECT_TIMEOUT_SECONDS,
+    READ_TIMEOUT_SECONDS,
     TAG_LAUNCH_TOKEN,
     TAG_MANAGED_BY,
     TAG_REPLICA_ID,
@@ -323,3 +325,38 @@ def test_fake_refuses_oversize_custom_data_like_arm(fake: FakeAzureARM) -> None:
     assert err.value.status_code == 400
     assert err.value.error is not None and err.value.error.code == "InvalidParameter"
     assert "87380" in str(err.value.error.message)
+
+
+# ---- timeouts and ingress ----------------------------------------------------------------------
+
+
+def test_a_hung_arm_costs_the_read_timeout(fake: FakeAzureARM, azure: AzureProvisioner) -> None:
+    fake.stall_seconds = 3
+    impatient = AzureProvisioner(poll_interval=0, retry_total=0, read_timeout=0.2)
+    with pytest.raises(TransientError):
+        impatient.list_owned("svc")
+    assert (azure.connect_timeout, azure.read_timeout) == (
+        CONNECT_TIMEOUT_SECONDS,
+        READ_TIMEOUT_SECONDS,
+    )
+
+
+def test_service_port_is_open_only_to_the_ingress_cidr(
+    fake: FakeAzureARM, azure: AzureProvisioner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_INGRESS_CIDR", "198.51.100.0/24")
+    narrow = AzureProvisioner(poll_interval=0)
+    inst = narrow.launch(CloudUnderTest(narrow, fake, EAST_1, WEST_2, SIZE).request())
+    (rule,) = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
+    assert rule["properties"]["sourceAddressPrefix"] == "198.51.100.0/24"
+
+
+def test_open_ingress_is_the_internet_service_tag(
+    cloud: CloudUnderTest, fake: FakeAzureARM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SERVE_INGRESS_CIDR", raising=False)
+    monkeypatch.delenv("SERVE_AWS_INGRESS_CIDR", raising=False)
+    open_to_all = AzureProvisioner(poll_interval=0)
+    inst = open_to_all.launch(cloud.request())
+    (rule,) = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
+    assert rule["properties"]["sourceAddressPrefix"] == "Internet"
