@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ from provisioners.azure_resources import (
     nsg_body,
     nsg_source,
     public_ip_body,
+    region_of,
     tags_for,
     vm_body,
     vm_state,
@@ -186,11 +188,26 @@ class AzureProvisioner:
         except aexc.AzureError as exc:
             raise from_azure_error(exc, location.key) from exc
 
-    def list_owned(self, service: str | None = None) -> list[Instance]:
+    def list_owned(
+        self, service: str | None = None, regions: Collection[str] | None = None
+    ) -> list[Instance]:
+        """Three list calls, plus one instance-view GET per VM of ours: `$expand=instanceView`
+        on the VM list is only valid with a scale-set `$filter` ("Virtual Machines - List"),
+        and `statusOnly=true` exists only on the subscription-wide "List All", which needs
+        subscription-wide read rights and leaves out tags."""
         c = self._connect()
         rg = self.resource_group
         try:
-            vms = list(c.compute.virtual_machines.list(rg, expand="instanceView", **c.options))
+            vms = [
+                vm
+                for vm in c.compute.virtual_machines.list(rg, **c.options)
+                if is_ours(vm.tags, service) and _in(vm.tags, regions)
+            ]
+            for vm in vms:
+                if vm.properties is not None:
+                    vm.properties.instance_view = c.compute.virtual_machines.instance_view(
+                        rg, str(vm.name), **c.options
+                    )
             ips = {
                 str(ip.name): _ip_of(ip)
                 for ip in c.network.public_ip_addresses.list(rg, **c.options)
@@ -199,13 +216,11 @@ class AzureProvisioner:
         except aexc.AzureError as exc:
             raise from_azure_error(exc, None) from exc
         found = {
-            str(vm.name): _vm_instance(vm, ips.get(Names(str(vm.name)).public_ip))
-            for vm in vms
-            if is_ours(vm.tags, service)
+            str(vm.name): _vm_instance(vm, ips.get(Names(str(vm.name)).public_ip)) for vm in vms
         }
         for nic in nics:
             vm_name = str(nic.name).removesuffix("-nic")
-            if vm_name not in found and is_ours(nic.tags, service):
+            if vm_name not in found and is_ours(nic.tags, service) and _in(nic.tags, regions):
                 found[vm_name] = _leftover_instance(vm_name, dict(nic.tags or {}))
         return list(found.values())
 
@@ -307,6 +322,10 @@ class AzureProvisioner:
 
 def _vm_instance(vm: cm.VirtualMachine, address: str | None) -> Instance:
     return from_tags(str(vm.name), dict(vm.tags or {}), vm_state(vm), address, _detail(vm))
+
+
+def _in(tags: dict[str, str] | None, regions: Collection[str] | None) -> bool:
+    return regions is None or region_of(tags) in regions
 
 
 def _ip_of(ip: nm.PublicIPAddress | None) -> str | None:

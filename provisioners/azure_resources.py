@@ -263,6 +263,10 @@ def vm_state(vm: cm.VirtualMachine) -> InstanceState:
     return InstanceState.PENDING if provisioning != "Succeeded" else InstanceState.UNKNOWN
 
 
+def region_of(tags: dict[str, str] | None) -> str:
+    return Location.parse((tags or {}).get(TAG_LOCATION, "azure/?/?")).region
+
+
 def from_tags(
     name: str, tags: dict[str, str], state: InstanceState, address: str | None, detail: str
 ) -> Instance:

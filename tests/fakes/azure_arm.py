@@ -3,10 +3,11 @@
 Covers virtual machines, network interfaces, public IPs, network security groups and virtual
 networks in one resource group: PUT (answered 201 with an `Azure-AsyncOperation` status URL,
 as ARM does), GET (VMs with `$expand=instanceView`), PATCH of tags, DELETE (202 + status
-URL; 204 when already gone) and list. It enforces the reference rules ARM enforces (a NIC in
+URL; 204 when already gone), list, and a VM's `.../instanceView`. It enforces the reference rules ARM enforces (a NIC in
 use by a VM, or an IP or NSG in use by a NIC, cannot be deleted; references must exist),
 refuses customData that is not base64 or longer than 87,380 characters (65,535 bytes decoded)
-as ARM does, refuses requests without a bearer token, and evicts Spot VMs the way their eviction policy
+as ARM does, refuses `$expand=instanceView` on the VM list without `$filter` ("Virtual Machines
+- List"), refuses requests without a bearer token, and evicts Spot VMs the way their eviction policy
 and the NIC's deleteOption say.
 """
 
@@ -60,6 +61,7 @@ class FakeAzureARM(JsonHTTPFake):
         self._ids = itertools.count(1)
         self.route("PUT", _RES + r"/(?P<name>[^/]+)", self._put)
         self.route("GET", _RES + r"/(?P<name>[^/]+)", self._get)
+        self.route("GET", _RES + r"/(?P<name>[^/]+)/instanceView", self._instance_view)
         self.route("PATCH", _RES + r"/(?P<name>[^/]+)", self._patch)
         self.route("DELETE", _RES + r"/(?P<name>[^/]+)", self._delete)
         self.route("GET", _RES, self._list)
@@ -198,6 +200,12 @@ class FakeAzureARM(JsonHTTPFake):
             return Reply(404, bodies.not_found(m["type"], m["name"], m["rg"]))
         return Reply(200, self._shown(found, req))
 
+    def _instance_view(self, m: re.Match[str], req: Request) -> Reply:
+        found = self.resources.get((m["type"], m["name"].lower()))
+        if m["type"] != VM or found is None:
+            return Reply(404, bodies.not_found(m["type"], m["name"], m["rg"]))
+        return Reply(200, found["properties"].get("instanceView", {"statuses": []}))
+
     def _shown(self, resource: dict[str, Any], req: Request) -> dict[str, Any]:
         if resource["type"] == VM and req.query.get("$expand") != "instanceView":
             shown = copy.deepcopy(resource)
@@ -248,8 +256,13 @@ class FakeAzureARM(JsonHTTPFake):
     def _list(self, m: re.Match[str], req: Request) -> Reply:
         if m["rg"] not in self.groups:
             return Reply(404, bodies.group_not_found(m["rg"]))
+        expand = req.query.get("$expand") == "instanceView"
+        if m["type"] == VM and expand and not req.query.get("$filter"):
+            return Reply(400, bodies.LIST_EXPAND_WITHOUT_FILTER)
         found = [
-            self._shown(r, req) for (k, _), r in sorted(self.resources.items()) if k == m["type"]
+            self._shown(r, req)
+            for (k, _), r in sorted(self.resources.items())
+            if k == m["type"] and _matches(r, req.query.get("$filter"))
         ]
         return Reply(200, {"value": found})
 
@@ -298,6 +311,15 @@ class FakeAzureARM(JsonHTTPFake):
             return resource
         subnets = resource["properties"].get("subnets", [])
         return next((s for s in subnets if s.get("id", "").lower() == rid.lower()), None)
+
+
+def _matches(resource: dict[str, Any], odata_filter: str | None) -> bool:
+    """The one `$filter` the VM list documents: `virtualMachineScaleSet/id eq '<id>'`."""
+    if not odata_filter:
+        return True
+    wanted = odata_filter.split(" eq ", 1)[-1].strip("'\" ")
+    scale_set = resource["properties"].get("virtualMachineScaleSet", {}).get("id", "")
+    return bool(scale_set) and scale_set.lower() == wanted.lower()
 
 
 def _valid_custom_data(encoded: str) -> bool:

@@ -95,3 +95,13 @@ CUSTOM_DATA_INVALID = arm_error(
     "characters.",
     target="customData",
 )
+
+
+LIST_EXPAND_WITHOUT_FILTER = arm_error(
+    # "Virtual Machines - List" / "List All" (REST reference): `$expand=instanceView` "can only be
+    # specified if a valid $filter option is specified"; ARM answers 400 with this body (reported
+    # in Azure/azure-rest-api-specs#42411 and by clients that hit it, e.g. semicons/java_oci_manage#46).
+    "BadRequest",
+    "Expand Instance View is only supported when Virtual Machine Scale Set resource filter is "
+    "applied",
+)

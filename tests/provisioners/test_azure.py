@@ -327,6 +327,33 @@ def test_fake_refuses_oversize_custom_data_like_arm(fake: FakeAzureARM) -> None:
     assert "87380" in str(err.value.error.message)
 
 
+# ---- list_owned asks ARM only what its reference allows --------------------------------------
+
+
+def test_fake_refuses_a_vm_list_expanded_without_a_filter(fake: FakeAzureARM) -> None:
+    """ "Virtual Machines - List": `$expand=instanceView` needs a scale-set `$filter`."""
+    compute = ComputeManagementClient(
+        _LocalEndpointToken(), "sub-0000", base_url=fake.url, retry_total=0
+    )
+    with pytest.raises(HttpResponseError) as err:
+        list(compute.virtual_machines.list("spotserve", expand="instanceView", enforce_https=False))
+    assert err.value.status_code == 400
+    assert err.value.error is not None and err.value.error.code == "BadRequest"
+
+
+def test_list_owned_reads_instance_views_one_vm_at_a_time(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    running = [cloud.provisioner.launch(cloud.request(replica_id=i)) for i in (1, 2)]
+    fake.requests.clear()
+    states = {i.instance_id: i.state for i in cloud.provisioner.list_owned("svc")}
+    assert states == {i.instance_id: InstanceState.RUNNING for i in running}
+    vm_lists = [r for r in fake.requests if r.path.endswith("/virtualMachines")]
+    assert [r.query.get("$expand") for r in vm_lists] == [None]
+    views = sorted(r.path.split("/")[-2] for r in fake.requests if r.path.endswith("/instanceView"))
+    assert views == sorted(i.instance_id for i in running)
+
+
 # ---- timeouts and ingress ----------------------------------------------------------------------
 
 
