@@ -41,16 +41,18 @@ from provisioners.startup_script import build_startup_script
 from tests.fakes import azure_errors_bodies as bodies
 from tests.fakes.azure_arm import IP, NIC, NSG, VM, FakeAzureARM
 from tests.provisioners.contract_suite import *  # noqa: F403
-from tests.provisioners.contract_suite import CloudUnderTest
+from tests.provisioners.contract_suite import CloudUnderTest, terminate_fully
 
 EAST_1 = Location("azure", "eastus", "eastus-1")
 WEST_2 = Location("azure", "westus2", "westus2-2")
 SIZE = "Standard_NC4as_T4_v3"
+NIC_HELD_SECONDS = 0.5
+"""The fake holds a NIC this long after its VM went (Azure: 180 s), so teardown tests are fast."""
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeAzureARM]:
-    server = FakeAzureARM(subscription="sub-0000")
+    server = FakeAzureARM(subscription="sub-0000", nic_reservation_seconds=NIC_HELD_SECONDS)
     server.start()
     yield server
     server.stop()
@@ -142,17 +144,7 @@ def test_terminate_deletes_nic_public_ip_and_security_group(
     cloud: CloudUnderTest, fake: FakeAzureARM
 ) -> None:
     inst = cloud.provisioner.launch(cloud.request())
-    cloud.provisioner.terminate(inst.instance_id, inst.location)
-    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
-
-
-def test_allocation_failure_removes_the_failed_vm_and_its_network(
-    cloud: CloudUnderTest, fake: FakeAzureARM
-) -> None:
-    fake.refuse_capacity(EAST_1)
-    with pytest.raises(CapacityUnavailable) as err:
-        cloud.provisioner.launch(cloud.request(EAST_1))
-    assert err.value.code == "ZonalAllocationFailed"
+    terminate_fully(cloud, inst)
     assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
 
 
@@ -219,7 +211,7 @@ def test_preempted_vm_is_listed_until_terminated(cloud: CloudUnderTest, fake: Fa
     (listed,) = cloud.provisioner.list_owned("svc")
     assert (listed.instance_id, listed.state) == (inst.instance_id, InstanceState.PREEMPTED)
     assert listed.launch_token == inst.launch_token
-    cloud.provisioner.terminate(inst.instance_id, inst.location)
+    terminate_fully(cloud, inst)
     assert cloud.provisioner.list_owned("svc") == []
     assert cloud.provisioner.get(inst.instance_id, inst.location) is None
 
@@ -275,6 +267,223 @@ def test_offers_are_the_catalogs_azure_rows_cheapest_first() -> None:
     assert [o.location.zone for o in offers] == ["eastus-1", "westus2-2"]
 
 
+# ---- launch returns once ARM accepted the VM; a later failure is REFUSED --------------------
+
+
+def test_launch_returns_pending_while_the_vm_is_still_being_created(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.vm_create_seconds = 60
+    inst = cloud.provisioner.launch(cloud.request())
+    assert inst.state == InstanceState.PENDING
+    assert fake.get(VM, inst.instance_id)["properties"]["provisioningState"] == "Creating"
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.PENDING
+
+
+def test_slow_network_creation_is_transient_and_no_vm_is_started(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.network_create_seconds = 60
+    hurried = AzureProvisioner(poll_interval=0, network_wait_seconds=0.3)
+    with pytest.raises(TransientError) as err:
+        hurried.launch(cloud.request())
+    assert "still being created" in err.value.message
+    assert fake.names(VM) == []
+
+
+def test_nic_says_created_as_soon_as_the_vm_put_is_accepted(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.vm_create_seconds = 60
+    inst = cloud.provisioner.launch(cloud.request())
+    assert fake.get(NIC, inst.instance_id + "-nic")["tags"]["serve-vm-state"] == "created"
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("AllocationFailed", CapacityUnavailable),
+        ("ZonalAllocationFailed", CapacityUnavailable),
+        ("OverconstrainedAllocationRequest", CapacityUnavailable),
+        ("SkuNotAvailable", CapacityUnavailable),
+        ("QuotaExceeded", QuotaExceeded),
+    ],
+)
+def test_vm_that_fails_after_being_accepted_is_refused_with_the_mapped_error(
+    cloud: CloudUnderTest, fake: FakeAzureARM, code: str, kind: type[Exception]
+) -> None:
+    fake.fail_creation(EAST_1, code, f"{code}: the message ARM gave")
+    inst = cloud.provisioner.launch(cloud.request(EAST_1))
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.REFUSED
+    assert isinstance(got.error, kind) and got.error.code == code
+    assert got.error.location == EAST_1.key and "the message ARM gave" in got.error.message
+    (listed,) = cloud.provisioner.list_owned("svc")
+    assert listed.state == InstanceState.REFUSED and isinstance(listed.error, kind)
+
+
+def test_allocation_failure_is_refused_and_terminate_removes_everything(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.refuse_capacity(EAST_1)
+    inst = cloud.provisioner.launch(cloud.request(EAST_1))
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.REFUSED
+    assert got.error is not None and got.error.code == "ZonalAllocationFailed"
+    terminate_fully(cloud, inst)
+    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
+
+
+# ---- list_owned asks ARM only what its reference allows --------------------------------------
+
+
+def test_fake_refuses_a_vm_list_expanded_without_a_filter(fake: FakeAzureARM) -> None:
+    """ "Virtual Machines - List": `$expand=instanceView` needs a scale-set `$filter`."""
+    compute = ComputeManagementClient(
+        _LocalEndpointToken(), "sub-0000", base_url=fake.url, retry_total=0
+    )
+    with pytest.raises(HttpResponseError) as err:
+        list(compute.virtual_machines.list("spotserve", expand="instanceView", enforce_https=False))
+    assert err.value.status_code == 400
+    assert err.value.error is not None and err.value.error.code == "BadRequest"
+
+
+def test_list_owned_reads_instance_views_one_vm_at_a_time(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    running = [cloud.provisioner.launch(cloud.request(replica_id=i)) for i in (1, 2)]
+    fake.vm_create_seconds = 60
+    creating = cloud.provisioner.launch(cloud.request(replica_id=3))
+    fake.requests.clear()
+    states = {i.instance_id: i.state for i in cloud.provisioner.list_owned("svc")}
+    assert states == {
+        running[0].instance_id: InstanceState.RUNNING,
+        running[1].instance_id: InstanceState.RUNNING,
+        creating.instance_id: InstanceState.PENDING,
+    }
+    vm_lists = [r for r in fake.requests if r.path.endswith("/virtualMachines")]
+    assert [r.query.get("$expand") for r in vm_lists] == [None]
+    views = sorted(r.path.split("/")[-2] for r in fake.requests if r.path.endswith("/instanceView"))
+    assert views == sorted(i.instance_id for i in running), "no view for a VM still Creating"
+
+
+# ---- teardown goes on past a reserved NIC; leftovers stay listed until gone ------------------
+
+
+def test_terminate_returns_false_while_the_nic_is_reserved_and_keeps_the_rest_listed(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.nic_reservation_seconds = 600
+    inst = cloud.provisioner.launch(cloud.request())
+    for _ in range(3):
+        assert cloud.provisioner.terminate(inst.instance_id, inst.location) is False
+    assert fake.names(VM) == []
+    assert [fake.names(kind) for kind in (NIC, IP, NSG)] == [
+        [f"{inst.instance_id}{s}"] for s in ("-nic", "-ip", "-nsg")
+    ]
+    (listed,) = cloud.provisioner.list_owned("svc")
+    assert (listed.instance_id, listed.state) == (inst.instance_id, InstanceState.TERMINATED)
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.TERMINATED
+    fake.expire_nic_reservations()
+    terminate_fully(cloud, inst)
+    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
+
+
+def test_launch_refused_on_the_spot_leaves_parts_that_are_listed_and_reaped(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    """A VM PUT refused at once still reserves its NIC, so launch's own cleanup cannot finish:
+    what is left stays listed (as TERMINATED: launch started deleting it) until terminate, called
+    again by the orphan reaper, removes it."""
+    fake.nic_reservation_seconds = 600
+    fake.exceed_quota(EAST_1)
+    with pytest.raises(QuotaExceeded):
+        cloud.provisioner.launch(cloud.request(EAST_1, service="leaky"))
+    (left,) = cloud.provisioner.list_owned("leaky")
+    assert left.state == InstanceState.TERMINATED
+    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [
+        [],
+        [left.instance_id + "-nic"],
+        [left.instance_id + "-ip"],
+        [left.instance_id + "-nsg"],
+    ]
+    fake.expire_nic_reservations()
+    terminate_fully(cloud, left)
+    assert cloud.provisioner.list_owned("leaky") == []
+    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
+
+
+def test_public_ip_and_security_group_left_alone_are_still_listed(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    with fake.lock:
+        del fake.resources[(VM, inst.instance_id)]
+        del fake.resources[(NIC, inst.instance_id + "-nic")]
+    (listed,) = cloud.provisioner.list_owned("svc", regions=[EAST_1.region])
+    assert (listed.instance_id, listed.state) == (inst.instance_id, InstanceState.LOST)
+    assert listed.launch_token == inst.launch_token and listed.controller_id == "ctrl-test"
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.LOST
+    terminate_fully(cloud, inst)
+    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
+    assert cloud.provisioner.get(inst.instance_id, inst.location) is None
+
+
+def test_list_owned_in_another_region_leaves_this_one_out(cloud: CloudUnderTest) -> None:
+    cloud.provisioner.launch(cloud.request(EAST_1))
+    assert cloud.provisioner.list_owned("svc", regions=[WEST_2.region]) == []
+
+
+# ---- an evicted Spot VM passes through Deleting --------------------------------------------
+
+
+def test_spot_vm_being_evicted_is_preempted_while_it_is_deleting(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=True))
+    fake.hold_deletions = True
+    fake.preempt(inst.instance_id)
+    assert fake.get(VM, inst.instance_id)["properties"]["provisioningState"] == "Deleting"
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.PREEMPTED
+    (listed,) = cloud.provisioner.list_owned("svc")
+    assert listed.state == InstanceState.PREEMPTED
+    fake.release_deletions()
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.PREEMPTED
+
+
+def test_vm_spotserve_is_deleting_is_terminated_not_preempted(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=True))
+    fake.hold_deletions = True
+    assert cloud.provisioner.terminate(inst.instance_id, inst.location) is False
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.TERMINATED
+    (listed,) = cloud.provisioner.list_owned("svc")
+    assert listed.state == InstanceState.TERMINATED
+
+
+def test_regular_vm_deleted_outside_spotserve_is_lost(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=False))
+    fake.hold_deletions = True
+    fake.delete_outside(inst.instance_id)
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.LOST
+    fake.release_deletions()
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.LOST
+
+
+# ---- SSH key and custom data ----------------------------------------------------------------
+
+
 def test_ssh_key_found_in_home_is_rsa_even_when_an_ed25519_key_is_there(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -325,33 +534,6 @@ def test_fake_refuses_oversize_custom_data_like_arm(fake: FakeAzureARM) -> None:
     assert err.value.status_code == 400
     assert err.value.error is not None and err.value.error.code == "InvalidParameter"
     assert "87380" in str(err.value.error.message)
-
-
-# ---- list_owned asks ARM only what its reference allows --------------------------------------
-
-
-def test_fake_refuses_a_vm_list_expanded_without_a_filter(fake: FakeAzureARM) -> None:
-    """ "Virtual Machines - List": `$expand=instanceView` needs a scale-set `$filter`."""
-    compute = ComputeManagementClient(
-        _LocalEndpointToken(), "sub-0000", base_url=fake.url, retry_total=0
-    )
-    with pytest.raises(HttpResponseError) as err:
-        list(compute.virtual_machines.list("spotserve", expand="instanceView", enforce_https=False))
-    assert err.value.status_code == 400
-    assert err.value.error is not None and err.value.error.code == "BadRequest"
-
-
-def test_list_owned_reads_instance_views_one_vm_at_a_time(
-    cloud: CloudUnderTest, fake: FakeAzureARM
-) -> None:
-    running = [cloud.provisioner.launch(cloud.request(replica_id=i)) for i in (1, 2)]
-    fake.requests.clear()
-    states = {i.instance_id: i.state for i in cloud.provisioner.list_owned("svc")}
-    assert states == {i.instance_id: InstanceState.RUNNING for i in running}
-    vm_lists = [r for r in fake.requests if r.path.endswith("/virtualMachines")]
-    assert [r.query.get("$expand") for r in vm_lists] == [None]
-    views = sorted(r.path.split("/")[-2] for r in fake.requests if r.path.endswith("/instanceView"))
-    assert views == sorted(i.instance_id for i in running)
 
 
 # ---- timeouts and ingress ----------------------------------------------------------------------
