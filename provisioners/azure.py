@@ -1,15 +1,42 @@
 """Azure adapter: azure-mgmt-compute VMs (Spot or Regular) with their NSG, public IP and NIC.
 
-Preemption: a Spot VM is created with eviction policy Delete, so Azure deletes it (and its
-disks) on eviction. The VM's NIC is attached with deleteOption Detach and therefore stays;
-its tags carry the ownership tags plus `serve-vm-state`, which the adapter sets to `created`
-once the VM exists and to `deleting` before it deletes the VM itself. A missing Spot VM whose
-NIC still says `created` was removed by Azure, not by us: `get` reports it PREEMPTED. (A
-person deleting the VM by hand in the portal looks the same; Azure keeps no per-VM record
-that separates the two outside the activity log.) The NIC also makes such leftovers visible
-to `list_owned`, so the orphan reaper deletes them.
+Launch creates the NSG, public IP and NIC (quick ARM calls, each waited on for at most
+`network_wait_seconds` in all; a slower answer is a TransientError and the parts are reaped
+as orphans), then starts the VM PUT and returns once ARM has accepted it: a PENDING instance.
+A VM whose creation then fails (AllocationFailed, ZonalAllocationFailed, SkuNotAvailable...)
+stays in provisioningState Failed with `ProvisioningState/failed/<code>` in its instance view,
+which `get` and `list_owned` report as REFUSED with the error `launch` would have raised.
 
-Every call waits on ARM's long-running-operation poller. Constructors do no I/O.
+Preemption: a Spot VM is created with eviction policy Delete, so Azure deletes it (and its
+disks) on eviction; while it is being deleted it shows provisioningState Deleting. Its NIC is
+attached with deleteOption Detach and therefore stays; its tags carry the ownership tags plus
+the marker `serve-vm-state` (provisioners/azure_states.py):
+- `pending` when the NIC is made, before the VM PUT;
+- `created` as soon as ARM has accepted the VM PUT (201). Not later (the first time `get` sees
+  the VM Succeeded): a Spot VM may be evicted while still Creating, or between two looks, and
+  a VM that was accepted but never seen Succeeded would then read as never created; and a
+  read that writes would make `get` and `list_owned` do I/O beyond reading. Not earlier
+  either: a VM PUT refused on the spot (quota, SkuNotAvailable) leaves a NIC saying
+  `pending`, so its leftovers are never mistaken for an evicted VM. A VM that fails after
+  being accepted is still there (Failed) and reads REFUSED, whatever the marker says.
+- `deleting` before spotserve deletes the VM.
+A Spot VM Deleting, or gone, while its NIC does not say `deleting` was removed by Azure, not
+by us: PREEMPTED (a gone one only if the NIC says `created`). A person deleting it by hand in
+the portal looks the same; Azure keeps no per-VM record that separates the two outside the
+activity log. A Regular VM gone that way is LOST.
+
+Teardown never waits: each `terminate` call deletes what it can in dependency order (the VM;
+then the NIC, which Azure holds for 180 s after its VM went: `NicReservedForAnotherVm`; then
+the public IP and NSG, which cannot go while the NIC holds them) and returns True only when
+ARM answers "nothing to delete" for all four. Until then `list_owned` keeps listing whatever
+is left (NIC, IP or NSG, each tagged) as the instance, so the orphan reaper finishes it.
+
+`list_owned` costs four list calls plus one instance-view GET per VM whose state the model
+view cannot tell: `$expand=instanceView` on the VM list is only valid with a scale-set
+`$filter` ("Virtual Machines - List"), and `statusOnly=true` exists only on the
+subscription-wide "List All", which needs subscription-wide read rights and leaves out tags.
+
+Every call has the shared connect/read timeouts. Constructors do no I/O.
 """
 
 from __future__ import annotations
@@ -17,18 +44,35 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from azure.core import exceptions as aexc
 from azure.core.credentials import AccessToken
+from azure.core.polling import LROPoller
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute import models as cm
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network import models as nm
 
 from policies.types import Location, Offer
-from provisioners.azure_errors import CREDENTIALS_HINT, from_azure_error
+from provisioners.azure_errors import (
+    CREDENTIALS_HINT,
+    DELETE_NOT_YET,
+    error_code,
+    from_azure_error,
+)
+from provisioners.azure_inventory import (
+    Parts,
+    gather,
+    instance_of,
+    ip_of,
+    marker,
+    provisioning,
+    statuses_of,
+    vm_instance,
+)
 from provisioners.azure_resources import (
     DEFAULT_IMAGE,
     Names,
@@ -36,29 +80,42 @@ from provisioners.azure_resources import (
     is_ours,
     nic_body,
     nsg_body,
+    nsg_source,
     public_ip_body,
+    region_of,
     tags_for,
     vm_body,
-    vm_state,
     vnet_body,
     vnet_name,
 )
 from provisioners.azure_ssh import ssh_public_key
+from provisioners.azure_states import (
+    CREATED_MARK,
+    DELETING_MARK,
+    PENDING_MARK,
+    TAG_VM_STATE,
+    Reading,
+    needs_instance_view,
+)
 from provisioners.base import (
-    TAG_SPOT,
+    CONNECT_TIMEOUT_SECONDS,
+    READ_TIMEOUT_SECONDS,
     CheckResult,
     Instance,
     InstanceState,
     LaunchRequest,
     ResourceRequest,
+    ingress_cidr,
 )
 from provisioners.catalog import Catalog, default_catalog
 from provisioners.errors import CredentialsError, ProvisionError, TransientError
 from provisioners.replica_names import resource_name
 from provisioners.startup_script import build_startup_script
 
-TAG_VM_STATE = "serve-vm-state"
 ARM_SCOPE = "https://management.azure.com/.default"
+_GONE_STATUSES = (200, 204)
+"""A DELETE answered 204 (nothing there) or 200 (deleted at once) leaves nothing behind; 202
+means the deletion is under way."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +149,9 @@ class AzureProvisioner:
         ssh_key: str | None = None,
         poll_interval: float = 5.0,
         retry_total: int = 3,
+        connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
+        network_wait_seconds: float = 60.0,
     ) -> None:
         self.subscription_id = subscription_id or os.environ.get("AZURE_SUBSCRIPTION_ID") or None
         self.resource_group = (
@@ -99,8 +159,12 @@ class AzureProvisioner:
         )
         self.arm_endpoint = arm_endpoint or os.environ.get("SERVE_AZURE_ARM_ENDPOINT") or None
         self.image = image or os.environ.get("SERVE_AZURE_IMAGE") or DEFAULT_IMAGE
+        self.ingress_source = nsg_source(ingress_cidr(os.environ))
         self.poll_interval = poll_interval
         self.retry_total = retry_total
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.network_wait_seconds = network_wait_seconds
         self._ssh_key = ssh_key
         self._catalog = catalog
         self._credential = credential
@@ -125,78 +189,69 @@ class AzureProvisioner:
         return self.catalog.offers(self.cloud, resources)
 
     def launch(self, request: LaunchRequest) -> Instance:
-        c = self._connect()
         names = Names(resource_name(request, max_len=57))
+        body = self._vm(request, names)  # refuses what Azure would (custom data size) first
+        c = self._connect()
         where = request.location.key
         try:
-            self._create_network(c, request, names)
+            address = self._create_network(c, request, names)
             c.compute.virtual_machines.begin_create_or_update(
-                self.resource_group, names.vm, self._vm(c, request, names), **c.options
-            ).result()
-            self._mark_nic(c, names, {**tags_for(request), TAG_VM_STATE: "created"})
+                self.resource_group, names.vm, body, polling=False, **c.options
+            )
+            self._mark_nic(c, names, {**tags_for(request), TAG_VM_STATE: CREATED_MARK})
         except aexc.AzureError as exc:
             refused = from_azure_error(exc, where)
             if not isinstance(refused, TransientError):
                 with contextlib.suppress(ProvisionError):
                     self.terminate(names.vm, request.location)
             raise refused from exc
-        got = self.get(names.vm, request.location)
-        if got is None:
-            raise TransientError(f"VM {names.vm} was created but cannot be read", location=where)
-        return got
+        accepted = Reading(InstanceState.PENDING, "VM creation accepted")
+        return from_tags(names.vm, tags_for(request), accepted, address)
 
     def get(self, instance_id: str, location: Location) -> Instance | None:
         c = self._connect()
         names = Names(instance_id)
         try:
-            vm = c.compute.virtual_machines.get(
-                self.resource_group, names.vm, expand="instanceView", **c.options
-            )
-            address = _ip_of(
-                self._find(c.network.public_ip_addresses.get, names.public_ip, c.options)
-            )
-        except aexc.ResourceNotFoundError:
-            return self._leftover(c, names)
+            vm = self._find(c.compute.virtual_machines.get, names.vm, c, expand="instanceView")
+            if vm is None:
+                return self._leftover(c, names)
+            if not is_ours(vm.tags):
+                return None
+            nic_marker = None
+            if provisioning(vm) == "Deleting":  # evicted, or deleted by us? the NIC says
+                nic_marker = marker(self._find(c.network.network_interfaces.get, names.nic, c))
+            ip = self._find(c.network.public_ip_addresses.get, names.public_ip, c)
         except aexc.AzureError as exc:
             raise from_azure_error(exc, location.key) from exc
-        return _vm_instance(vm, address) if is_ours(vm.tags) else None
+        view = vm.properties.instance_view if vm.properties else None
+        return vm_instance(vm, statuses_of(view), nic_marker, ip_of(ip))
 
-    def terminate(self, instance_id: str, location: Location) -> None:
+    def terminate(self, instance_id: str, location: Location) -> bool:
         c = self._connect()
         names = Names(instance_id)
         try:
-            nic = self._find(c.network.network_interfaces.get, names.nic, c.options)
-            if nic is not None:
-                self._mark_nic(c, names, {**dict(nic.tags or {}), TAG_VM_STATE: "deleting"})
-            self._delete(c.compute.virtual_machines.begin_delete, names.vm, c.options)
-            self._delete(c.network.network_interfaces.begin_delete, names.nic, c.options)
-            self._delete(c.network.public_ip_addresses.begin_delete, names.public_ip, c.options)
-            self._delete(c.network.network_security_groups.begin_delete, names.nsg, c.options)
+            self._mark_deleting(c, names)
+            if not self._gone(c.compute.virtual_machines.begin_delete, names.vm, c):
+                return False
+            if not self._gone(c.network.network_interfaces.begin_delete, names.nic, c):
+                return False
+            ip_gone = self._gone(c.network.public_ip_addresses.begin_delete, names.public_ip, c)
+            nsg_gone = self._gone(c.network.network_security_groups.begin_delete, names.nsg, c)
         except aexc.AzureError as exc:
             raise from_azure_error(exc, location.key) from exc
+        return ip_gone and nsg_gone
 
-    def list_owned(self, service: str | None = None) -> list[Instance]:
+    def list_owned(
+        self, service: str | None = None, regions: Collection[str] | None = None
+    ) -> list[Instance]:
         c = self._connect()
-        rg = self.resource_group
         try:
-            vms = list(c.compute.virtual_machines.list(rg, expand="instanceView", **c.options))
-            ips = {
-                str(ip.name): _ip_of(ip)
-                for ip in c.network.public_ip_addresses.list(rg, **c.options)
-            }
-            nics = list(c.network.network_interfaces.list(rg, **c.options))
+            found = self._inventory(c, service, regions)
+            for parts in found.values():
+                self._add_instance_view(c, parts)
         except aexc.AzureError as exc:
             raise from_azure_error(exc, None) from exc
-        found = {
-            str(vm.name): _vm_instance(vm, ips.get(Names(str(vm.name)).public_ip))
-            for vm in vms
-            if is_ours(vm.tags, service)
-        }
-        for nic in nics:
-            vm_name = str(nic.name).removesuffix("-nic")
-            if vm_name not in found and is_ours(nic.tags, service):
-                found[vm_name] = _leftover_instance(vm_name, dict(nic.tags or {}))
-        return list(found.values())
+        return [instance_of(name, parts) for name, parts in found.items()]
 
     @property
     def catalog(self) -> Catalog:
@@ -215,6 +270,9 @@ class AzureProvisioner:
             kwargs: dict[str, Any] = {
                 "polling_interval": self.poll_interval,
                 "retry_total": self.retry_total,
+                # azure-core hands these to its transport: every call, polls included.
+                "connection_timeout": self.connect_timeout,
+                "read_timeout": self.read_timeout,
             }
             if self.arm_endpoint:
                 kwargs["base_url"] = self.arm_endpoint
@@ -226,34 +284,43 @@ class AzureProvisioner:
             )
         return self._clients
 
-    def _create_network(self, c: _Clients, request: LaunchRequest, names: Names) -> None:
-        """NSG, public IP and NIC for one VM, each tagged; the NIC starts as `pending`."""
-        rg, net = self.resource_group, c.network
-        subnet_id = self._subnet(c, request)
-        nsg = net.network_security_groups.begin_create_or_update(
-            rg, names.nsg, nsg_body(request), **c.options
-        ).result()
-        ip = net.public_ip_addresses.begin_create_or_update(
-            rg, names.public_ip, public_ip_body(request), **c.options
-        ).result()
-        tags = {**tags_for(request), TAG_VM_STATE: "pending"}
-        nic = nic_body(request, tags, subnet_id, str(ip.id), str(nsg.id))
-        net.network_interfaces.begin_create_or_update(rg, names.nic, nic, **c.options).result()
+    # ---- launch ------------------------------------------------------------------------
 
-    def _subnet(self, c: _Clients, request: LaunchRequest) -> str:
+    def _create_network(self, c: _Clients, request: LaunchRequest, names: Names) -> str | None:
+        """NSG, public IP and NIC for one VM, each tagged; the NIC starts `pending`. Returns
+        the public address. Waits on ARM at most `network_wait_seconds` in all."""
+        rg, net = self.resource_group, c.network
+        deadline = time.monotonic() + self.network_wait_seconds
+        subnet_id = self._subnet(c, request, deadline)
+        nsg_poller = net.network_security_groups.begin_create_or_update(
+            rg, names.nsg, nsg_body(request, self.ingress_source), **c.options
+        )
+        ip_poller = net.public_ip_addresses.begin_create_or_update(
+            rg, names.public_ip, public_ip_body(request), **c.options
+        )
+        nsg = _settled(nsg_poller, f"network security group {names.nsg}", deadline)
+        ip = _settled(ip_poller, f"public IP {names.public_ip}", deadline)
+        tags = {**tags_for(request), TAG_VM_STATE: PENDING_MARK}
+        nic = nic_body(request, tags, subnet_id, str(ip.id), str(nsg.id))
+        nic_poller = net.network_interfaces.begin_create_or_update(rg, names.nic, nic, **c.options)
+        _settled(nic_poller, f"network interface {names.nic}", deadline)
+        return ip_of(ip)
+
+    def _subnet(self, c: _Clients, request: LaunchRequest, deadline: float) -> str:
         region = request.location.region
         if region not in self._vnets:
             body = vnet_body(region, request.controller_id)
-            vnet = c.network.virtual_networks.begin_create_or_update(
+            poller = c.network.virtual_networks.begin_create_or_update(
                 self.resource_group, vnet_name(region), body, **c.options
-            ).result()
+            )
+            vnet = _settled(poller, f"virtual network {vnet_name(region)}", deadline)
             subnets = vnet.properties.subnets if vnet.properties else None
             if not subnets:
                 raise TransientError(f"virtual network in {region} came back without a subnet")
             self._vnets[region] = str(subnets[0].id)
         return self._vnets[region]
 
-    def _vm(self, c: _Clients, request: LaunchRequest, names: Names) -> cm.VirtualMachine:
+    def _vm(self, request: LaunchRequest, names: Names) -> cm.VirtualMachine:
         nic_id = (
             f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
             f"/providers/Microsoft.Network/networkInterfaces/{names.nic}"
@@ -269,52 +336,90 @@ class AzureProvisioner:
             self.resource_group, names.nic, nm.TagsObject(tags=tags), **c.options
         )
 
+    # ---- terminate ---------------------------------------------------------------------
+
+    def _mark_deleting(self, c: _Clients, names: Names) -> None:
+        nic = self._find(c.network.network_interfaces.get, names.nic, c)
+        if nic is not None and marker(nic) != DELETING_MARK:
+            self._mark_nic(c, names, {**dict(nic.tags or {}), TAG_VM_STATE: DELETING_MARK})
+
+    def _gone(self, begin_delete: Callable[..., LROPoller[Any]], name: str, c: _Clients) -> bool:
+        """Start deleting `name`; True if ARM says nothing is left of it, False while it (or
+        something holding it) is still going away."""
+        try:
+            status = begin_delete(
+                self.resource_group, name, polling=False, cls=_status_code, **c.options
+            ).result()
+        except aexc.ResourceNotFoundError:
+            return True
+        except aexc.HttpResponseError as exc:
+            if error_code(exc) in DELETE_NOT_YET:
+                return False
+            raise
+        return status in _GONE_STATUSES
+
+    # ---- reading -----------------------------------------------------------------------
+
     def _leftover(self, c: _Clients, names: Names) -> Instance | None:
-        try:
-            nic = self._find(c.network.network_interfaces.get, names.nic, c.options)
-        except aexc.AzureError as exc:
-            raise from_azure_error(exc, None) from exc
-        if nic is None or not is_ours(nic.tags):
-            return None
-        return _leftover_instance(names.vm, dict(nic.tags or {}))
+        """A replica whose VM is gone, from whichever of its parts is left."""
+        nic = self._find(c.network.network_interfaces.get, names.nic, c)
+        parts = Parts(nic=nic if nic is not None and is_ours(nic.tags) else None)
+        if parts.nic is None:
+            ip = self._find(c.network.public_ip_addresses.get, names.public_ip, c)
+            parts.ip = ip if ip is not None and is_ours(ip.tags) else None
+        if parts.nic is None and parts.ip is None:
+            nsg = self._find(c.network.network_security_groups.get, names.nsg, c)
+            parts.nsg = nsg if nsg is not None and is_ours(nsg.tags) else None
+        return instance_of(names.vm, parts) if parts.tags() else None
 
-    def _find(self, getter: Any, name: str, options: dict[str, Any]) -> Any:
-        try:
-            return getter(self.resource_group, name, **options)
-        except aexc.ResourceNotFoundError:
-            return None
+    def _inventory(
+        self, c: _Clients, service: str | None, regions: Collection[str] | None
+    ) -> dict[str, Parts]:
+        """Every replica of ours with something left in the group, from four lists."""
+        rg, net = self.resource_group, c.network
 
-    def _delete(self, begin_delete: Any, name: str, options: dict[str, Any]) -> None:
-        try:
-            begin_delete(self.resource_group, name, **options).result()
-        except aexc.ResourceNotFoundError:
-            return
+        def wanted(tags: dict[str, str] | None) -> bool:
+            return is_ours(tags, service) and (regions is None or region_of(tags) in regions)
 
-
-def _vm_instance(vm: cm.VirtualMachine, address: str | None) -> Instance:
-    return from_tags(str(vm.name), dict(vm.tags or {}), vm_state(vm), address, _detail(vm))
-
-
-def _ip_of(ip: nm.PublicIPAddress | None) -> str | None:
-    return ip.properties.ip_address if ip is not None and ip.properties else None
-
-
-def _leftover_instance(vm_name: str, nic_tags: dict[str, str]) -> Instance:
-    evicted = nic_tags.get(TAG_VM_STATE) == "created" and nic_tags.get(TAG_SPOT) == "true"
-    if evicted:
-        state, detail = (
-            InstanceState.PREEMPTED,
-            "Spot VM evicted (eviction policy Delete); its NIC remains",
+        return gather(
+            c.compute.virtual_machines.list(rg, **c.options),
+            net.network_interfaces.list(rg, **c.options),
+            net.public_ip_addresses.list(rg, **c.options),
+            net.network_security_groups.list(rg, **c.options),
+            wanted,
         )
-    else:
-        state, detail = InstanceState.TERMINATED, "VM gone; its NIC remains until terminate"
-    return from_tags(vm_name, nic_tags, state, None, detail)
+
+    def _add_instance_view(self, c: _Clients, parts: Parts) -> None:
+        """The VM's instance-view statuses, when its state depends on them (one GET)."""
+        if parts.vm is None or not needs_instance_view(provisioning(parts.vm)):
+            return
+        try:
+            view = c.compute.virtual_machines.instance_view(
+                self.resource_group, str(parts.vm.name), **c.options
+            )
+        except aexc.ResourceNotFoundError:
+            parts.vm = None  # deleted since the list: read what is left
+            return
+        parts.statuses = statuses_of(view)
+
+    def _find(self, getter: Callable[..., Any], name: str, c: _Clients, **kwargs: Any) -> Any:
+        try:
+            return getter(self.resource_group, name, **kwargs, **c.options)
+        except aexc.ResourceNotFoundError:
+            return None
 
 
-def _detail(vm: cm.VirtualMachine) -> str:
-    props = vm.properties or cm.VirtualMachineProperties()
-    priority = getattr(props.priority, "value", props.priority)
-    return f"provisioningState {props.provisioning_state}, priority {priority}"
+def _settled(poller: LROPoller[Any], what: str, deadline: float) -> Any:
+    """The created resource, or TransientError if ARM has not finished by the deadline."""
+    result = poller.result(timeout=max(0.0, deadline - time.monotonic()))
+    if not poller.done():
+        raise TransientError(f"{what} is still being created; try again later")
+    return result
+
+
+def _status_code(pipeline_response: Any, deserialized: Any, headers: Any) -> int:
+    """`cls` for a delete started without polling: the HTTP status ARM answered."""
+    return int(pipeline_response.http_response.status_code)
 
 
 def _default_credential() -> Any:

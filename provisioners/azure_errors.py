@@ -4,7 +4,10 @@ ARM reports a failure either as the HTTP answer to the PUT (`{"error": {"code":
 "SkuNotAvailable", ...}}`, e.g. 409) or as the final status of the long-running operation
 the PUT started (`{"status": "Failed", "error": {"code": "AllocationFailed", ...}}`).
 azure-core raises `HttpResponseError` for both and parses the body into `.error.code`, which
-is what this module reads.
+is what this module reads. A VM whose creation failed after its PUT was accepted also says so
+in its instance view (`ProvisioningState/failed/<code>` with the message), which
+`from_failed_provisioning` maps through the same table, so `get` reports the very error
+`launch` would have raised.
 
 ARM uses `OperationNotAllowed` both for quota refusals ("...results in exceeding approved
 ... Cores quota") and for spot price refusals ("...max price ... is lower than the current
@@ -57,6 +60,9 @@ ERROR_TABLE: dict[str, type[ProvisionError]] = {
     "InvalidResourceReference": InvalidRequest,
     "ResourceGroupNotFound": InvalidRequest,
     "BadRequest": InvalidRequest,
+    # The NIC of a VM just deleted or refused is held 180 s ("Nic(s) in request is reserved for
+    # another Virtual Machine for 180 seconds ... retry after 180 seconds"): retry later.
+    "NicReservedForAnotherVm": TransientError,
     "TooManyRequests": TransientError,
     "RetryableError": TransientError,
     "InternalServerError": TransientError,
@@ -67,6 +73,18 @@ OPERATION_NOT_ALLOWED_PHRASES: tuple[tuple[str, type[ProvisionError]], ...] = (
     ("quota", QuotaExceeded),
     ("spot price", SpotUnavailable),
 )
+
+DELETE_NOT_YET: frozenset[str] = frozenset(
+    {
+        "NicReservedForAnotherVm",
+        "NicInUse",
+        "PublicIPAddressCannotBeDeleted",
+        "InUseNetworkSecurityGroupCannotBeDeleted",
+    }
+)
+"""Codes ARM answers a DELETE with while something that uses the resource is still going
+away (the VM holding a NIC, the NIC holding an IP or NSG): not an error for `terminate`, just
+"not yet"."""
 
 _BY_HTTP_STATUS: dict[int, type[ProvisionError]] = {
     400: InvalidRequest,
@@ -90,11 +108,28 @@ def from_azure_error(exc: Exception, where: str | None) -> ProvisionError:
     if not isinstance(exc, aexc.HttpResponseError):
         return TransientError(f"cannot reach Azure Resource Manager: {exc}", location=where)
     code, message = _code_and_message(exc)
+    return _typed(code, message, int(exc.status_code or 0), where)
+
+
+def from_failed_provisioning(code: str, message: str, where: str | None) -> ProvisionError:
+    """A VM's `ProvisioningState/failed/<code>` instance-view status, as our type."""
+    return _typed(code, message, 0, where)
+
+
+def error_code(exc: aexc.AzureError) -> str:
+    """The most specific known code of an ARM error answer ('' if it has none)."""
+    if not isinstance(exc, aexc.HttpResponseError):
+        return ""
+    return _code_and_message(exc)[0]
+
+
+def _typed(code: str, message: str, status: int, where: str | None) -> ProvisionError:
+    """One rule for codes: the table (refined by phrase), else the HTTP status, else
+    InvalidRequest (an unknown refusal is shown to the operator, not retried blindly)."""
     kind = ERROR_TABLE.get(code)
     if code == "OperationNotAllowed":
         kind = next((k for p, k in OPERATION_NOT_ALLOWED_PHRASES if p in message.lower()), kind)
     if kind is None:
-        status = int(exc.status_code or 0)
         kind = _BY_HTTP_STATUS.get(status, TransientError if status >= 500 else InvalidRequest)
         code = code or str(status)
     if kind is CredentialsError:

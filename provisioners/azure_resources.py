@@ -1,8 +1,9 @@
 """Pure builders and readers for the Azure resources one replica owns.
 
 A replica on Azure is a VM plus its network security group (one inbound rule for the
-service port), public IP and NIC, all tagged with the ownership tags and the replica's
-location. The NIC is attached with deleteOption Detach, so it outlives the VM: after a Spot
+service port, from the ingress CIDR), public IP and NIC, all named after the VM and tagged
+with the ownership tags and the replica's location, so any one of them left alone still says
+whose it is. The NIC is attached with deleteOption Detach, so it outlives the VM: after a Spot
 eviction (eviction policy Delete removes the VM and its disks) the tagged NIC is the
 cloud-side record that a replica existed there, until `terminate` deletes it. The regional
 virtual network is shared by all replicas in a region and is not deleted per replica.
@@ -18,17 +19,20 @@ from azure.mgmt.compute import models as cm
 from azure.mgmt.network import models as nm
 
 from policies.types import Location
+from provisioners.azure_errors import from_failed_provisioning
+from provisioners.azure_states import Reading
 from provisioners.base import (
     MANAGED_BY,
+    TAG_CONTROLLER_ID,
     TAG_LAUNCH_TOKEN,
     TAG_MANAGED_BY,
     TAG_REPLICA_ID,
     TAG_SERVICE,
     TAG_SPOT,
     Instance,
-    InstanceState,
     LaunchRequest,
 )
+from provisioners.errors import InvalidRequest
 
 TAG_PORT = "serve-port"
 TAG_LOCATION = "serve-location"
@@ -37,20 +41,10 @@ DEFAULT_IMAGE = "microsoft-dsvm:ubuntu-hpc:2204:latest"
 """Ubuntu 22.04 HPC image with NVIDIA drivers and CUDA (publisher:offer:sku:version)."""
 DEFAULT_DISK_GB = 128
 
-_POWER_STATES = {
-    "PowerState/running": InstanceState.RUNNING,
-    "PowerState/starting": InstanceState.PENDING,
-    "PowerState/stopping": InstanceState.TERMINATED,
-    "PowerState/stopped": InstanceState.TERMINATED,
-    "PowerState/deallocating": InstanceState.TERMINATED,
-    "PowerState/deallocated": InstanceState.TERMINATED,
-}
-_PROVISIONING_STATES = {
-    "Creating": InstanceState.PENDING,
-    "Updating": InstanceState.PENDING,
-    "Deleting": InstanceState.TERMINATED,
-    "Failed": InstanceState.TERMINATED,
-}
+CUSTOM_DATA_MAX_BYTES = 65535
+"""OSProfile.customData (Compute REST reference): "The maximum length of the binary array is
+65535 bytes" once base64-decoded; "Custom data on Azure virtual machines": "can't exceed 64 KB"."""
+_SUFFIXES = ("-nic", "-ip", "-nsg")
 
 
 @dataclass(frozen=True)
@@ -70,6 +64,12 @@ class Names:
     @property
     def nsg(self) -> str:
         return f"{self.vm}-nsg"
+
+
+def owner_of(resource_name: str) -> str | None:
+    """The VM a NIC, public IP or NSG was made for, from its name; None for other names."""
+    suffix = next((s for s in _SUFFIXES if resource_name.endswith(s)), None)
+    return resource_name.removesuffix(suffix) if suffix else None
 
 
 def vnet_name(region: str) -> str:
@@ -103,7 +103,16 @@ def vnet_body(region: str, controller_id: str) -> nm.VirtualNetwork:
     )
 
 
-def nsg_body(request: LaunchRequest) -> nm.NetworkSecurityGroup:
+def nsg_source(cidr: str) -> str:
+    """The rule's source for the ingress CIDR. Any IPv4 source (`0.0.0.0/0`) is written as the
+    `Internet` service tag ("Network security groups": service tags; `sourceAddressPrefix` takes
+    a CIDR, `*` or a tag): traffic from inside the virtual network is already let in by the
+    default rule AllowVnetInBound, so the two allow the same, and the portal shows the intent.
+    Any narrower CIDR is used as given."""
+    return "Internet" if cidr.strip() == "0.0.0.0/0" else cidr.strip()
+
+
+def nsg_body(request: LaunchRequest, source: str) -> nm.NetworkSecurityGroup:
     rule = nm.SecurityRule(
         name="serve-port",
         properties=nm.SecurityRulePropertiesFormat(
@@ -111,7 +120,7 @@ def nsg_body(request: LaunchRequest) -> nm.NetworkSecurityGroup:
             direction="Inbound",
             access="Allow",
             priority=1000,
-            source_address_prefix="Internet",
+            source_address_prefix=source,
             source_port_range="*",
             destination_address_prefix="*",
             destination_port_range=str(request.port),
@@ -197,12 +206,26 @@ def _storage(request: LaunchRequest, image: str) -> cm.StorageProfile:
     )
 
 
+def custom_data(script: str) -> str:
+    """The startup script as customData, refused here (before anything is created) when Azure
+    would refuse it: more than 65,535 bytes."""
+    raw = script.encode()
+    if len(raw) > CUSTOM_DATA_MAX_BYTES:
+        raise InvalidRequest(
+            f"the replica startup script is {len(raw)} bytes; Azure custom data holds at most "
+            f"{CUSTOM_DATA_MAX_BYTES} bytes (shorten `setup`/`run`/`envs`, or fetch large files "
+            "from the script)",
+            code="CustomDataTooLarge",
+        )
+    return base64.b64encode(raw).decode()
+
+
 def _os_profile(name: str, script: str, ssh_key: str) -> cm.OSProfile:
     key = cm.SshPublicKey(path=f"/home/{ADMIN_USER}/.ssh/authorized_keys", key_data=ssh_key)
     return cm.OSProfile(
         computer_name=name,
         admin_username=ADMIN_USER,
-        custom_data=base64.b64encode(script.encode()).decode(),
+        custom_data=custom_data(script),
         linux_configuration=cm.LinuxConfiguration(
             disable_password_authentication=True, ssh=cm.SshConfiguration(public_keys=[key])
         ),
@@ -219,37 +242,35 @@ def image_reference(image: str) -> cm.ImageReference:
 
 def is_ours(tags: dict[str, str] | None, service: str | None = None) -> bool:
     tags = tags or {}
-    if tags.get(TAG_MANAGED_BY) != MANAGED_BY or TAG_LAUNCH_TOKEN not in tags:
+    if tags.get(TAG_MANAGED_BY) != MANAGED_BY or not {TAG_LAUNCH_TOKEN, TAG_LOCATION} <= set(tags):
         return False
     return service is None or tags.get(TAG_SERVICE) == service
 
 
-def vm_state(vm: cm.VirtualMachine) -> InstanceState:
-    props = vm.properties or cm.VirtualMachineProperties()
-    provisioning = str(props.provisioning_state or "")
-    if provisioning in _PROVISIONING_STATES:
-        return _PROVISIONING_STATES[provisioning]
-    statuses = props.instance_view.statuses if props.instance_view else None
-    for status in statuses or []:
-        if str(status.code) in _POWER_STATES:
-            return _POWER_STATES[str(status.code)]
-    return InstanceState.PENDING if provisioning != "Succeeded" else InstanceState.UNKNOWN
+def region_of(tags: dict[str, str] | None) -> str:
+    return Location.parse((tags or {}).get(TAG_LOCATION, "azure/?/?")).region
 
 
-def from_tags(
-    name: str, tags: dict[str, str], state: InstanceState, address: str | None, detail: str
-) -> Instance:
-    """Our view of a replica from its resources' tags (VM, or the NIC it left behind)."""
+def from_tags(name: str, tags: dict[str, str], reading: Reading, address: str | None) -> Instance:
+    """Our view of a replica from its resources' tags (the VM's, or a leftover's)."""
     port = tags.get(TAG_PORT, "")
+    location = Location.parse(tags[TAG_LOCATION])
+    failure = reading.failure
     return Instance(
         instance_id=name,
-        location=Location.parse(tags[TAG_LOCATION]),
+        location=location,
         spot=tags.get(TAG_SPOT) == "true",
-        state=state,
+        state=reading.state,
         service=tags.get(TAG_SERVICE, ""),
         replica_id=int(tags.get(TAG_REPLICA_ID, "0") or 0),
         launch_token=tags.get(TAG_LAUNCH_TOKEN, ""),
         address=address,
         port=int(port) if port.isdigit() else None,
-        detail=detail,
+        detail=reading.detail,
+        controller_id=tags.get(TAG_CONTROLLER_ID, ""),
+        error=(
+            from_failed_provisioning(failure.code, failure.message, location.key)
+            if failure
+            else None
+        ),
     )

@@ -2,11 +2,24 @@
 
 Covers virtual machines, network interfaces, public IPs, network security groups and virtual
 networks in one resource group: PUT (answered 201 with an `Azure-AsyncOperation` status URL,
-as ARM does), GET (VMs with `$expand=instanceView`), PATCH of tags, DELETE (202 + status
-URL; 204 when already gone) and list. It enforces the reference rules ARM enforces (a NIC in
-use by a VM, or an IP or NSG in use by a NIC, cannot be deleted; references must exist),
-refuses requests without a bearer token, and evicts Spot VMs the way their eviction policy
-and the NIC's deleteOption say.
+as ARM does), GET (VMs with `$expand=instanceView`, and `.../instanceView`), PATCH of tags,
+DELETE (202 + status URL; 204 when already gone) and list. Time passes as ARM's does, not as
+its clients poll: a VM is `Creating` for `vm_create_seconds` and then `Succeeded` or `Failed`
+whether or not anyone waits on its operation, and `Deleting` for `vm_delete_seconds` (or
+until `release_deletions()` when `hold_deletions` is set) before it disappears; a network
+resource's PUT operation stays InProgress for `network_create_seconds`. `stall_seconds`
+delays every answer (a hung ARM).
+
+It refuses what ARM refuses, with ARM's bodies (tests/fakes/azure_errors_bodies.py):
+- a NIC in use by a VM, or an IP or NSG in use by a NIC, cannot be deleted;
+- a NIC whose VM was deleted, or whose VM PUT was refused, is reserved for
+  `nic_reservation_seconds` (Azure: 180 s): deleting it or attaching it answers 400
+  `NicReservedForAnotherVm`;
+- `$expand=instanceView` on the VM list without `$filter` is a 400 ("Virtual Machines - List");
+- customData that is not base64 or longer than 87,380 characters (65,535 bytes decoded) is a
+  400 `InvalidParameter` ("OSProfile.customData");
+- references must exist; requests without a bearer token are refused.
+Spot VMs are evicted the way their eviction policy and the NIC's deleteOption say.
 """
 
 from __future__ import annotations
@@ -16,6 +29,8 @@ import binascii
 import copy
 import itertools
 import re
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from policies.types import Location
@@ -32,6 +47,10 @@ IP = "Microsoft.Network/publicIPAddresses"
 NSG = "Microsoft.Network/networkSecurityGroups"
 VNET = "Microsoft.Network/virtualNetworks"
 Key = tuple[str, str]
+CUSTOM_DATA_MAX_CHARS = 87380
+"""65,535 bytes (OSProfile.customData's documented limit), base64-encoded."""
+_LINKS = ("virtualMachine", "ipConfiguration", "networkInterfaces", "ipAddress")
+"""Read-only properties ARM fills in itself; a PUT that updates a resource keeps them."""
 
 
 def zone_key(location: Location) -> tuple[str, str | None]:
@@ -39,10 +58,25 @@ def zone_key(location: Location) -> tuple[str, str | None]:
     return location.region, suffix if suffix.isdigit() else None
 
 
+@dataclass
+class _VmClock:
+    """When a VM's creation ends (and how), and when its deletion does."""
+
+    ready_at: float
+    failure: dict[str, Any] | None = None
+    gone_at: float | None = None
+
+
 class FakeAzureARM(JsonHTTPFake):
     """In-memory ARM for one subscription; the knobs below are what tests program."""
 
-    def __init__(self, subscription: str = "sub-0000", groups: tuple[str, ...] = ("spotserve",)):
+    def __init__(
+        self,
+        subscription: str = "sub-0000",
+        groups: tuple[str, ...] = ("spotserve",),
+        *,
+        nic_reservation_seconds: float = 180.0,
+    ) -> None:
         super().__init__()
         self.subscription = subscription
         self.groups = set(groups)
@@ -51,10 +85,19 @@ class FakeAzureARM(JsonHTTPFake):
         self.async_failures: dict[tuple[str, str | None], dict[str, Any]] = {}
         self.evicted: list[str] = []
         self.auth_rejected = False
-        self._ops: dict[str, dict[str, Any]] = {}
+        self.vm_create_seconds = 0.0
+        self.vm_delete_seconds = 0.0
+        self.hold_deletions = False
+        self.nic_reservation_seconds = nic_reservation_seconds
+        self.stall_seconds = 0.0
+        self._clocks: dict[str, _VmClock] = {}
+        self._reserved: dict[str, tuple[float, str]] = {}
+        self.network_create_seconds = 0.0
+        self._ops: dict[str, tuple[str, str, str, float]] = {}
         self._ids = itertools.count(1)
         self.route("PUT", _RES + r"/(?P<name>[^/]+)", self._put)
         self.route("GET", _RES + r"/(?P<name>[^/]+)", self._get)
+        self.route("GET", _RES + r"/(?P<name>[^/]+)/instanceView", self._instance_view)
         self.route("PATCH", _RES + r"/(?P<name>[^/]+)", self._patch)
         self.route("DELETE", _RES + r"/(?P<name>[^/]+)", self._delete)
         self.route("GET", _RES, self._list)
@@ -67,11 +110,15 @@ class FakeAzureARM(JsonHTTPFake):
     # ---- knobs -------------------------------------------------------------------------
 
     def refuse_capacity(self, location: Location) -> None:
-        """VM creation starts, then its operation fails with (Zonal)AllocationFailed."""
-        region, zone = zone_key(location)
-        self.async_failures[(region, zone)] = (
-            bodies.ZONAL_ALLOCATION_FAILED if zone else bodies.ALLOCATION_FAILED
-        )
+        """VM creation starts, then fails with (Zonal)AllocationFailed."""
+        zonal = zone_key(location)[1] is not None
+        failure = bodies.ZONAL_ALLOCATION_FAILED if zonal else bodies.ALLOCATION_FAILED
+        self.fail_creation(location, failure["code"], failure["message"])
+
+    def fail_creation(self, location: Location, code: str, message: str) -> None:
+        """VM PUTs there are accepted, then the VM ends in provisioningState Failed with
+        `ProvisioningState/failed/<code>` in its instance view."""
+        self.async_failures[zone_key(location)] = {"code": code, "message": message}
 
     def exceed_quota(self, location: Location) -> None:
         self.fail_vm_put(location, 409, bodies.quota_exceeded(location.region, spot=True))
@@ -84,71 +131,110 @@ class FakeAzureARM(JsonHTTPFake):
         self.auth_rejected = True
 
     def preempt(self, instance_id: str) -> None:
+        """Evict a Spot VM. Eviction policy Delete deletes it like a DELETE would: it shows
+        provisioningState `Deleting` (for `vm_delete_seconds`, or until `release_deletions`
+        when deletions are held), then is gone with its disks ("Use Azure Spot Virtual
+        Machines", Eviction policy; "States and billing status of Azure Virtual Machines")."""
         with self.lock:
             vm = self.resources[(VM, instance_id.lower())]
             props = vm["properties"]
             assert props.get("priority") == "Spot", "only Spot VMs are evicted"
             if props.get("evictionPolicy") == "Delete":
-                self._remove_vm(vm)
+                self._start_deleting(vm)
             else:
                 props["instanceView"] = _view("deallocated")
             self.evicted.append(instance_id)
+
+    def delete_outside(self, instance_id: str) -> None:
+        """Someone deletes the VM in the portal: a plain DELETE that spotserve did not make."""
+        with self.lock:
+            self._start_deleting(self.resources[(VM, instance_id.lower())])
+
+    def expire_nic_reservations(self) -> None:
+        """Let the 180 s (`nic_reservation_seconds`) run out now."""
+        with self.lock:
+            self._reserved.clear()
+
+    def release_deletions(self) -> None:
+        """Let VMs held in `Deleting` (see `hold_deletions`) finish deleting."""
+        with self.lock:
+            self.hold_deletions = False
+            self._advance()
 
     def tags_of(self, instance_id: str) -> dict[str, str]:
         return dict(self.resources[(VM, instance_id.lower())].get("tags", {}))
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        found = self.resources.get((kind, name.lower()))
-        return copy.deepcopy(found) if found is not None else None
+        with self.lock:
+            self._advance()
+            found = self.resources.get((kind, name.lower()))
+            return copy.deepcopy(found) if found is not None else None
 
     def names(self, kind: str) -> list[str]:
-        return sorted(r["name"] for (k, _), r in self.resources.items() if k == kind)
+        with self.lock:
+            self._advance()
+            return sorted(r["name"] for (k, _), r in self.resources.items() if k == kind)
 
     # ---- routes ------------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> Reply:
+        if self.stall_seconds:
+            time.sleep(self.stall_seconds)
         token = request.headers.get("authorization", "")
         if self.auth_rejected or not token.startswith("Bearer "):
             with self.lock:
                 self.requests.append(request)
             body = bodies.INVALID_TOKEN if token else bodies.AUTHENTICATION_FAILED
             return Reply(401, body)
-        return super().dispatch(request)
+        with self.lock:
+            self._advance()
+            return super().dispatch(request)
 
     def _put(self, m: re.Match[str], req: Request) -> Reply:
         if m["rg"] not in self.groups:
             return Reply(404, bodies.group_not_found(m["rg"]))
         kind, name, body = m["type"], m["name"], copy.deepcopy(req.body or {})
         where = (body.get("location", ""), (body.get("zones") or [None])[0])
-        if kind == VM and where in self.sync_failures:
-            return Reply(*self.sync_failures[where])
-        problem = self._check_references(kind, name, body)
-        if problem:
-            return Reply(400, bodies.arm_error(*problem))
         rid = self._id(m["rg"], kind, name)
+        if kind == VM and where in self.sync_failures:
+            self._reserve_nics(body, rid)
+            return Reply(*self.sync_failures[where])
+        problem = self._check(kind, name, body)
+        if problem:
+            return Reply(400, problem)
         resource = {**body, "id": rid, "name": name, "type": kind}
         props = resource.setdefault("properties", {})
+        old = self.resources.get((kind, name.lower()))
+        for link in _LINKS:
+            if old is not None and link in old["properties"]:
+                props[link] = old["properties"][link]
         props["provisioningState"] = "Creating" if kind == VM else "Succeeded"
+        if kind == VM:
+            props["instanceView"] = {"statuses": [_provisioning("creating")]}
         self._link(kind, resource)
         self.resources[(kind, name.lower())] = resource
-        failure = self.async_failures.get(where) if kind == VM else None
-        return self._accepted(201, resource, ("put", kind, name, failure))
+        if kind == VM:
+            self._clocks[name.lower()] = _VmClock(
+                ready_at=time.monotonic() + self.vm_create_seconds,
+                failure=self.async_failures.get(where),
+            )
+        return self._accepted(201, resource, ("put", kind, name))
 
-    def _check_references(
-        self, kind: str, name: str, body: dict[str, Any]
-    ) -> tuple[str, str] | None:
+    def _check(self, kind: str, name: str, body: dict[str, Any]) -> dict[str, Any] | None:
         props = body.get("properties", {})
         if kind == VM:
             if props.get("evictionPolicy") and props.get("priority") != "Spot":
-                return (
+                return bodies.arm_error(
                     "EvictionPolicyCanBeSetOnlyOnAzureSpotVirtualMachines",
                     "Eviction policy can be set only on Azure Spot Virtual Machines.",
                 )
-            try:
-                base64.b64decode(props.get("osProfile", {}).get("customData", ""), validate=True)
-            except binascii.Error:
-                return "InvalidParameter", "Custom data in OSProfile must be in Base64 encoding."
+            if not _valid_custom_data(props.get("osProfile", {}).get("customData", "")):
+                return bodies.CUSTOM_DATA_INVALID
             refs = [n["id"] for n in props.get("networkProfile", {}).get("networkInterfaces", [])]
+            for ref in refs:
+                nic = self._by_id(ref)
+                if nic is not None and self._reservation(nic["name"]):
+                    return bodies.nic_reserved(self._reserved[nic["name"].lower()][1])
         elif kind == NIC:
             refs = [props.get("networkSecurityGroup", {}).get("id")]
             for config in props.get("ipConfigurations", []):
@@ -160,7 +246,7 @@ class FakeAzureARM(JsonHTTPFake):
             refs = []
         for ref in filter(None, refs):
             if self._by_id(ref) is None:
-                return (
+                return bodies.arm_error(
                     "InvalidResourceReference",
                     f"Resource {ref} referenced by resource {name} was not found.",
                 )
@@ -172,15 +258,18 @@ class FakeAzureARM(JsonHTTPFake):
             for subnet in props.get("subnets", []):
                 subnet["id"] = f"{resource['id']}/subnets/{subnet['name']}"
         elif kind == IP:
-            props["ipAddress"] = f"203.0.113.{next(self._ids) % 250 + 2}"
+            props.setdefault("ipAddress", f"203.0.113.{next(self._ids) % 250 + 2}")
         elif kind == NIC:
             nsg = self._by_id(props.get("networkSecurityGroup", {}).get("id", ""))
             if nsg is not None:
-                nsg["properties"].setdefault("networkInterfaces", []).append({"id": resource["id"]})
+                users = nsg["properties"].setdefault("networkInterfaces", [])
+                if {"id": resource["id"]} not in users:
+                    users.append({"id": resource["id"]})
             for config in props.get("ipConfigurations", []):
                 ip = self._by_id(config["properties"].get("publicIPAddress", {}).get("id", ""))
                 if ip is not None:
-                    ip["properties"]["ipConfiguration"] = {"id": resource["id"]}
+                    config_id = f"{resource['id']}/ipConfigurations/{config['name']}"
+                    ip["properties"]["ipConfiguration"] = {"id": config_id}
         elif kind == VM:
             for ref in props.get("networkProfile", {}).get("networkInterfaces", []):
                 self._by_id(ref["id"])["properties"]["virtualMachine"] = {"id": resource["id"]}
@@ -189,14 +278,13 @@ class FakeAzureARM(JsonHTTPFake):
         found = self.resources.get((m["type"], m["name"].lower()))
         if found is None:
             return Reply(404, bodies.not_found(m["type"], m["name"], m["rg"]))
-        return Reply(200, self._shown(found, req))
+        return Reply(200, _shown(found, req.query.get("$expand") == "instanceView"))
 
-    def _shown(self, resource: dict[str, Any], req: Request) -> dict[str, Any]:
-        if resource["type"] == VM and req.query.get("$expand") != "instanceView":
-            shown = copy.deepcopy(resource)
-            shown["properties"].pop("instanceView", None)
-            return shown
-        return resource
+    def _instance_view(self, m: re.Match[str], req: Request) -> Reply:
+        found = self.resources.get((m["type"], m["name"].lower()))
+        if m["type"] != VM or found is None:
+            return Reply(404, bodies.not_found(m["type"], m["name"], m["rg"]))
+        return Reply(200, found["properties"].get("instanceView", {"statuses": []}))
 
     def _patch(self, m: re.Match[str], req: Request) -> Reply:
         found = self.resources.get((m["type"], m["name"].lower()))
@@ -209,27 +297,110 @@ class FakeAzureARM(JsonHTTPFake):
         kind, found = m["type"], self.resources.get((m["type"], m["name"].lower()))
         if found is None:
             return Reply(204)
-        props = found["properties"]
-        in_use = {
-            NIC: ("NicInUse", props.get("virtualMachine")),
-            IP: ("PublicIPAddressCannotBeDeleted", props.get("ipConfiguration")),
-            NSG: (
-                "InUseNetworkSecurityGroupCannotBeDeleted",
-                (props.get("networkInterfaces") or [None])[0],
-            ),
-        }.get(kind)
-        if in_use and in_use[1] and self._by_id(in_use[1]["id"]) is not None:
-            return Reply(
-                400, bodies.arm_error(in_use[0], f"{found['name']} is in use by {in_use[1]['id']}")
-            )
+        refused = self._in_use(kind, found)
+        if refused is not None:
+            return Reply(400, refused)
         if kind == VM:
-            self._remove_vm(found)
+            if found["properties"]["provisioningState"] != "Deleting":
+                self._start_deleting(found)
         else:
             del self.resources[(kind, found["name"].lower())]
-        return self._accepted(202, None, ("delete", kind, found["name"], None))
+            self._reserved.pop(found["name"].lower(), None)
+        return self._accepted(202, None, ("delete", kind, found["name"]))
+
+    def _in_use(self, kind: str, found: dict[str, Any]) -> dict[str, Any] | None:
+        """Why ARM would refuse to delete `found` now, as its error body; None if it would not."""
+        props, rid = found["properties"], found["id"]
+        if kind == NIC:
+            vm = props.get("virtualMachine")
+            if vm and self._by_id(vm["id"]) is not None:
+                return bodies.nic_in_use(rid, vm["id"])
+            if self._reservation(found["name"]):
+                return bodies.nic_reserved(self._reserved[found["name"].lower()][1])
+        elif kind == IP:
+            config = props.get("ipConfiguration")
+            if config and self._by_id(config["id"]) is not None:
+                return bodies.public_ip_in_use(rid, config["id"])
+        elif kind == NSG:
+            users = [u["id"] for u in props.get("networkInterfaces", []) if self._by_id(u["id"])]
+            if users:
+                return bodies.nsg_in_use(rid, users)
+        return None
+
+    def _list(self, m: re.Match[str], req: Request) -> Reply:
+        if m["rg"] not in self.groups:
+            return Reply(404, bodies.group_not_found(m["rg"]))
+        expand = req.query.get("$expand") == "instanceView"
+        if m["type"] == VM and expand and not req.query.get("$filter"):
+            # "Virtual Machines - List" (learn.microsoft.com/rest/api/compute/virtual-machines/list):
+            # instanceView "can only be specified if a valid $filter option is specified".
+            return Reply(400, bodies.LIST_EXPAND_WITHOUT_FILTER)
+        found = [
+            _shown(r, expand)
+            for (k, _), r in sorted(self.resources.items())
+            if k == m["type"] and _matches(r, req.query.get("$filter"))
+        ]
+        return Reply(200, {"value": found})
+
+    def _status(self, m: re.Match[str], req: Request) -> Reply:
+        """An operation's status follows the resource, as ARM's does: a VM PUT is InProgress
+        while the VM is Creating, a VM DELETE while it still exists."""
+        op = self._ops.get(m["op"])
+        if op is None:
+            return Reply(404, bodies.arm_error("NotFound", "operation not found"))
+        verb, kind, name, started = op
+        body: dict[str, Any] = {"name": m["op"], "status": "Succeeded"}
+        vm = self.resources.get((VM, name.lower())) if kind == VM else None
+        slow = time.monotonic() < started + self.network_create_seconds
+        if verb == "put" and kind != VM and slow:
+            body["status"] = "InProgress"
+            return Reply(200, body, {"Retry-After": "1"})
+        if verb == "put" and vm is not None:
+            state = vm["properties"]["provisioningState"]
+            clock = self._clocks.get(name.lower())
+            if state == "Creating":
+                body["status"] = "InProgress"
+            elif state == "Failed" and clock is not None and clock.failure is not None:
+                body.update(status="Failed", error=clock.failure)
+        elif verb == "delete" and vm is not None:
+            body["status"] = "InProgress"
+        return Reply(200, body)
+
+    # ---- time ---------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Move every VM along its clock: creations end, deletions finish."""
+        now = time.monotonic()
+        for name, clock in list(self._clocks.items()):
+            vm = self.resources.get((VM, name))
+            if vm is None:
+                del self._clocks[name]
+                continue
+            props = vm["properties"]
+            if props["provisioningState"] == "Creating" and now >= clock.ready_at:
+                props["provisioningState"] = "Failed" if clock.failure else "Succeeded"
+                props["instanceView"] = (
+                    {"statuses": [bodies.provisioning_failed_status(clock.failure)]}
+                    if clock.failure
+                    else _view("running")
+                )
+            gone = clock.gone_at is not None and now >= clock.gone_at
+            if props["provisioningState"] == "Deleting" and gone and not self.hold_deletions:
+                self._remove_vm(vm)
+
+    def _start_deleting(self, vm: dict[str, Any]) -> None:
+        props = vm["properties"]
+        props["provisioningState"] = "Deleting"
+        statuses = props.get("instanceView", {}).get("statuses", [])
+        power = [s for s in statuses if s["code"].startswith("PowerState/")]
+        props["instanceView"] = {"statuses": [_provisioning("deleting"), *power]}
+        clock = self._clocks.setdefault(vm["name"].lower(), _VmClock(ready_at=0.0))
+        clock.gone_at = time.monotonic() + self.vm_delete_seconds
 
     def _remove_vm(self, vm: dict[str, Any]) -> None:
         del self.resources[(VM, vm["name"].lower())]
+        self._clocks.pop(vm["name"].lower(), None)
+        self._reserve_nics(vm, vm["id"])
         for ref in vm["properties"].get("networkProfile", {}).get("networkInterfaces", []):
             nic = self._by_id(ref["id"])
             if nic is None:
@@ -238,41 +409,29 @@ class FakeAzureARM(JsonHTTPFake):
             if ref.get("properties", {}).get("deleteOption") == "Delete":
                 del self.resources[(NIC, nic["name"].lower())]
 
-    def _list(self, m: re.Match[str], req: Request) -> Reply:
-        if m["rg"] not in self.groups:
-            return Reply(404, bodies.group_not_found(m["rg"]))
-        found = [
-            self._shown(r, req) for (k, _), r in sorted(self.resources.items()) if k == m["type"]
-        ]
-        return Reply(200, {"value": found})
+    def _reserve_nics(self, vm_body: dict[str, Any], vm_id: str) -> None:
+        """Azure holds a NIC for 180 s after its VM is deleted, or its VM PUT fails, answering
+        `NicReservedForAnotherVm` meanwhile (Azure/karpenter-provider-azure#92: after a failed
+        VM create; microsoft/AzureTRE#4474, gardenlinux/gardenlinux#4133: after a delete)."""
+        until = time.monotonic() + self.nic_reservation_seconds
+        refs = vm_body.get("properties", {}).get("networkProfile", {}).get("networkInterfaces", [])
+        for ref in refs:
+            nic = self._by_id(ref["id"])
+            if nic is not None:
+                self._reserved[nic["name"].lower()] = (until, vm_id)
 
-    def _status(self, m: re.Match[str], req: Request) -> Reply:
-        op = self._ops.get(m["op"])
-        if op is None:
-            return Reply(404, bodies.arm_error("NotFound", "operation not found"))
-        verb, kind, name, failure = op.pop("pending", (None, None, None, None))
-        if verb == "put" and kind == VM:
-            vm = self.resources.get((VM, name.lower()))
-            if vm is not None:
-                vm["properties"]["provisioningState"] = "Failed" if failure else "Succeeded"
-                vm["properties"]["instanceView"] = _view("stopped" if failure else "running")
-            if failure:
-                op.update(status="Failed", error=failure)
-        return Reply(200, {k: v for k, v in op.items() if k != "pending"})
+    def _reservation(self, nic_name: str) -> bool:
+        until = self._reserved.get(nic_name.lower(), (0.0, ""))[0]
+        return time.monotonic() < until
 
     # ---- helpers -----------------------------------------------------------------------
 
     def _accepted(
-        self, status: int, body: dict[str, Any] | None, pending: tuple[Any, ...]
+        self, status: int, body: dict[str, Any] | None, op: tuple[str, str, str]
     ) -> Reply:
         op_id = f"op-{next(self._ids)}"
-        self._ops[op_id] = {
-            "name": op_id,
-            "status": "Succeeded",
-            "startTime": "2025-01-01T00:00:00Z",
-            "pending": pending,
-        }
-        provider = pending[1].split("/")[0]
+        self._ops[op_id] = (*op, time.monotonic())
+        provider = op[1].split("/")[0]
         url = (
             f"{self.url}/subscriptions/{self.subscription}/providers/{provider}"
             f"/locations/fake/operations/{op_id}?api-version=2024-01-01"
@@ -289,14 +448,52 @@ class FakeAzureARM(JsonHTTPFake):
         resource = self.resources.get((f"{parts[6]}/{parts[7]}", parts[8].lower()))
         if resource is None or len(parts) == 9:
             return resource
-        subnets = resource["properties"].get("subnets", [])
-        return next((s for s in subnets if s.get("id", "").lower() == rid.lower()), None)
+        children = [
+            *resource["properties"].get("subnets", []),
+            *(
+                {**c, "id": f"{resource['id']}/ipConfigurations/{c['name']}"}
+                for c in resource["properties"].get("ipConfigurations", [])
+            ),
+        ]
+        return next((s for s in children if s.get("id", "").lower() == rid.lower()), None)
+
+
+def _shown(resource: dict[str, Any], expand_instance_view: bool) -> dict[str, Any]:
+    """A VM's model view leaves out its instance view unless `$expand=instanceView`."""
+    if resource["type"] == VM and not expand_instance_view:
+        shown = copy.deepcopy(resource)
+        shown["properties"].pop("instanceView", None)
+        return shown
+    return resource
+
+
+def _matches(resource: dict[str, Any], odata_filter: str | None) -> bool:
+    """The one `$filter` the VM list documents: `virtualMachineScaleSet/id eq '<id>'`."""
+    if not odata_filter:
+        return True
+    wanted = odata_filter.split(" eq ", 1)[-1].strip("'\" ")
+    scale_set = resource["properties"].get("virtualMachineScaleSet", {}).get("id", "")
+    return bool(scale_set) and scale_set.lower() == wanted.lower()
+
+
+def _valid_custom_data(encoded: str) -> bool:
+    if len(encoded) > CUSTOM_DATA_MAX_CHARS:
+        return False
+    try:
+        base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        return False
+    return True
+
+
+def _provisioning(state: str) -> dict[str, Any]:
+    return {"code": f"ProvisioningState/{state}", "level": "Info", "displayStatus": state}
 
 
 def _view(power: str) -> dict[str, Any]:
     return {
         "statuses": [
-            {"code": "ProvisioningState/succeeded", "level": "Info"},
+            _provisioning("succeeded"),
             {"code": f"PowerState/{power}", "level": "Info", "displayStatus": f"VM {power}"},
         ]
     }

@@ -1,8 +1,9 @@
 """Azure Resource Manager error bodies in the shapes ARM returns them.
 
 Synchronous refusals answer the PUT with `{"error": {"code", "message"}}` (SkuNotAvailable
-and quota refusals come back as 409); allocation failures arrive later as the failed status
-of the long-running operation. Messages follow Azure's documentation and public reports.
+and quota refusals come back as 409); allocation failures arrive later, as the failed status
+of the long-running operation and in the VM's instance view. Messages follow Azure's
+documentation and public reports, cited beside each.
 """
 
 from __future__ import annotations
@@ -85,3 +86,77 @@ def not_found(kind: str, name: str, group: str) -> dict[str, Any]:
 
 def group_not_found(group: str) -> dict[str, Any]:
     return arm_error("ResourceGroupNotFound", f"Resource group '{group}' could not be found.")
+
+
+# ---- refusals the fake applies on its own (reference rules), with ARM's wording -------------
+
+LIST_EXPAND_WITHOUT_FILTER = arm_error(
+    # "Virtual Machines - List" / "List All" (REST reference): `$expand=instanceView` "can only be
+    # specified if a valid $filter option is specified"; ARM answers 400 with this body (reported
+    # in Azure/azure-rest-api-specs#42411 and by clients that hit it, e.g. semicons/java_oci_manage#46).
+    "BadRequest",
+    "Expand Instance View is only supported when Virtual Machine Scale Set resource filter is "
+    "applied",
+)
+CUSTOM_DATA_INVALID = arm_error(
+    # OSProfile.customData (REST reference): base64, decoding to at most 65,535 bytes, so at most
+    # 87,380 base64 characters. ARM's 400 for either fault, as reported in Azure/aks-engine#1663.
+    "InvalidParameter",
+    "Custom data in OSProfile must be in Base64 encoding and with a maximum length of 87380 "
+    "characters.",
+    target="customData",
+)
+
+
+def nic_reserved(vm_id: str) -> dict[str, Any]:
+    """The 400 a NIC delete (or attach) gets for 180 s after its VM was deleted or refused; the
+    wording as reported in Azure/karpenter-provider-azure#92, microsoft/AzureTRE#4474 and
+    cloudfoundry/bosh-azure-cpi-release#366 (the 180 s is Azure's, whatever the fake's timer)."""
+    return arm_error(
+        "NicReservedForAnotherVm",
+        "Nic(s) in request is reserved for another Virtual Machine for 180 seconds. Please "
+        f"provide another nic(s) or retry after 180 seconds. Reserved VM: {vm_id}",
+        details=[],
+    )
+
+
+def nic_in_use(nic_id: str, vm_id: str) -> dict[str, Any]:
+    return arm_error(
+        "NicInUse",
+        f"Network Interface {nic_id} is used by existing resource {vm_id}. In order to delete "
+        "the network interface, it must be dissociated from the resource. To learn more, see "
+        "aka.ms/deletenic.",
+        details=[],
+    )
+
+
+def public_ip_in_use(ip_id: str, ip_config_id: str) -> dict[str, Any]:
+    return arm_error(
+        "PublicIPAddressCannotBeDeleted",
+        f"Public IP address {ip_id} can not be deleted since it is still allocated to resource "
+        f"{ip_config_id}. In order to delete the public IP, disassociate/detach the Public IP "
+        "address from the resource.  To learn how to do this, see aka.ms/deletepublicip.",
+        details=[],
+    )
+
+
+def nsg_in_use(nsg_id: str, user_ids: list[str]) -> dict[str, Any]:
+    return arm_error(
+        "InUseNetworkSecurityGroupCannotBeDeleted",
+        f"Network security group {nsg_id} cannot be deleted because it is in use by the "
+        f"following resources: {', '.join(user_ids)}. In order to delete the Network security "
+        "group, remove the association with the resource(s). To learn how to do this, see "
+        "aka.ms/deletensg.",
+        details=[],
+    )
+
+
+def provisioning_failed_status(failure: dict[str, Any]) -> dict[str, Any]:
+    """How a VM whose creation failed shows it in its instance view ("States and billing status
+    of Azure Virtual Machines": `ProvisioningState/failed/<code>`, level Error)."""
+    return {
+        "code": f"ProvisioningState/failed/{failure['code']}",
+        "level": "Error",
+        "displayStatus": "Provisioning failed",
+        "message": failure["message"],
+    }

@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.compute.models import OSProfile, VirtualMachine, VirtualMachineProperties
 
 from policies.types import Location
-from provisioners.azure import AzureProvisioner
+from provisioners.azure import AzureProvisioner, _LocalEndpointToken
+from provisioners.azure_ssh import ssh_public_key
 from provisioners.base import (
+    CONNECT_TIMEOUT_SECONDS,
+    READ_TIMEOUT_SECONDS,
     TAG_LAUNCH_TOKEN,
     TAG_MANAGED_BY,
     TAG_REPLICA_ID,
@@ -33,16 +41,18 @@ from provisioners.startup_script import build_startup_script
 from tests.fakes import azure_errors_bodies as bodies
 from tests.fakes.azure_arm import IP, NIC, NSG, VM, FakeAzureARM
 from tests.provisioners.contract_suite import *  # noqa: F403
-from tests.provisioners.contract_suite import CloudUnderTest
+from tests.provisioners.contract_suite import CloudUnderTest, terminate_fully
 
 EAST_1 = Location("azure", "eastus", "eastus-1")
 WEST_2 = Location("azure", "westus2", "westus2-2")
 SIZE = "Standard_NC4as_T4_v3"
+NIC_HELD_SECONDS = 0.5
+"""The fake holds a NIC this long after its VM went (Azure: 180 s), so teardown tests are fast."""
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeAzureARM]:
-    server = FakeAzureARM(subscription="sub-0000")
+    server = FakeAzureARM(subscription="sub-0000", nic_reservation_seconds=NIC_HELD_SECONDS)
     server.start()
     yield server
     server.stop()
@@ -52,7 +62,7 @@ def fake() -> Iterator[FakeAzureARM]:
 def azure(fake: FakeAzureARM, monkeypatch: pytest.MonkeyPatch) -> AzureProvisioner:
     monkeypatch.setenv("SERVE_AZURE_ARM_ENDPOINT", fake.url)
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "sub-0000")
-    monkeypatch.setenv("SERVE_AZURE_SSH_PUBLIC_KEY", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA test")
+    monkeypatch.setenv("SERVE_AZURE_SSH_PUBLIC_KEY", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ test")
     return AzureProvisioner(poll_interval=0)
 
 
@@ -134,17 +144,7 @@ def test_terminate_deletes_nic_public_ip_and_security_group(
     cloud: CloudUnderTest, fake: FakeAzureARM
 ) -> None:
     inst = cloud.provisioner.launch(cloud.request())
-    cloud.provisioner.terminate(inst.instance_id, inst.location)
-    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
-
-
-def test_allocation_failure_removes_the_failed_vm_and_its_network(
-    cloud: CloudUnderTest, fake: FakeAzureARM
-) -> None:
-    fake.refuse_capacity(EAST_1)
-    with pytest.raises(CapacityUnavailable) as err:
-        cloud.provisioner.launch(cloud.request(EAST_1))
-    assert err.value.code == "ZonalAllocationFailed"
+    terminate_fully(cloud, inst)
     assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
 
 
@@ -211,7 +211,7 @@ def test_preempted_vm_is_listed_until_terminated(cloud: CloudUnderTest, fake: Fa
     (listed,) = cloud.provisioner.list_owned("svc")
     assert (listed.instance_id, listed.state) == (inst.instance_id, InstanceState.PREEMPTED)
     assert listed.launch_token == inst.launch_token
-    cloud.provisioner.terminate(inst.instance_id, inst.location)
+    terminate_fully(cloud, inst)
     assert cloud.provisioner.list_owned("svc") == []
     assert cloud.provisioner.get(inst.instance_id, inst.location) is None
 
@@ -265,3 +265,307 @@ def test_offers_are_the_catalogs_azure_rows_cheapest_first() -> None:
     azure = AzureProvisioner(subscription_id="s", catalog=Catalog(rows))
     offers = azure.offers(ResourceRequest(accelerators=(Accelerator("T4", 1),), use_spot=True))
     assert [o.location.zone for o in offers] == ["eastus-1", "westus2-2"]
+
+
+# ---- launch returns once ARM accepted the VM; a later failure is REFUSED --------------------
+
+
+def test_launch_returns_pending_while_the_vm_is_still_being_created(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.vm_create_seconds = 60
+    inst = cloud.provisioner.launch(cloud.request())
+    assert inst.state == InstanceState.PENDING
+    assert fake.get(VM, inst.instance_id)["properties"]["provisioningState"] == "Creating"
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.PENDING
+
+
+def test_slow_network_creation_is_transient_and_no_vm_is_started(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.network_create_seconds = 60
+    hurried = AzureProvisioner(poll_interval=0, network_wait_seconds=0.3)
+    with pytest.raises(TransientError) as err:
+        hurried.launch(cloud.request())
+    assert "still being created" in err.value.message
+    assert fake.names(VM) == []
+
+
+def test_nic_says_created_as_soon_as_the_vm_put_is_accepted(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.vm_create_seconds = 60
+    inst = cloud.provisioner.launch(cloud.request())
+    assert fake.get(NIC, inst.instance_id + "-nic")["tags"]["serve-vm-state"] == "created"
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("AllocationFailed", CapacityUnavailable),
+        ("ZonalAllocationFailed", CapacityUnavailable),
+        ("OverconstrainedAllocationRequest", CapacityUnavailable),
+        ("SkuNotAvailable", CapacityUnavailable),
+        ("QuotaExceeded", QuotaExceeded),
+    ],
+)
+def test_vm_that_fails_after_being_accepted_is_refused_with_the_mapped_error(
+    cloud: CloudUnderTest, fake: FakeAzureARM, code: str, kind: type[Exception]
+) -> None:
+    fake.fail_creation(EAST_1, code, f"{code}: the message ARM gave")
+    inst = cloud.provisioner.launch(cloud.request(EAST_1))
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.REFUSED
+    assert isinstance(got.error, kind) and got.error.code == code
+    assert got.error.location == EAST_1.key and "the message ARM gave" in got.error.message
+    (listed,) = cloud.provisioner.list_owned("svc")
+    assert listed.state == InstanceState.REFUSED and isinstance(listed.error, kind)
+
+
+def test_allocation_failure_is_refused_and_terminate_removes_everything(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.refuse_capacity(EAST_1)
+    inst = cloud.provisioner.launch(cloud.request(EAST_1))
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.REFUSED
+    assert got.error is not None and got.error.code == "ZonalAllocationFailed"
+    terminate_fully(cloud, inst)
+    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
+
+
+# ---- list_owned asks ARM only what its reference allows --------------------------------------
+
+
+def test_fake_refuses_a_vm_list_expanded_without_a_filter(fake: FakeAzureARM) -> None:
+    """ "Virtual Machines - List": `$expand=instanceView` needs a scale-set `$filter`."""
+    compute = ComputeManagementClient(
+        _LocalEndpointToken(), "sub-0000", base_url=fake.url, retry_total=0
+    )
+    with pytest.raises(HttpResponseError) as err:
+        list(compute.virtual_machines.list("spotserve", expand="instanceView", enforce_https=False))
+    assert err.value.status_code == 400
+    assert err.value.error is not None and err.value.error.code == "BadRequest"
+
+
+def test_list_owned_reads_instance_views_one_vm_at_a_time(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    running = [cloud.provisioner.launch(cloud.request(replica_id=i)) for i in (1, 2)]
+    fake.vm_create_seconds = 60
+    creating = cloud.provisioner.launch(cloud.request(replica_id=3))
+    fake.requests.clear()
+    states = {i.instance_id: i.state for i in cloud.provisioner.list_owned("svc")}
+    assert states == {
+        running[0].instance_id: InstanceState.RUNNING,
+        running[1].instance_id: InstanceState.RUNNING,
+        creating.instance_id: InstanceState.PENDING,
+    }
+    vm_lists = [r for r in fake.requests if r.path.endswith("/virtualMachines")]
+    assert [r.query.get("$expand") for r in vm_lists] == [None]
+    views = sorted(r.path.split("/")[-2] for r in fake.requests if r.path.endswith("/instanceView"))
+    assert views == sorted(i.instance_id for i in running), "no view for a VM still Creating"
+
+
+# ---- teardown goes on past a reserved NIC; leftovers stay listed until gone ------------------
+
+
+def test_terminate_returns_false_while_the_nic_is_reserved_and_keeps_the_rest_listed(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    fake.nic_reservation_seconds = 600
+    inst = cloud.provisioner.launch(cloud.request())
+    for _ in range(3):
+        assert cloud.provisioner.terminate(inst.instance_id, inst.location) is False
+    assert fake.names(VM) == []
+    assert [fake.names(kind) for kind in (NIC, IP, NSG)] == [
+        [f"{inst.instance_id}{s}"] for s in ("-nic", "-ip", "-nsg")
+    ]
+    (listed,) = cloud.provisioner.list_owned("svc")
+    assert (listed.instance_id, listed.state) == (inst.instance_id, InstanceState.TERMINATED)
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.TERMINATED
+    fake.expire_nic_reservations()
+    terminate_fully(cloud, inst)
+    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
+
+
+def test_launch_refused_on_the_spot_leaves_parts_that_are_listed_and_reaped(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    """A VM PUT refused at once still reserves its NIC, so launch's own cleanup cannot finish:
+    what is left stays listed (as TERMINATED: launch started deleting it) until terminate, called
+    again by the orphan reaper, removes it."""
+    fake.nic_reservation_seconds = 600
+    fake.exceed_quota(EAST_1)
+    with pytest.raises(QuotaExceeded):
+        cloud.provisioner.launch(cloud.request(EAST_1, service="leaky"))
+    (left,) = cloud.provisioner.list_owned("leaky")
+    assert left.state == InstanceState.TERMINATED
+    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [
+        [],
+        [left.instance_id + "-nic"],
+        [left.instance_id + "-ip"],
+        [left.instance_id + "-nsg"],
+    ]
+    fake.expire_nic_reservations()
+    terminate_fully(cloud, left)
+    assert cloud.provisioner.list_owned("leaky") == []
+    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
+
+
+def test_public_ip_and_security_group_left_alone_are_still_listed(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    with fake.lock:
+        del fake.resources[(VM, inst.instance_id)]
+        del fake.resources[(NIC, inst.instance_id + "-nic")]
+    (listed,) = cloud.provisioner.list_owned("svc", regions=[EAST_1.region])
+    assert (listed.instance_id, listed.state) == (inst.instance_id, InstanceState.LOST)
+    assert listed.launch_token == inst.launch_token and listed.controller_id == "ctrl-test"
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.LOST
+    terminate_fully(cloud, inst)
+    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
+    assert cloud.provisioner.get(inst.instance_id, inst.location) is None
+
+
+def test_list_owned_in_another_region_leaves_this_one_out(cloud: CloudUnderTest) -> None:
+    cloud.provisioner.launch(cloud.request(EAST_1))
+    assert cloud.provisioner.list_owned("svc", regions=[WEST_2.region]) == []
+
+
+# ---- an evicted Spot VM passes through Deleting --------------------------------------------
+
+
+def test_spot_vm_being_evicted_is_preempted_while_it_is_deleting(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=True))
+    fake.hold_deletions = True
+    fake.preempt(inst.instance_id)
+    assert fake.get(VM, inst.instance_id)["properties"]["provisioningState"] == "Deleting"
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.PREEMPTED
+    (listed,) = cloud.provisioner.list_owned("svc")
+    assert listed.state == InstanceState.PREEMPTED
+    fake.release_deletions()
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.PREEMPTED
+
+
+def test_vm_spotserve_is_deleting_is_terminated_not_preempted(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=True))
+    fake.hold_deletions = True
+    assert cloud.provisioner.terminate(inst.instance_id, inst.location) is False
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.TERMINATED
+    (listed,) = cloud.provisioner.list_owned("svc")
+    assert listed.state == InstanceState.TERMINATED
+
+
+def test_regular_vm_deleted_outside_spotserve_is_lost(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=False))
+    fake.hold_deletions = True
+    fake.delete_outside(inst.instance_id)
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.LOST
+    fake.release_deletions()
+    got = cloud.provisioner.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.LOST
+
+
+# ---- SSH key and custom data ----------------------------------------------------------------
+
+
+def test_ssh_key_found_in_home_is_rsa_even_when_an_ed25519_key_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SERVE_AZURE_SSH_PUBLIC_KEY", raising=False)
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_ed25519.pub").write_text("ssh-ed25519 AAAAC3Nza mine\n")
+    (tmp_path / ".ssh" / "id_rsa.pub").write_text("ssh-rsa AAAAB3Nza mine\n")
+    assert ssh_public_key(home=tmp_path) == "ssh-rsa AAAAB3Nza mine"
+
+
+def test_without_an_rsa_key_a_fresh_rsa_key_is_made_rather_than_using_ed25519(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SERVE_AZURE_SSH_PUBLIC_KEY", raising=False)
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_ed25519.pub").write_text("ssh-ed25519 AAAAC3Nza mine\n")
+    assert ssh_public_key(home=tmp_path).startswith("ssh-rsa ")
+
+
+def test_oversize_custom_data_is_refused_before_calling_azure(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    req = replace(cloud.request(), envs={"BLOB": "x" * 70_000})
+    size = len(build_startup_script(req).encode())
+    with pytest.raises(InvalidRequest) as err:
+        cloud.provisioner.launch(req)
+    assert str(size) in err.value.message and "65535" in err.value.message
+    assert fake.requests == [], "nothing was created for a launch Azure would refuse"
+
+
+def test_fake_refuses_oversize_custom_data_like_arm(fake: FakeAzureARM) -> None:
+    """OSProfile.customData: at most 65,535 bytes decoded (87,380 base64 characters)."""
+    compute = ComputeManagementClient(
+        _LocalEndpointToken(), "sub-0000", base_url=fake.url, retry_total=0
+    )
+    body = VirtualMachine(
+        location="eastus",
+        properties=VirtualMachineProperties(
+            os_profile=OSProfile(
+                computer_name="big", admin_username="u", custom_data="QUFB" * 21846
+            )
+        ),
+    )
+    with pytest.raises(HttpResponseError) as err:
+        compute.virtual_machines.begin_create_or_update(
+            "spotserve", "big", body, polling=False, enforce_https=False
+        )
+    assert err.value.status_code == 400
+    assert err.value.error is not None and err.value.error.code == "InvalidParameter"
+    assert "87380" in str(err.value.error.message)
+
+
+# ---- timeouts and ingress ----------------------------------------------------------------------
+
+
+def test_a_hung_arm_costs_the_read_timeout(fake: FakeAzureARM, azure: AzureProvisioner) -> None:
+    fake.stall_seconds = 3
+    impatient = AzureProvisioner(poll_interval=0, retry_total=0, read_timeout=0.2)
+    with pytest.raises(TransientError):
+        impatient.list_owned("svc")
+    assert (azure.connect_timeout, azure.read_timeout) == (
+        CONNECT_TIMEOUT_SECONDS,
+        READ_TIMEOUT_SECONDS,
+    )
+
+
+def test_service_port_is_open_only_to_the_ingress_cidr(
+    fake: FakeAzureARM, azure: AzureProvisioner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_INGRESS_CIDR", "198.51.100.0/24")
+    narrow = AzureProvisioner(poll_interval=0)
+    inst = narrow.launch(CloudUnderTest(narrow, fake, EAST_1, WEST_2, SIZE).request())
+    (rule,) = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
+    assert rule["properties"]["sourceAddressPrefix"] == "198.51.100.0/24"
+
+
+def test_open_ingress_is_the_internet_service_tag(
+    cloud: CloudUnderTest, fake: FakeAzureARM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SERVE_INGRESS_CIDR", raising=False)
+    monkeypatch.delenv("SERVE_AWS_INGRESS_CIDR", raising=False)
+    open_to_all = AzureProvisioner(poll_interval=0)
+    inst = open_to_all.launch(cloud.request())
+    (rule,) = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
+    assert rule["properties"]["sourceAddressPrefix"] == "Internet"
