@@ -198,7 +198,9 @@ class Executor:
         )
 
     def _refusal(self, record: ReplicaRecord, error: ProvisionError) -> LaunchOutcome:
-        """The cloud said no at once: nothing was created, so nothing is left to terminate."""
+        """The cloud said no at once: the row owns no instance. Parts an adapter made before
+        the refusal (an Azure NIC it may not delete for a while) are tagged, and the orphan
+        scan reaps them."""
         now = self.clock.now()
         record = self.store.transition(record, S.FAILED_PROVISION, str(error), terminated_at=now)
         kind = "launch_refused" if error.try_elsewhere else "launch_failed"

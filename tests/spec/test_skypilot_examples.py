@@ -146,6 +146,8 @@ def test_probe_authorization_header_is_redacted_in_the_normalised_spec() -> None
 
 
 def test_a_service_without_a_readiness_probe_is_probed_at_the_root_as_skypilot_does() -> None:
-    spec = load_spec_text("service:\n  replicas: 2\nresources:\n  ports: 8080\nrun: python app.py\n")
+    spec = load_spec_text(
+        "service:\n  replicas: 2\nresources:\n  ports: 8080\nrun: python app.py\n"
+    )
     probe = spec.service.readiness_probe
     assert (probe.path, probe.initial_delay_seconds, probe.timeout_seconds) == ("/", 1200, 15)
