@@ -24,6 +24,7 @@ demo-spot: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy --strict policies provisioners load_balancer
 	$(PY) -m mypy controller replica_manager autoscaler
 	$(PY) -m pytest

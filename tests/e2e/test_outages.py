@@ -82,6 +82,10 @@ def test_database_outage_answers_503_and_launches_nothing_until_it_returns(
     try:
         ControllerProcess(serve_env).start()
         endpoint = up(serve_env, tmp_path)
+        wait_until(
+            lambda: {replica_answering(endpoint) for _ in range(10)} == {"1", "2"},
+            "the load balancer to know both replicas before the outage",
+        )
         proxy.cut()
         resp = httpx.get(f"{serve_env.url}/api/v1/services/out", timeout=30)
         assert resp.status_code == 503
