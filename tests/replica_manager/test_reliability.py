@@ -165,6 +165,8 @@ def test_a_hung_cloud_holds_neither_the_tick_nor_the_probes(harness: Harness) ->
     assert executor.in_flight("svc"), "the replacement launch is still running"
     launching = [r for r in harness.replicas() if r.status in (S.PENDING, S.PROVISIONING)]
     assert len(launching) == 1, "a launch in flight is not started again"
-    harness.tick_until(lambda: not executor.in_flight("svc"), "the slow launch to finish", timeout=30)
+    harness.tick_until(
+        lambda: not executor.in_flight("svc"), "the slow launch to finish", timeout=30
+    )
     for zone in ("local-a", "local-b", "local-c"):
         harness.local.market.set_zone(zone, api_delay_seconds=0.0)
