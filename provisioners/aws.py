@@ -211,6 +211,10 @@ class AWSProvisioner:
         # preemption, say); one this call ended must carry the mark first.
         return marked or before <= _ACCEPTED
 
+    def release(self, service: str) -> bool:
+        """Nothing kept per service yet (bundles arrive with the object store)."""
+        return True
+
     def list_owned(
         self, service: str | None = None, regions: Collection[str] | None = None
     ) -> list[Instance]:

@@ -241,6 +241,10 @@ class AzureProvisioner:
             raise from_azure_error(exc, location.key) from exc
         return ip_gone and nsg_gone
 
+    def release(self, service: str) -> bool:
+        """Nothing kept per service yet (bundles arrive with the object store)."""
+        return True
+
     def list_owned(
         self, service: str | None = None, regions: Collection[str] | None = None
     ) -> list[Instance]:

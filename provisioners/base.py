@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from policies.types import Location, Offer
@@ -35,6 +36,20 @@ VISIBILITY_GRACE_SECONDS = 120.0
 """How long after a launch an instance may be missing from an eventually consistent API
 (EC2 answers `InvalidInstanceID.NotFound` for a while after RunInstances) before its
 absence means it is gone."""
+
+
+AGENT_PORT = 46592
+"""Default TLS port of the replica agent; adapters open it only to `controller_cidr`."""
+
+
+def controller_cidr(env: Mapping[str, str]) -> str:
+    """Who may reach a replica's agent port: `SERVE_CONTROLLER_CIDR` (the controller's
+    public address), by default the same as `ingress_cidr`."""
+    return env.get("SERVE_CONTROLLER_CIDR") or ingress_cidr(env)
+
+
+def agent_port(env: Mapping[str, str]) -> int:
+    return int(env.get("SERVE_AGENT_PORT") or AGENT_PORT)
 
 
 def ingress_cidr(env: Mapping[str, str]) -> str:
@@ -93,8 +108,31 @@ class ResourceRequest:
 
 
 @dataclass(frozen=True)
+class Bundle:
+    """A version's packed `workdir` and local `file_mounts` on the controller's disk: a
+    deterministic tar.gz named by its SHA-256 (layout in docs/cloud-replicas.md)."""
+
+    digest: str
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class BucketMount:
+    """A `file_mounts` entry copied from object storage onto the replica at boot."""
+
+    target: str
+    source: str
+    """`s3://bucket/key`, `gs://bucket/key`, `https://...` (Azure Blob URLs included)."""
+
+
+@dataclass(frozen=True)
 class LaunchRequest:
-    """Everything needed to start one replica; `launch_token` is also its idempotency key."""
+    """Everything needed to start one replica; `launch_token` is also its idempotency key.
+
+    `envs`, `secrets`, `setup`, `run` and the bucket mounts are the replica's *job*: on a
+    VM they reach the replica's agent over its authenticated TLS port after boot, never in
+    user data, metadata, tags or labels (`agent_token` authenticates that exchange)."""
 
     service: str
     replica_id: int
@@ -105,9 +143,14 @@ class LaunchRequest:
     port: int
     run: str
     setup: str | None = None
-    envs: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold secrets
+    envs: Mapping[str, str] = field(default_factory=dict, repr=False)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     workdir: str | None = None
+    """Where the workdir came from on the operator's machine (display only)."""
     resources: ResourceRequest = field(default_factory=ResourceRequest)
+    bundle: Bundle | None = None
+    bucket_mounts: tuple[BucketMount, ...] = ()
+    agent_token: str = field(default="", repr=False)
 
     @property
     def location(self) -> Location:
@@ -166,12 +209,20 @@ class Instance:
     """The installation that launched it (tag `serve-controller-id`); '' if untagged."""
     error: ProvisionError | None = field(default=None, compare=False)
     """Why a REFUSED instance was refused, as the error `launch` would have raised."""
+    agent_port: int | None = None
+    """The replica agent's TLS port, for clouds whose replicas run the agent."""
 
     @property
     def url(self) -> str | None:
         if not self.address or not self.port:
             return None
         return f"http://{self.address}:{self.port}"
+
+    @property
+    def agent_url(self) -> str | None:
+        if not self.address or not self.agent_port:
+            return None
+        return f"https://{self.address}:{self.agent_port}"
 
 
 @dataclass(frozen=True)
@@ -213,6 +264,12 @@ class Provisioner(Protocol):
         left to the adapter's own sweep, like AWS security groups, which EC2 keeps while
         the instance shuts down), False while deletion is under way: call again on a later
         tick. Idempotent."""
+        ...
+
+    def release(self, service: str) -> bool:
+        """Delete what the adapter keeps for the service besides its instances (its
+        bundles in the cloud's object store); True once nothing is left. Idempotent;
+        called when the service goes down, after its instances are gone."""
         ...
 
     def list_owned(

@@ -214,6 +214,10 @@ class GCPProvisioner:
             where=location.key,
         )
 
+    def release(self, service: str) -> bool:
+        """Nothing kept per service yet (bundles arrive with the object store)."""
+        return True
+
     def list_owned(
         self, service: str | None = None, regions: Collection[str] | None = None
     ) -> list[Instance]:

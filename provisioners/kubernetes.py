@@ -196,6 +196,10 @@ class KubernetesProvisioner:
             raise classify(exc, location.key) from exc
         return pod_gone and service_gone
 
+    def release(self, service: str) -> bool:
+        """Nothing kept per service: a replica's objects go with its pod."""
+        return True
+
     def list_owned(
         self, service: str | None = None, regions: Collection[str] | None = None
     ) -> list[Instance]:

@@ -161,6 +161,10 @@ class LocalProvisioner:
             shutil.rmtree(self.root / "replicas" / instance_id, ignore_errors=True)
             return True
 
+    def release(self, service: str) -> bool:
+        """Nothing to release: local replicas read their bundle from the controller's disk."""
+        return True
+
     def list_owned(
         self, service: str | None = None, regions: Collection[str] | None = None
     ) -> list[Instance]:

@@ -214,3 +214,10 @@ def test_refused_launch_leaves_nothing_behind(cloud: CloudUnderTest) -> None:
     if inst is not None:
         terminate_fully(cloud, inst)
     assert cloud.provisioner.list_owned("leaky") == []
+
+
+def test_release_of_a_service_is_idempotent(cloud: CloudUnderTest) -> None:
+    inst = cloud.provisioner.launch(cloud.request(service="gone"))
+    terminate_fully(cloud, inst)
+    assert cloud.provisioner.release("gone") is True
+    assert cloud.provisioner.release("gone") is True
