@@ -103,19 +103,15 @@ def test_one_leader_acts_and_the_standby_takes_over_when_it_dies(
     import signal
 
     os.killpg(victim["pid"], signal.SIGKILL)
-    wait_until(
-        lambda: (
-            sum(r["status"] == "READY" for r in standby.env.status("ha")["replicas"]) == 2  # type: ignore[index]
-            and victim["replica_id"]
-            not in {
-                r["id"]
-                for r in standby.env.status("ha")["replicas"]  # type: ignore[index]
-                if r["status"] == "READY"
-            }
-        ),
-        "the new leader to replace the dead replica",
-        30,
-    )
+
+    def replaced() -> bool:
+        """Two READY replicas, the victim not among them, read from ONE status snapshot
+        (two reads could see the victim READY in the first and gone in the second)."""
+        replicas = standby.env.status("ha")["replicas"]  # type: ignore[index]
+        ready = {r["id"] for r in replicas if r["status"] == "READY"}
+        return len(ready) == 2 and victim["replica_id"] not in ready
+
+    wait_until(replaced, "the new leader to replace the dead replica", 30)
     running = [i for i in instances(standby.env) if i["state"] == "running"]
     assert len(running) == 2, "nothing may be launched twice"
     assert len({i["replica_id"] for i in running}) == 2
