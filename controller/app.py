@@ -13,6 +13,8 @@ from fastapi import FastAPI
 
 from controller.api.body_limit import BodyLimit
 from controller.api.errors import install_error_handlers
+from controller.api.routes_bundles import BUNDLES_PREFIX
+from controller.api.routes_bundles import router as bundles_router
 from controller.api.routes_lb import router as lb_router
 from controller.api.routes_market import router as market_router
 from controller.api.routes_meta import router as meta_router
@@ -39,10 +41,11 @@ def create_app(settings: Settings, runtime: ControllerRuntime | None = None) -> 
         lifespan=lifespan,
     )
     app.state.runtime = rt
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=(BUNDLES_PREFIX,))
     install_error_handlers(app)
     app.include_router(meta_router)
     app.include_router(services_router)
+    app.include_router(bundles_router)
     app.include_router(lb_router)
     app.include_router(market_router)
     return app

@@ -39,7 +39,7 @@ class ControllerClient:
     def __init__(self, settings: Settings, url: str | None = None):
         self.settings = settings
         self.url = url or os.environ.get("SERVE_CONTROLLER_URL") or _state_url(settings)
-        self._http = httpx.Client(base_url=self.url, timeout=30.0)
+        self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(30.0, write=300.0))
 
     def _headers(self) -> dict[str, str]:
         token = os.environ.get("SERVE_TOKEN")
@@ -61,6 +61,15 @@ class ControllerClient:
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.call(method, path, **kwargs).json()
+
+    def call_status(self, method: str, path: str) -> int:
+        """Just the status code (a HEAD asking whether something exists)."""
+        try:
+            return self._http.request(method, path, headers=self._headers()).status_code
+        except httpx.TransportError as exc:
+            raise ControllerUnavailable(
+                f"cannot reach the controller at {self.url}: {exc}"
+            ) from None
 
     def healthy(self) -> bool:
         try:

@@ -17,12 +17,13 @@ from typing import Any
 from sqlalchemy import select
 
 from autoscaler.target import ScalingConfig, decide_target
+from controller.bundle_store import BundleStore
 from controller.costs import hourly_rates
-from controller.db import Database, ServiceRow
+from controller.db import Database, ServiceRow, ServiceVersionRow
 from controller.db.replica_store import add_event, trim_events
 from controller.lb_process import is_our_lb, start_lb, stop_lb
 from controller.service_status import ServiceStatus, service_status
-from controller.services import latest_spec
+from controller.services import latest_version
 from controller.settings import Settings
 from controller.spec import ServiceSpec
 from controller.templates import replica_template
@@ -55,6 +56,7 @@ class Reconciler:
     observer: Observer
     executor: Executor
     cleaner: Cleaner
+    bundles: BundleStore
     request_rate: Any = None  # autoscaler.rate.RequestRates, set by the runtime
     _offers: dict[tuple[str, int], list[Offer]] = field(default_factory=dict)
     _scanned: set[str] = field(default_factory=set)
@@ -69,14 +71,16 @@ class Reconciler:
             row = s.scalars(select(ServiceRow).where(ServiceRow.name == name)).one_or_none()
             if row is None:
                 return
-            spec, version, status = latest_spec(row), row.version, ServiceStatus(row.status)
+            view, version, status = latest_version(row), row.version, ServiceStatus(row.status)
+            spec = view.spec
             state = dict(row.autoscaler_state or {})
             saved_policy = (row.policy_name, dict(row.policy_state or {}))
             lb = (row.lb_pid, row.lb_port, spec.service.load_balancing_policy)
         if status in (ServiceStatus.SHUTTING_DOWN, ServiceStatus.FAILED_CLEANUP):
             self._tear_down(name, lb[0])
             return
-        template = replica_template(name, version, spec)
+        bundle = self.bundles.get(view.bundle_digest) if view.bundle_digest else None
+        template = replica_template(name, version, spec, bundle)
         self._ensure_lb(name, *lb)
         records = self.store.replicas(name)
         scanned = self._recover(name, state, records)
@@ -348,7 +352,7 @@ class Reconciler:
         self.cleaner.terminate_ending(name, teardown=True)
         stop_lb(lb_pid, name)
         left = self.store.replicas(name)
-        clean = not left and self.cleaner.sweep_service(name)
+        clean = not left and self.cleaner.sweep_service(name) and self.cleaner.release(name)
         with self.db.session() as s:
             row = s.scalars(select(ServiceRow).where(ServiceRow.name == name)).one_or_none()
             if row is None:
@@ -368,8 +372,13 @@ class Reconciler:
         self._offers = {k: v for k, v in self._offers.items() if k[0] != name}
 
     def sweep_installation(self) -> int:
-        """Terminate this installation's instances of services that no longer exist."""
-        return self.cleaner.sweep_installation(self._service_names)
+        """Terminate this installation's instances of services that no longer exist, and
+        drop bundles no version refers to any more."""
+        found = self.cleaner.sweep_installation(self._service_names)
+        with self.db.session() as s:
+            referenced = set(s.scalars(select(ServiceVersionRow.bundle_digest)).all())
+        self.bundles.prune(d for d in referenced if d)
+        return found
 
     def _service_names(self) -> set[str]:
         with self.db.session() as s:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from controller.auth import ensure_token
+from controller.bundle_store import BundleStore
 from controller.db import Database, InstallationRow, ServiceRow
 from controller.db.replica_store import SqlReplicaStore
 from controller.db.request_counts import RequestCounts
@@ -82,6 +83,7 @@ class ControllerRuntime:
         self._running: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
         self.reconciler: Reconciler | None = None
+        self.bundles = BundleStore(settings.bundle_dir, settings.max_bundle_bytes + (1 << 20))
         self.prober: Prober | None = None
 
     def start(self, *, schedule: bool = True) -> None:
@@ -129,6 +131,7 @@ class ControllerRuntime:
                 wait_seconds=s.launch_wait_seconds,
                 visibility_grace=s.visibility_grace_seconds,
             ),
+            bundles=self.bundles,
             request_rate=self.rates,
         )
         if schedule:

@@ -3,6 +3,8 @@ the reconcile loop makes the world follow."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
@@ -35,30 +37,47 @@ def get_or_404(session: Session, name: str) -> ServiceRow:
     return row
 
 
-_PARSED: dict[tuple[int, int, float], ServiceSpec] = {}
+@dataclass(frozen=True)
+class VersionView:
+    spec: ServiceSpec
+    bundle_digest: str | None
 
 
-def latest_spec(row: ServiceRow) -> ServiceSpec:
-    """The spec of the service's current version. Version rows never change, so each is
-    parsed once per process: the reconcile tick and the load balancer sync ask often."""
+_PARSED: dict[tuple[int, int, float], VersionView] = {}
+
+
+def latest_version(row: ServiceRow) -> VersionView:
+    """The spec and bundle of the service's current version. Version rows never change,
+    so each is parsed once per process: the reconcile tick and the load balancer sync ask
+    often."""
     session = object_session(row)
-    assert session is not None, "latest_spec needs a row attached to a session"
+    assert session is not None, "latest_version needs a row attached to a session"
     version = session.scalars(
         select(ServiceVersionRow).where(
             ServiceVersionRow.service_id == row.id, ServiceVersionRow.version == row.version
         )
     ).one()
     key = (version.id, version.version, version.created_at)
-    spec = _PARSED.get(key)
-    if spec is None:
+    view = _PARSED.get(key)
+    if view is None:
         if len(_PARSED) > 512:
             _PARSED.clear()
-        spec = _PARSED[key] = ServiceSpec.model_validate(version.spec)
-    return spec
+        spec = ServiceSpec.model_validate(version.spec)
+        view = _PARSED[key] = VersionView(spec, version.bundle_digest)
+    return view
+
+
+def latest_spec(row: ServiceRow) -> ServiceSpec:
+    return latest_version(row).spec
 
 
 def create_service(
-    db: Database, settings: Settings, clock: Clock, name: str, spec: ServiceSpec
+    db: Database,
+    settings: Settings,
+    clock: Clock,
+    name: str,
+    spec: ServiceSpec,
+    bundle_digest: str | None = None,
 ) -> ServiceRow:
     now = clock.now()
     with db.session() as s:
@@ -79,7 +98,12 @@ def create_service(
             autoscaler_state={},
         )
         row.versions.append(
-            ServiceVersionRow(version=1, spec=spec.model_dump(mode="json"), created_at=now)
+            ServiceVersionRow(
+                version=1,
+                spec=spec.model_dump(mode="json"),
+                created_at=now,
+                bundle_digest=bundle_digest,
+            )
         )
         s.add(row)
         add_event(s, name, "service_created", f"service {name} created (version 1)", now)
@@ -90,7 +114,9 @@ def create_service(
         return row
 
 
-def update_service(db: Database, clock: Clock, name: str, spec: ServiceSpec) -> ServiceRow:
+def update_service(
+    db: Database, clock: Clock, name: str, spec: ServiceSpec, bundle_digest: str | None = None
+) -> ServiceRow:
     now = clock.now()
     with db.session() as s:
         row = get_or_404(s, name)
@@ -103,6 +129,7 @@ def update_service(db: Database, clock: Clock, name: str, spec: ServiceSpec) -> 
                 version=row.version,
                 spec=spec.model_dump(mode="json"),
                 created_at=now,
+                bundle_digest=bundle_digest,
             )
         )
         row.updated_at = now

@@ -58,6 +58,7 @@ class Settings:
     read_auth: bool = False
     allow_open_reads: bool = False
     max_body_bytes: int = 1024 * 1024
+    max_bundle_bytes: int = 512 * 1024 * 1024
     provisioning_deadline_seconds: float = 600.0
     teardown_deadline_seconds: float = 600.0
     cloud_block_seconds: float = 300.0
@@ -99,6 +100,7 @@ class Settings:
             read_auth=_bool(env, "SERVE_READ_AUTH", False),
             allow_open_reads=_bool(env, "SERVE_ALLOW_OPEN_READS", False),
             max_body_bytes=_int(env, "SERVE_MAX_BODY_BYTES", 1024 * 1024),
+            max_bundle_bytes=_int(env, "SERVE_MAX_BUNDLE_BYTES", 512 * 1024 * 1024),
             provisioning_deadline_seconds=_float(env, "SERVE_PROVISIONING_DEADLINE_SECONDS", 600.0),
             teardown_deadline_seconds=_float(env, "SERVE_TEARDOWN_DEADLINE_SECONDS", 600.0),
             cloud_block_seconds=_float(env, "SERVE_CLOUD_BLOCK_SECONDS", 300.0),
@@ -148,6 +150,11 @@ class Settings:
 
     def service_log_dir(self, service: str) -> Path:
         return self.log_dir / "services" / service
+
+    @property
+    def bundle_dir(self) -> Path:
+        """Where packed workdirs and file mounts are kept, by SHA-256."""
+        return self.home / "bundles"
 
     @property
     def local_root(self) -> Path:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from controller.spec import ServiceSpec
+from provisioners.base import Bundle
 from replica_manager.records import ProbeSpec, ReplicaTemplate
 
 
-def replica_template(service: str, version: int, spec: ServiceSpec) -> ReplicaTemplate:
+def replica_template(
+    service: str, version: int, spec: ServiceSpec, bundle: Bundle | None = None
+) -> ReplicaTemplate:
     probe = spec.service.readiness_probe
     return ReplicaTemplate(
         service=service,
@@ -15,7 +18,10 @@ def replica_template(service: str, version: int, spec: ServiceSpec) -> ReplicaTe
         port=spec.port,
         setup=spec.setup,
         envs=spec.replica_envs(),
+        secrets=spec.replica_secrets(),
         workdir=spec.workdir,
+        bundle=bundle,
+        bucket_mounts=spec.bucket_mounts(),
         resources=tuple(spec.resource_requests()),
         probe=ProbeSpec(
             path=probe.path,

@@ -27,6 +27,7 @@ from provisioners.base import (
     LaunchRequest,
     ResourceRequest,
 )
+from provisioners.bundle_unpack import unpack
 from provisioners.errors import CapacityUnavailable, InvalidRequest
 from provisioners.local_market import REGION, MarketFile
 from provisioners.local_market_driver import capacities as driver_capacities
@@ -110,15 +111,16 @@ class LocalProvisioner:
         instance_id = f"local-{request.service}-{request.replica_id}-{request.launch_token[:8]}"
         directory = self.root / "replicas" / instance_id
         workdir = directory / "workdir"
-        if request.workdir:
-            shutil.copytree(request.workdir, workdir, ignore=COPY_IGNORE, dirs_exist_ok=True)
-        workdir.mkdir(parents=True, exist_ok=True)
+        mounts = directory / "mounts"
+        self._place_files(request, workdir, mounts)
         port = free_port(self.host)
         env = {
             **os.environ,
+            **request.secrets,
             **replica_environment(request),
             "SERVE_REPLICA_PORT": str(port),
             "PORT": str(port),
+            "SERVE_MOUNT_ROOT": str(mounts),
         }
         script = write_scripts(
             directory, request.service, request.replica_id, request.setup, request.run, workdir
@@ -142,6 +144,18 @@ class LocalProvisioner:
         )
         self._save(record)
         return record
+
+    @staticmethod
+    def _place_files(request: LaunchRequest, workdir: Path, mounts: Path) -> None:
+        """The version's bundle, unpacked: the workdir, and each file mount under `mounts`
+        at its target's path (`/data/x` -> `mounts/data/x`, `~/x` -> `mounts/~/x`): a
+        local replica must not write into the operator's own `/` or home."""
+        if request.bundle is not None:
+            unpack(request.bundle.path, workdir, lambda target: mounts / target.lstrip("/"))
+        elif request.workdir:  # a version stored before bundles existed
+            shutil.copytree(request.workdir, workdir, ignore=COPY_IGNORE, dirs_exist_ok=True)
+        workdir.mkdir(parents=True, exist_ok=True)
+        mounts.mkdir(parents=True, exist_ok=True)
 
     def get(self, instance_id: str, location: Location) -> Instance | None:
         with self._lock:

@@ -246,6 +246,18 @@ class Cleaner:
             clean = clean and not owned
         return clean
 
+    def release(self, service: str) -> bool:
+        """Every cloud deletes what it keeps for the service besides instances (bundles in
+        its object store); True once all of them say nothing is left."""
+        done = True
+        for cloud, prov in self.provisioners.items():
+            try:
+                done = prov.release(service) and done
+            except ProvisionError as exc:
+                log.warning("teardown of %s: %s keeps objects for now: %s", service, cloud, exc)
+                done = False
+        return done
+
     def sweep_installation(self, live_services: Callable[[], set[str]]) -> int:
         """Terminate this installation's instances whose service no longer exists; returns
         how many were found. The services are read after the clouds are listed, so a

@@ -193,8 +193,12 @@ class Executor:
             run=template.run,
             setup=template.setup,
             envs=dict(template.envs),
+            secrets=dict(template.secrets),
             workdir=template.workdir,
             resources=template.resources[0],
+            bundle=template.bundle,
+            bucket_mounts=template.bucket_mounts,
+            agent_token=record.agent_token,
         )
 
     def _refusal(self, record: ReplicaRecord, error: ProvisionError) -> LaunchOutcome:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policies.types import Location
-from provisioners.base import ResourceRequest
+from provisioners.base import BucketMount, Bundle, ResourceRequest
 
 
 class ReplicaStatus(enum.StrEnum):
@@ -50,9 +50,12 @@ class ReplicaTemplate:
     port: int
     probe: ProbeSpec
     setup: str | None = None
-    envs: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold secrets
+    envs: Mapping[str, str] = field(default_factory=dict, repr=False)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     workdir: str | None = None
     resources: tuple[ResourceRequest, ...] = (ResourceRequest(),)
+    bundle: Bundle | None = None
+    bucket_mounts: tuple[BucketMount, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,3 +80,8 @@ class ReplicaRecord:
     ready_at: float | None = None
     probe_failures: int = 0
     terminated_at: float | None = None
+    agent_token: str = field(default="", repr=False)
+    agent_url: str | None = None
+    agent_cert_sha256: str | None = None
+    job_sent_at: float | None = None
+    log_offset: int = 0

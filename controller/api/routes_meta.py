@@ -48,6 +48,8 @@ def controller_info(rt: ControllerRuntime = Depends(runtime)) -> dict[str, Any]:
         "role": "leader" if rt.is_leader else "standby",
         "clouds": list(rt.settings.clouds),
         "home": str(rt.settings.home),
+        "max_bundle_bytes": rt.settings.max_bundle_bytes,
+        "installation": rt.installation_id,
     }
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import func, select
 
 from controller.api.deps import read_access, require_token, runtime
+from controller.api.routes_bundles import BUNDLES_PREFIX
 from controller.api.schemas import (
     EventPublic,
     ReplicaPublic,
@@ -18,6 +19,7 @@ from controller.api.schemas import (
     ServiceUpdate,
 )
 from controller.api.views import event_view, replica_view, service_view
+from controller.bundle import BundleError, pack
 from controller.db import EventRow, ServiceRow
 from controller.runtime import ControllerRuntime
 from controller.services import create_service, get_or_404, request_down, update_service
@@ -41,7 +43,60 @@ def _spec_from(body: ServiceCreate | ServiceUpdate) -> tuple[ServiceSpec, list[s
     if body.spec is None and body.yaml is None:
         raise SpecError([SpecIssue("", "send either 'spec' (a mapping) or 'yaml' (text)")])
     data = body.spec if body.spec is not None else parse_yaml(body.yaml or "")
-    return validate_spec(data), ignored_fields(data)
+    spec = validate_spec(data)
+    missing = spec.missing_values()
+    if missing:
+        raise SpecError(
+            [
+                SpecIssue(
+                    m,
+                    "has no value",
+                    f"pass --{m.split('.')[0].rstrip('s')} "
+                    f"{m.split('.', 1)[1]} to serve up, or give the value in the request",
+                )
+                for m in missing
+            ]
+        )
+    return spec, [*ignored_fields(data), *spec.mount_warnings()]
+
+
+def _bundle_for(rt: ControllerRuntime, spec: ServiceSpec, digest: str | None) -> str | None:
+    """The bundle a new version runs with: the one uploaded under `digest`, else one the
+    controller packs from its own disk (an API client on the controller's machine)."""
+    if digest is not None:
+        if rt.bundles.get(digest) is None:
+            raise SpecError(
+                [
+                    SpecIssue(
+                        "bundle",
+                        f"bundle {digest} was not uploaded",
+                        f"PUT it to {BUNDLES_PREFIX}/{digest} first",
+                    )
+                ]
+            )
+        return digest
+    if not spec.workdir and not spec.local_mounts():
+        return None
+    workdir = Path(spec.workdir).expanduser() if spec.workdir else None
+    mounts = {t: Path(src).expanduser() for t, src in spec.local_mounts().items()}
+    relative = [
+        str(p) for p in [workdir, *mounts.values()] if p is not None and not p.is_absolute()
+    ]
+    if relative:
+        raise SpecError(
+            [
+                SpecIssue(
+                    "workdir",
+                    f"{relative[0]} is relative and no bundle was sent",
+                    "use `serve up`, which packs and uploads it, or send absolute paths",
+                )
+            ]
+        )
+    try:
+        packed = pack(workdir, mounts, rt.settings.bundle_dir, rt.settings.max_bundle_bytes)
+    except BundleError as exc:
+        raise SpecError([SpecIssue("workdir", str(exc), "")]) from None
+    return packed.digest if packed else None
 
 
 def _name(body: ServiceCreate, spec: ServiceSpec) -> str:
@@ -90,7 +145,8 @@ def create(body: ServiceCreate, rt: ControllerRuntime = Depends(runtime)) -> Ser
     spec, warnings = _spec_from(body)
     name = _name(body, spec)
     _check_placeable(rt, spec)
-    create_service(rt.db, rt.settings, rt.clock, name, spec)
+    bundle = _bundle_for(rt, spec, body.bundle)
+    create_service(rt.db, rt.settings, rt.clock, name, spec, bundle)
     with rt.db.session() as s:
         view = service_view(get_or_404(s, name), rt.settings, rt.clock.now())
     return ServiceCreated(**view.model_dump(), warnings=warnings)
@@ -107,7 +163,8 @@ def update(
     name: str, body: ServiceUpdate, rt: ControllerRuntime = Depends(runtime)
 ) -> ServiceCreated:
     spec, warnings = _spec_from(body)
-    update_service(rt.db, rt.clock, name, spec)
+    bundle = _bundle_for(rt, spec, body.bundle)
+    update_service(rt.db, rt.clock, name, spec, bundle)
     with rt.db.session() as s:
         view = service_view(get_or_404(s, name), rt.settings, rt.clock.now())
     return ServiceCreated(**view.model_dump(), warnings=warnings)

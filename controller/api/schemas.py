@@ -6,18 +6,24 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+BUNDLE_DIGEST = r"^[0-9a-f]{64}$"
+
 
 class ServiceCreate(BaseModel):
-    """Either `spec` (the parsed YAML mapping) or `yaml` (its text)."""
+    """Either `spec` (the parsed YAML mapping) or `yaml` (its text). `bundle`: the SHA-256
+    of the workdir and file mounts uploaded to /api/v1/bundles (`serve up` does it); without
+    it, the controller packs the paths itself if they are on its own disk."""
 
     name: str | None = Field(None, max_length=64)
     spec: dict[str, Any] | None = None
     yaml: str | None = Field(None, max_length=256 * 1024)
+    bundle: str | None = Field(None, pattern=BUNDLE_DIGEST)
 
 
 class ServiceUpdate(BaseModel):
     spec: dict[str, Any] | None = None
     yaml: str | None = Field(None, max_length=256 * 1024)
+    bundle: str | None = Field(None, pattern=BUNDLE_DIGEST)
 
 
 class ReplicaPublic(BaseModel):

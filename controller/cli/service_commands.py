@@ -11,7 +11,9 @@ import httpx
 import typer
 
 from controller.cli.app import app
+from controller.cli.bundle_upload import upload_bundle
 from controller.cli.errors import fail, friendly, wide_console
+from controller.cli.job_values import apply_values, parse_values
 from controller.cli.render import print_status
 from controller.client import ApiError, ControllerClient, ControllerUnavailable, start_controller
 from controller.settings import Settings
@@ -29,11 +31,16 @@ from controller.spec.models import SpecProblem
 console = wide_console()
 
 
-def _load(file: Path) -> tuple[dict[str, Any], ServiceSpec]:
-    """Parse and validate locally, and make `workdir` absolute (relative to the current
-    directory, as SkyPilot does) so the controller can find it."""
+def _load(
+    file: Path, envs: list[str] | None = None, secrets: list[str] | None = None
+) -> tuple[dict[str, Any], ServiceSpec]:
+    """Parse and validate locally, apply `--env`/`--secret`, and make `workdir` absolute
+    (relative to the current directory, as SkyPilot does) for display."""
     data = parse_yaml(read_spec_file(file), str(file))
     spec = validate_spec(data, str(file))
+    data, spec = apply_values(
+        data, spec, parse_values(envs or [], "--env"), parse_values(secrets or [], "--secret")
+    )
     if spec.workdir:
         workdir = Path(spec.workdir).expanduser().resolve()
         if not workdir.is_dir():
@@ -71,22 +78,29 @@ def _client(start: bool) -> ControllerClient:
     return ControllerClient(settings, url=url)
 
 
+ENV_HELP = "KEY=VALUE, or KEY to take its value from your environment (repeatable)"
+
+
 @app.command()
 @friendly
 def up(
     file: Path = typer.Argument(..., help="service YAML"),
     name: str | None = typer.Option(None, "-n", "--name", help="service name"),
     detach: bool = typer.Option(False, "-d", "--detach", help="return without waiting"),
+    env: list[str] = typer.Option([], "--env", help=f"an env for the replicas: {ENV_HELP}"),
+    secret: list[str] = typer.Option([], "--secret", help=f"a secret: {ENV_HELP}"),
 ) -> None:
     """Start a service from a YAML and wait until it answers."""
-    data, spec = _load(file)
+    data, spec = _load(file, env, secret)
     name = name or spec.name
     if not name:
         raise fail("the service needs a name: pass -n NAME or add `name:` to the YAML")
-    for warning in ignored_fields(data):
+    for warning in [*ignored_fields(data), *spec.mount_warnings()]:
         console.print(f"[yellow]warning:[/] {warning}")
     client = _client(start=True)
-    svc = client.json("POST", "/api/v1/services", json={"name": name, "spec": data})
+    bundle = upload_bundle(client, spec, console)
+    body = {"name": name, "spec": data, "bundle": bundle}
+    svc = client.json("POST", "/api/v1/services", json=body)
     console.print(
         f"Service [bold]{name}[/] created (version {svc['version']}, "
         f"{svc['target_replicas']} replicas). Endpoint: [bold]{svc['endpoint']}[/]"
@@ -140,10 +154,14 @@ def _wait_for_endpoint(endpoint: str | None, timeout: float = 15.0) -> None:
 def update(
     name: str = typer.Argument(...),
     file: Path = typer.Argument(..., help="the new service YAML"),
+    env: list[str] = typer.Option([], "--env", help=f"an env for the replicas: {ENV_HELP}"),
+    secret: list[str] = typer.Option([], "--secret", help=f"a secret: {ENV_HELP}"),
 ) -> None:
     """Roll a service to a new version of its YAML (new replicas first, then old ones go)."""
-    data, _ = _load(file)
-    svc = _client(start=False).json("PUT", _service_path(name), json={"spec": data})
+    data, spec = _load(file, env, secret)
+    client = _client(start=False)
+    bundle = upload_bundle(client, spec, console)
+    svc = client.json("PUT", _service_path(name), json={"spec": data, "bundle": bundle})
     console.print(f"Service [bold]{name}[/] is rolling to version {svc['version']}.")
 
 
@@ -257,7 +275,15 @@ def validate(
             typer.echo(json.dumps({"valid": False, "issues": exc.as_json()}, indent=2))
             raise typer.Exit(1) from None
         raise
-    warnings = ignored_fields(parse_yaml(read_spec_file(file)))
+    warnings = [
+        *ignored_fields(parse_yaml(read_spec_file(file))),
+        *spec.mount_warnings(),
+        *(
+            f"{m} has no value: pass --{m.split('.')[0].rstrip('s')} {m.split('.', 1)[1]} "
+            "to serve up"
+            for m in spec.missing_values()
+        ),
+    ]
     if as_json:
         typer.echo(
             json.dumps({"valid": True, "spec": spec.redacted(), "warnings": warnings}, indent=2)

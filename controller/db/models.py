@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -66,6 +67,7 @@ class ServiceVersionRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float)
+    bundle_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     service: Mapped[ServiceRow] = relationship(back_populates="versions")
 
@@ -97,6 +99,13 @@ class ReplicaRow(Base):
     probe_failures: Mapped[int] = mapped_column(Integer, default=0)
     last_probe_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     terminated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The replica agent (cloud replicas): its token, address, pinned certificate, when it
+    # got its job, and how much of its log the controller has copied.
+    agent_token: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    agent_url: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    agent_cert_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    job_sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    log_offset: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     service: Mapped[ServiceRow] = relationship(back_populates="replicas")
 

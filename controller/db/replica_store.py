@@ -49,6 +49,11 @@ def to_record(row: ReplicaRow, service: str) -> ReplicaRecord:
         ready_at=row.ready_at,
         probe_failures=row.probe_failures,
         terminated_at=row.terminated_at,
+        agent_token=row.agent_token,
+        agent_url=row.agent_url,
+        agent_cert_sha256=row.agent_cert_sha256,
+        job_sent_at=row.job_sent_at,
+        log_offset=row.log_offset,
     )
 
 
@@ -154,6 +159,7 @@ class SqlReplicaStore:
                 status_reason="launch planned",
                 status_changed_at=now,
                 launch_token=secrets.token_hex(16),
+                agent_token=secrets.token_hex(32),
                 spot=spot,
                 cloud=location.cloud,
                 region=location.region,

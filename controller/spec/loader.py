@@ -28,7 +28,6 @@ IGNORED_FIELDS = {
     "resources.labels": "instances carry the controller's own ownership tags",
     "resources.network_tier": "network tiers are not chosen by this controller",
     "resources.autostop": "service replicas are never auto-stopped",
-    "file_mounts": "bake files into image_id or fetch them in `setup`",
     "config": "per-task config overrides are not supported",
     "service.tls": "terminate TLS in front of the load balancer",
 }

@@ -105,6 +105,34 @@ class ReplicaPolicy(Strict):
         )
 
 
+BUCKET_SCHEMES = ("s3://", "gs://", "https://", "http://")
+
+
+class MountSource(Strict):
+    """A `file_mounts` entry written as a mapping: SkyPilot's `{source: URL, mode: ...}`.
+    Every mode is a copy made at boot here (COPY); MOUNT and MOUNT_CACHED are accepted so
+    SkyPilot YAMLs load, with a warning. Creating buckets (`name:`, `store:`) is not done."""
+
+    source: str
+    mode: Literal["COPY", "MOUNT", "MOUNT_CACHED"] = "COPY"
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("source")
+    @classmethod
+    def _is_bucket_url(cls, source: str) -> str:
+        if not source.startswith(BUCKET_SCHEMES):
+            raise SpecProblem(
+                f"source {source!r} is not a bucket URL",
+                "write s3://, gs://, https:// (Azure Blob URLs too), or give a local path "
+                "directly: '/remote/path: ./local/path'",
+            )
+        return source
+
+
 class TLS(Strict):
     keyfile: str
     certfile: str

@@ -12,8 +12,10 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from controller.spec.models import (
+    BUCKET_SCHEMES,
     ENV_NAME,
     SERVICE_NAME,
+    MountSource,
     Place,
     Resources,
     ServiceSection,
@@ -22,7 +24,7 @@ from controller.spec.models import (
     accelerator_counts,
 )
 from policies.types import PlacementConfig
-from provisioners.base import Accelerator, LocationFilter, ResourceRequest
+from provisioners.base import Accelerator, BucketMount, LocationFilter, ResourceRequest
 
 SECRET_MARKERS = ("_TOKEN", "_KEY", "_SECRET", "PASSWORD")
 
@@ -34,7 +36,7 @@ class ServiceSpec(Strict):
     resources: Resources = Field(default_factory=Resources)
     envs: dict[str, str | None] = Field(default_factory=dict)
     secrets: dict[str, str | None] = Field(default_factory=dict)
-    file_mounts: dict[str, Any] | None = None
+    file_mounts: dict[str, str | MountSource] | None = None
     setup: str | None = None
     run: str
     service: ServiceSection
@@ -52,6 +54,24 @@ class ServiceSpec(Strict):
                     "use letters, digits and '_', not starting with a digit",
                 )
         return {k: v if v is None or isinstance(v, str) else _text(v) for k, v in value.items()}
+
+    @field_validator("file_mounts", mode="before")
+    @classmethod
+    def _mount_targets(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for target, source in value.items():
+            if not isinstance(target, str) or not target.startswith(("/", "~/")):
+                raise SpecProblem(
+                    f"mount target {target!r} is not an absolute path",
+                    "write the path on the replica, e.g. '/data/model' or '~/data'",
+                )
+            if isinstance(source, dict) and ("name" in source or "store" in source):
+                raise SpecProblem(
+                    f"{target}: creating a bucket from file_mounts is not supported",
+                    "create the bucket yourself and write '{source: s3://bucket/path}'",
+                )
+        return value
 
     @field_validator("name")
     @classmethod
@@ -143,9 +163,49 @@ class ServiceSpec(Strict):
         )
 
     def replica_envs(self) -> dict[str, str]:
-        """The user's envs and secrets, as the replica process sees them."""
-        merged = {**self.envs, **self.secrets}
-        return {k: v or "" for k, v in merged.items()}
+        """The user's envs (a null one is refused before a service is created)."""
+        return {k: v for k, v in self.envs.items() if v is not None}
+
+    def replica_secrets(self) -> dict[str, str]:
+        """The user's secrets (a null one is refused before a service is created)."""
+        return {k: v for k, v in self.secrets.items() if v is not None}
+
+    def missing_values(self) -> list[str]:
+        """`envs.KEY` / `secrets.KEY` declared null: SkyPilot's way of saying the value comes
+        from `--env KEY` / `--secret KEY` at `serve up`. A service cannot start without them."""
+        return [f"envs.{k}" for k, v in self.envs.items() if v is None] + [
+            f"secrets.{k}" for k, v in self.secrets.items() if v is None
+        ]
+
+    def with_values(self, envs: dict[str, str], secrets: dict[str, str]) -> ServiceSpec:
+        """The spec with `--env`/`--secret` values from the command line (they win)."""
+        return self.model_copy(
+            update={"envs": {**self.envs, **envs}, "secrets": {**self.secrets, **secrets}}
+        )
+
+    def local_mounts(self) -> dict[str, str]:
+        """`file_mounts` entries copied from the operator's machine: target -> local path."""
+        return {
+            t: s
+            for t, s in (self.file_mounts or {}).items()
+            if isinstance(s, str) and not s.startswith(BUCKET_SCHEMES)
+        }
+
+    def bucket_mounts(self) -> tuple[BucketMount, ...]:
+        """`file_mounts` entries copied from object storage on the replica at boot."""
+        out = []
+        for target, source in (self.file_mounts or {}).items():
+            url = source.source if isinstance(source, MountSource) else source
+            if url.startswith(BUCKET_SCHEMES):
+                out.append(BucketMount(target=target, source=url))
+        return tuple(out)
+
+    def mount_warnings(self) -> list[str]:
+        return [
+            f"file_mounts.{t}: mode {s.mode} is a copy made at boot here (COPY)"
+            for t, s in (self.file_mounts or {}).items()
+            if isinstance(s, MountSource) and s.mode != "COPY"
+        ]
 
     def secret_names(self) -> set[str]:
         named = {k for k in self.envs if is_secret_name(k)}

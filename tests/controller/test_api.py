@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from controller.bundle import pack
 from tests.support.databases import database_url
 from tests.support.processes import ControllerProcess, Env, kill_everything_of
 
@@ -175,4 +177,42 @@ def test_resources_no_enabled_cloud_offers_are_refused_at_create(
     resp = api.post("/api/v1/services", json={"name": name, "spec": spec}, headers=auth)
     assert resp.status_code == 422
     assert "SERVE_CLOUDS" in resp.json()["detail"] and "serve check" in resp.json()["detail"]
+    assert name not in names(api)
+
+
+def test_a_bundle_is_kept_only_under_its_own_digest(
+    api: httpx.Client, auth: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "app.py").write_text("print('hi')\n")
+    bundle = pack(tmp_path / "app", {}, tmp_path / "out")
+    assert bundle is not None
+    path = f"/api/v1/bundles/{bundle.digest}"
+    assert api.head(path).status_code == 404
+    body = bundle.path.read_bytes()
+    assert api.put(path, content=body).status_code == 401, "uploads need the token"
+    wrong = api.put(f"/api/v1/bundles/{'0' * 64}", content=body, headers=auth)
+    assert wrong.status_code == 422 and wrong.json()["error"] == "digest_mismatch"
+    assert api.put(path, content=body, headers=auth).status_code == 201
+    assert api.head(path).status_code == 200
+    assert api.put(path, content=body, headers=auth).status_code == 200, "stored once"
+
+
+def test_a_service_names_its_bundle_and_an_unknown_one_is_refused(
+    api: httpx.Client, auth: dict[str, str], name: str
+) -> None:
+    body = {"name": name, "spec": SPEC, "bundle": "f" * 64}
+    resp = api.post("/api/v1/services", json=body, headers=auth)
+    assert resp.status_code == 422
+    assert "was not uploaded" in resp.text
+    assert name not in names(api)
+
+
+def test_a_spec_with_a_null_secret_is_refused_naming_it(
+    api: httpx.Client, auth: dict[str, str], name: str
+) -> None:
+    spec = {**SPEC, "secrets": {"HF_TOKEN": None}}
+    resp = api.post("/api/v1/services", json={"name": name, "spec": spec}, headers=auth)
+    assert resp.status_code == 422
+    assert resp.json()["issues"][0]["path"] == "secrets.HF_TOKEN"
     assert name not in names(api)
