@@ -32,7 +32,7 @@ from provisioners.catalog import default_catalog
 from tests.support.processes import REPO
 
 EXAMPLES = REPO / "examples"
-GPUS = {"L4": 1, "A10G": 1, "A100": 1}
+ANY_GPU = {"L4": 1, "A10G": 1, "A100": 1}
 HF_TOKEN_VALUE = "hf_example-token-that-must-not-reach-the-cloud"
 # A presigned S3 GET with a session token runs to about 1.5 KB; the boot script carries one.
 BUNDLE_URL = "https://spotserve-inst.s3.us-east-1.amazonaws.com/svc/bundle?" + "X" * 2048
@@ -43,6 +43,7 @@ class Example:
     """What one example's comments promise."""
 
     folder: str
+    gpus: dict[str, int]
     port: int
     probe_path: str
     policy: dict[str, Any]
@@ -56,6 +57,7 @@ class Example:
 GPU_EXAMPLES = [
     Example(
         "vllm",
+        gpus=ANY_GPU,
         port=8000,
         probe_path="/v1/chat/completions",
         policy={
@@ -68,6 +70,7 @@ GPU_EXAMPLES = [
     ),
     Example(
         "sglang",
+        gpus=ANY_GPU,
         port=30000,
         probe_path="/health_generate",
         policy={
@@ -79,6 +82,7 @@ GPU_EXAMPLES = [
     ),
     Example(
         "tgi",
+        gpus={"L4": 1},
         port=8080,
         probe_path="/health",
         policy={
@@ -139,7 +143,7 @@ def test_every_gpu_example_is_checked_here() -> None:
 
 
 @pytest.mark.parametrize("example", GPU_EXAMPLES, ids=ids)
-def test_asks_for_one_spot_l4_a10g_or_a100(
+def test_asks_for_the_gpus_it_names_on_spot(
     validate: Callable[[Path], dict[str, Any]], example: Example
 ) -> None:
     resources = validate(example.path)["spec"]["resources"]
@@ -148,7 +152,7 @@ def test_asks_for_one_spot_l4_a10g_or_a100(
         assert all(place["use_spot"] is None for place in resources["any_of"])
     else:
         candidates = [{name: n} for name, n in resources["accelerators"].items()]
-    assert candidates == [{name: n} for name, n in GPUS.items()]
+    assert candidates == [{name: n} for name, n in example.gpus.items()]
     assert resources["use_spot"] is True
 
 
@@ -166,6 +170,19 @@ def test_scales_by_the_replica_policy_it_writes(
 ) -> None:
     policy = validate(example.path)["spec"]["service"]["replica_policy"]
     assert {key: policy[key] for key in example.policy} == example.policy
+
+
+PLACED = [e for e in GPU_EXAMPLES if e.policy.get("spot_placer")]
+
+
+@pytest.mark.parametrize("example", PLACED, ids=[e.folder for e in PLACED])
+def test_spot_placer_is_given_one_gpu_type_as_skypilot_requires(
+    validate: Callable[[Path], dict[str, Any]], example: Example
+) -> None:
+    # SkyPilot's SpotPlacer: "Multiple resources are not supported for smart spot placement."
+    resources = validate(example.path)["spec"]["resources"]
+    assert resources["any_of"] is None and resources["ordered"] is None
+    assert len(resources["accelerators"]) == 1
 
 
 @pytest.mark.parametrize("example", GPU_EXAMPLES, ids=ids)
@@ -312,3 +329,49 @@ def test_bundle_packs_the_files_run_reads(example: Example, tmp_path: Path) -> N
             packed = bundle.extractfile(f"workdir/{name}")
             assert packed is not None
             assert packed.read() == (REPO / spec.workdir / name).read_bytes()
+
+
+# TGI's commands, run by bash as the replica runs them, against stand-ins for the VM's
+# `nvidia-smi`, `nvidia-ctk` and `docker` that record how they were called.
+
+
+def stand_in(bin_dir: Path, name: str, body: str) -> None:
+    path = bin_dir / name
+    path.write_text(f"#!/bin/bash\n{body}\n")
+    path.chmod(0o755)
+
+
+def run_tgi_commands(tmp_path: Path) -> tuple[ServiceSpec, list[str]]:
+    spec = load_spec_file(EXAMPLES / "tgi" / "service.yaml")
+    bin_dir, calls = tmp_path / "bin", tmp_path / "docker.calls"
+    bin_dir.mkdir()
+    stand_in(bin_dir, "nvidia-smi", "echo 'GPU 0: NVIDIA L4'")
+    stand_in(bin_dir, "nvidia-ctk", "true")
+    stand_in(bin_dir, "docker", f'echo "$*" >> {calls}; echo "HF_TOKEN=$HF_TOKEN" >> {calls}')
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        **{k: v or "" for k, v in spec.envs.items()},
+        "HF_TOKEN": HF_TOKEN_VALUE,
+        "SERVE_REPLICA_PORT": "18080",
+    }
+    for command in (["bash", "-e", "-c", spec.setup or ""], ["bash", "-c", spec.run]):
+        subprocess.run(command, env=env, cwd=tmp_path, timeout=30, check=True)
+    return spec, calls.read_text().splitlines()
+
+
+def test_tgi_setup_pulls_the_pinned_image_when_docker_is_there(tmp_path: Path) -> None:
+    spec, calls = run_tgi_commands(tmp_path)
+    assert calls[0] == f"pull {spec.envs['TGI_IMAGE']}"
+
+
+def test_tgi_run_serves_on_the_replica_port(tmp_path: Path) -> None:
+    spec, calls = run_tgi_commands(tmp_path)
+    run_args = calls[2]
+    assert run_args.startswith("run ") and "-p 18080:80" in run_args
+    assert run_args.endswith(f"{spec.envs['TGI_IMAGE']} --model-id {spec.envs['MODEL_ID']}")
+
+
+def test_tgi_run_hands_the_token_to_docker_by_name_only(tmp_path: Path) -> None:
+    _, calls = run_tgi_commands(tmp_path)
+    assert "-e HF_TOKEN " in calls[2] and HF_TOKEN_VALUE not in calls[2]
+    assert calls[3] == f"HF_TOKEN={HF_TOKEN_VALUE}"
