@@ -2,8 +2,9 @@
 
 Each is checked through the real CLI (`serve validate --json`, a new process, no controller)
 for what it promises in its comments: the GPUs, spot, the replica policy, the probe and the
-port. Then the boot script the adapters would send for one replica is built from it, and
-what its `run` reads from the workdir is looked for where the replica will find it.
+port. Then the boot script the adapters would send for one replica is built from it, what
+its `run` reads from the workdir is looked for where the replica will find it, and TGI's
+commands (the one example that needs no GPU to run its shell) are run by bash.
 """
 
 from __future__ import annotations
