@@ -16,7 +16,7 @@ import enum
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from policies.types import Location, Offer
 from provisioners.errors import ProvisionError
@@ -280,4 +280,16 @@ class Provisioner(Protocol):
         rule, a NIC) is listed as that instance. `regions` narrows the search where the
         cloud lists per region. Only a full scan (no service, no regions) may also clean
         the adapter's own leftovers (e.g. AWS security groups): per-tick calls stay few."""
+        ...
+
+
+@runtime_checkable
+class SignsBucketSources(Protocol):
+    """An adapter whose cloud's object store can hand a replica a bucket mount's objects
+    through signed URLs, so the VM needs no credentials of its own."""
+
+    def sign_source(self, source: str, seconds: int) -> list[tuple[str, str]] | None:
+        """[(signed GET URL, relative path)] for the object or every object under the
+        prefix `source` names; None if this store cannot read it (the replica then tries
+        its own cloud CLI)."""
         ...

@@ -209,7 +209,7 @@ class Cleaner:
         )
         if row.status == S.PENDING:
             row = self.store.transition(row, S.PROVISIONING, "adopted after restart")
-        self.store.update(row, instance_id=inst.instance_id, url=inst.url)
+        self.store.update(row, instance_id=inst.instance_id, url=inst.url, agent_url=inst.agent_url)
 
     def fail_lost_intents(self, service: str, in_flight: set[str] | None = None) -> None:
         """Intents still without an instance after `reconcile_owned` never reached a cloud

@@ -172,10 +172,13 @@ class Executor:
                 "instance running",
                 instance_id=inst.instance_id,
                 url=inst.url,
+                agent_url=inst.agent_url,
                 launched_at=self.clock.now(),
             )
         else:
-            record = self.store.update(record, instance_id=inst.instance_id, url=inst.url)
+            record = self.store.update(
+                record, instance_id=inst.instance_id, url=inst.url, agent_url=inst.agent_url
+            )
         failpoint("launch.recorded")
         return LaunchOutcome(record)
 

@@ -154,12 +154,21 @@ class Observer:
             return self.store.transition(record, S.FAILED, inst.detail or "the instance ended")
         if record.status == S.PROVISIONING and inst.state == InstanceState.RUNNING:
             return self.store.transition(
-                record, S.STARTING, "instance running", launched_at=self.clock.now(), url=inst.url
+                record,
+                S.STARTING,
+                "instance running",
+                launched_at=self.clock.now(),
+                url=inst.url,
+                agent_url=inst.agent_url,
             )
         if record.status == S.PROVISIONING and self._overdue(record):
             return self._overdue_launch(record, inst, seen)
-        if inst.url and inst.url != record.url:
-            return self.store.update(record, url=inst.url)
+        if (inst.url and inst.url != record.url) or (
+            inst.agent_url and inst.agent_url != record.agent_url
+        ):
+            return self.store.update(
+                record, url=inst.url or record.url, agent_url=inst.agent_url or record.agent_url
+            )
         return record
 
     def _since_launch(self, record: ReplicaRecord) -> float:
