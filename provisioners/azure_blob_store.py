@@ -120,7 +120,7 @@ def classify(exc: Exception) -> ProvisionError:
         return CredentialsError(f"{exc.message}; {CREDENTIALS_HINT}", code="auth")
     if not isinstance(exc, aexc.HttpResponseError) or exc.response is None:
         return TransientError(f"could not reach Blob Storage: {exc}")
-    code = str(getattr(exc, "error_code", None) or "")
+    code = _code(exc)
     status = int(exc.status_code or 0)
     kind = ERROR_TABLE.get(code) or BY_STATUS.get(status)
     kind = kind or (TransientError if status >= 500 or status == 429 else InvalidRequest)
@@ -236,7 +236,7 @@ class AzureBlobStore:
                     container.get_blob_client(path).get_blob_properties()
                     return [SignedObject(self._sign(name, path, seconds), "")]
                 except aexc.ResourceNotFoundError as exc:
-                    if getattr(exc, "error_code", None) == "ContainerNotFound":
+                    if _code(exc) == "ContainerNotFound":
                         raise
             prefix = directory_prefix(path)
             names = [n for n in container.list_blob_names(name_starts_with=prefix or None)]
@@ -292,16 +292,14 @@ class AzureBlobStore:
         """A key that outlives a URL of `seconds`: the kept one, or a new one for a day (or
         the URL's life, if longer)."""
         needed = _now() + datetime.timedelta(seconds=seconds) + _KEY_MARGIN
+        service = self._connect()
         with self._lock:
-            if (
-                self._delegation is None
-                or self._delegation_ends is None
-                or self._delegation_ends < needed
-            ):
+            ends = self._delegation_ends
+            if self._delegation is None or ends is None or ends < needed:
                 life = min(max(seconds, 24 * 3600) + 600, MAX_URL_SECONDS)
                 start = _now() - _KEY_MARGIN  # the service's clock may be behind ours
                 ends = _now() + datetime.timedelta(seconds=life)
-                self._delegation = self._connect().get_user_delegation_key(start, ends)
+                self._delegation = service.get_user_delegation_key(start, ends)
                 self._delegation_ends = ends
             return self._delegation
 
@@ -335,6 +333,12 @@ class AzureBlobStore:
             f"https://{self.account}.blob.core.windows.net"
         )
         return BlobServiceClient(endpoint, credential=credential, **options)
+
+
+def _code(exc: aexc.AzureError) -> str:
+    """The storage error code (`x-ms-error-code`), which the SDK gives as an enum member."""
+    code = getattr(exc, "error_code", None) or ""
+    return str(getattr(code, "value", code))
 
 
 def _parse_connection_string(text: str | None) -> dict[str, str]:
