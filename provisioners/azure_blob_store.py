@@ -3,8 +3,8 @@
 The container lives in the storage account `SERVE_AZURE_STORAGE_ACCOUNT` (the account is
 the operator's: its region, redundancy and network rules are theirs to choose). Credentials,
 first found wins:
-- `AZURE_STORAGE_CONNECTION_STRING` with an `AccountKey` (Azurite's development account,
-  for instance): requests and SAS both signed with the key;
+- `AZURE_STORAGE_CONNECTION_STRING` with an `AccountKey` (or `UseDevelopmentStorage=true`,
+  Azurite's development account on its default port): requests and SAS signed with the key;
 - `AZURE_STORAGE_KEY` (the account key, as the Azure CLI names it): the same;
 - otherwise Entra ID (`az login`, a service principal, a managed identity, through
   azure-identity's DefaultAzureCredential): SAS signed with a user delegation key, which needs
@@ -341,10 +341,22 @@ def _code(exc: aexc.AzureError) -> str:
     return str(getattr(code, "value", code))
 
 
+DEVELOPMENT_STORAGE = {
+    "AccountName": "devstoreaccount1",
+    "AccountKey": "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq"
+    "/K1SZFPTOtr/KBHBeksoGMGw==",
+    "BlobEndpoint": "http://127.0.0.1:10000/devstoreaccount1",
+}
+"""What `UseDevelopmentStorage=true` stands for: Azurite's documented account, key and port."""
+
+
 def _parse_connection_string(text: str | None) -> dict[str, str]:
     """`Key=Value;...` as a dict (values may hold `=`, as base64 keys do)."""
     pairs = (part.split("=", 1) for part in (text or "").split(";") if "=" in part)
-    return {k.strip(): v.strip() for k, v in pairs}
+    found = {k.strip(): v.strip() for k, v in pairs}
+    if found.get("UseDevelopmentStorage", "").lower() == "true":
+        return {**DEVELOPMENT_STORAGE, **found}
+    return found
 
 
 def _default_credential() -> Any:

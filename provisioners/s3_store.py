@@ -57,9 +57,10 @@ from provisioners.object_store import (
 
 CREDENTIALS_HINT = (
     "configure AWS credentials for an identity allowed s3:CreateBucket, s3:ListBucket, "
-    "s3:Get/PutBucketTagging, s3:Get/PutBucketPublicAccessBlock, "
+    "s3:GetBucketTagging, s3:PutBucketTagging, s3:PutBucketPublicAccessBlock, "
     "s3:PutLifecycleConfiguration, s3:GetObject, s3:PutObject and s3:DeleteObject on "
-    "arn:aws:s3:::spotserve-* (and s3:GetObject on the buckets your file_mounts read)"
+    "arn:aws:s3:::spotserve-* (and s3:ListBucket, s3:GetObject on the buckets your "
+    "file_mounts read)"
 )
 
 ERROR_TYPES: dict[str, type[ProvisionError]] = {

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioners.azure_blob_store import DEVELOPMENT_STORAGE
 from tests.support.processes import REPO, free_port, wait_until
 
 VERSION = "3.37.0"
@@ -26,8 +27,8 @@ VERSION = "3.37.0"
 12.31 signs it (service version 2026-10-06)."""
 PREFIX = REPO / ".cache" / "emulators"
 BINARY = PREFIX / "node_modules" / ".bin" / "azurite-blob"
-ACCOUNT = "devstoreaccount1"
-KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+ACCOUNT = DEVELOPMENT_STORAGE["AccountName"]
+KEY = DEVELOPMENT_STORAGE["AccountKey"]
 INSTALL_HINT = (
     f"install it with `npm install --prefix {PREFIX} azurite@{VERSION}` "
     "(or `python -m tests.support.azurite`; `make env` does it)"
