@@ -35,6 +35,7 @@ import datetime
 import functools
 import os
 import threading
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -228,7 +229,7 @@ class AzureBlobStore:
         base = service.url.rstrip("/") + "/"
         if not source.startswith(base) or "?" in source:
             return None  # another account, another cloud, or a URL that carries its own SAS
-        name, _, path = source[len(base) :].partition("/")
+        name, _, path = urllib.parse.unquote(source[len(base) :]).partition("/")
         container = service.get_container_client(name)
         try:
             if path and not path.endswith("/"):
@@ -320,7 +321,7 @@ class AzureBlobStore:
             "max_block_size": _BLOCK,
             "max_single_put_size": _BLOCK,
         }
-        if not self.account and "BlobEndpoint" not in self._connection:
+        if not self.account and (self._key or "BlobEndpoint" not in self._connection):
             raise CredentialsError(
                 f"no storage account is set; {CREDENTIALS_HINT}", code="no-account"
             )
@@ -332,7 +333,10 @@ class AzureBlobStore:
         endpoint = self._connection.get("BlobEndpoint") or (
             f"https://{self.account}.blob.core.windows.net"
         )
-        return BlobServiceClient(endpoint, credential=credential, **options)
+        try:
+            return BlobServiceClient(endpoint, credential=credential, **options)
+        except ValueError as exc:  # the SDK's word for an endpoint or key it cannot use
+            raise InvalidRequest(f"{exc}; {CREDENTIALS_HINT}", code="configuration") from exc
 
 
 def _code(exc: aexc.AzureError) -> str:

@@ -346,7 +346,11 @@ class S3BundleStore:
         with self._lock:
             if region not in self._clients:
                 session = self._session or boto3.session.Session()
-                self._clients[region] = session.client("s3", region_name=region, config=_CONFIG)
+                try:
+                    client = session.client("s3", region_name=region, config=_CONFIG)
+                except ValueError as exc:  # botocore's word for an endpoint URL it cannot use
+                    raise InvalidRequest(f"{exc}; check AWS_ENDPOINT_URL", code="endpoint") from exc
+                self._clients[region] = client
             return self._clients[region]
 
 
