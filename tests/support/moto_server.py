@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,12 +19,16 @@ IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-defaul
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
+def moto_server(*, authenticate: bool = False) -> Iterator[str]:
+    """A moto server process; `authenticate` makes it check every request's access key
+    against its IAM (moto's INITIAL_NO_AUTH_ACTION_COUNT=0), so unknown keys are refused."""
     port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"} if authenticate else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     try:
