@@ -14,6 +14,7 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionError,
+    HTTPClientError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
@@ -117,7 +118,9 @@ def classify(exc: ClientError | BotoCoreError, location: str | None = None) -> P
         return CredentialsError(f"{exc}; {CREDENTIALS_HINT}", location=location)
     if isinstance(exc, NoRegionError):
         return InvalidRequest(f"{exc}; set AWS_DEFAULT_REGION", location=location)
-    if isinstance(exc, ConnectionError):
+    if isinstance(exc, ConnectionError | HTTPClientError):
+        # Connect failures and read timeouts (ReadTimeoutError is an HTTPClientError): the
+        # same call may succeed on a later tick.
         return TransientError(
             f"could not reach AWS ({exc}); check the network and AWS_ENDPOINT_URL",
             location=location,

@@ -16,7 +16,7 @@ import enum
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from policies.types import Location, Offer
 from provisioners.errors import ProvisionError
@@ -282,14 +282,3 @@ class Provisioner(Protocol):
         the adapter's own leftovers (e.g. AWS security groups): per-tick calls stay few."""
         ...
 
-
-@runtime_checkable
-class SignsBucketSources(Protocol):
-    """An adapter whose cloud's object store can hand a replica a bucket mount's objects
-    through signed URLs, so the VM needs no credentials of its own."""
-
-    def sign_source(self, source: str, seconds: int) -> list[tuple[str, str]] | None:
-        """[(signed GET URL, relative path)] for the object or every object under the
-        prefix `source` names; None if this store cannot read it (the replica then tries
-        its own cloud CLI)."""
-        ...

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from provisioners.base import MANAGED_BY, TAG_CONTROLLER_ID, TAG_MANAGED_BY, Bundle
 from provisioners.errors import InvalidRequest
@@ -152,3 +152,14 @@ def nothing_at(source: str) -> InvalidRequest:
 
 def no_bucket(source: str, bucket: str) -> InvalidRequest:
     return InvalidRequest(f"{source}: bucket {bucket} does not exist", code="NoSuchBucket")
+
+
+@runtime_checkable
+class SignsBucketSources(Protocol):
+    """An adapter whose cloud's object store can hand a replica a bucket mount's objects
+    through signed URLs, so the VM needs no credentials of its own."""
+
+    def sign_source(self, source: str, seconds: int) -> list[SignedObject] | None:
+        """The object, or every object under the prefix, `source` names; None if this
+        store cannot read it (the replica then tries its own cloud CLI)."""
+        ...
