@@ -663,11 +663,11 @@ def main(argv: list[str] | None = None) -> int:
     default_log = os.environ.get("SERVE_REPLICA_LOG") or "/var/log/spotserve-replica.log"
     parser.add_argument("--log", default=default_log, help="the replica log (our stdout)")
     args = parser.parse_args(argv)
-    config = BootConfig.load(args.config)
     home = os.path.dirname(os.path.abspath(args.config))
     try:
+        config = BootConfig.load(args.config)
         cert, key = make_certificate(os.path.join(home, "tls"))
-    except RuntimeError as exc:
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:  # no port to report it on
         say("phase", phase="failed", detail=str(exc))
         return 1
     with open(cert) as fh:

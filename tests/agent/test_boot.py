@@ -172,3 +172,12 @@ def test_a_replica_log_that_cannot_be_written_moves_into_the_agent_directory(
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert agent.trusted().logs(0, 1 << 20) == (log.read_bytes(), log.stat().st_size)
+
+
+def test_without_a_token_the_agent_does_not_start(boot_agent: Boot) -> None:
+    agent = boot_agent(launch_request(agent_token=""))
+    assert agent.process.wait(timeout=30) == 1
+    deadline = time.monotonic() + 10  # tee may still be writing
+    while "needs a token" not in agent.log.read_text():
+        assert time.monotonic() < deadline, agent.log.read_text()
+        time.sleep(0.05)
