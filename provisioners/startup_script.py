@@ -30,8 +30,10 @@ import ast
 import base64
 import functools
 import gzip
+import io
 import json
 import re
+import tokenize
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -136,18 +138,38 @@ def build_boot_script(
 
 @functools.cache
 def shipped_agent() -> str:
-    """The agent as the VM gets it: the same code without its docstrings and comments (an
-    AST round trip), which leaves room in EC2's 16 KiB of user data for a signed URL."""
-    tree = ast.parse(AGENT_SOURCE.read_text())
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list):
-            node.body = [s for s in body if not _is_text(s)] or [ast.Pass()]  # type: ignore[attr-defined]
-    return f"# {SHIPPED_HEADER}\n{ast.unparse(tree)}\n"
+    """The agent as the VM gets it: its own lines, verbatim, less docstrings, comments and
+    blank lines (a docstring that is a whole body becomes `pass`). Dropping lines rather
+    than re-printing the AST keeps the code valid on the VM's older Python (ast.unparse on
+    3.12+ writes f-strings that 3.8 cannot read), and leaves room in EC2's 16 KiB of user
+    data for a signed URL."""
+    source = AGENT_SOURCE.read_text()
+    lines = source.splitlines()
+    edits: dict[int, str] = {}  # 0-based line index -> new text ("" drops the line)
+    for body in _bodies(ast.parse(source)):
+        texts = [s for s in body if _is_text(s)]
+        for text in texts:
+            for index in range(text.lineno - 1, (text.end_lineno or text.lineno)):
+                edits[index] = ""
+        if texts and len(texts) == len(body):
+            edits[texts[0].lineno - 1] = " " * texts[0].col_offset + "pass"
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            row, col = token.start
+            edits.setdefault(row - 1, lines[row - 1])
+            edits[row - 1] = edits[row - 1][:col].rstrip() if edits[row - 1] else ""
+    kept = [edits.get(i, line) for i, line in enumerate(lines)]
+    return "\n".join([f"# {SHIPPED_HEADER}", *(line for line in kept if line.strip())]) + "\n"
+
+
+def _bodies(tree: ast.AST) -> list[list[ast.stmt]]:
+    return [
+        body for node in ast.walk(tree) if isinstance(body := getattr(node, "body", None), list)
+    ]
 
 
 def _is_text(statement: ast.stmt) -> bool:
-    """A bare string statement: a docstring."""
+    """A bare string statement (a docstring) alone on its lines: ruff-formatted code."""
     return (
         isinstance(statement, ast.Expr)
         and isinstance(statement.value, ast.Constant)

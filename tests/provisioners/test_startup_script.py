@@ -4,6 +4,7 @@ on a VM is tested by running it: tests/agent.)"""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -13,7 +14,12 @@ import pytest
 from policies.types import Location, Offer
 from provisioners.base import Bundle, LaunchRequest
 from provisioners.errors import InvalidRequest
-from provisioners.startup_script import build_boot_script, replica_environment
+from provisioners.startup_script import (
+    AGENT_SOURCE,
+    build_boot_script,
+    replica_environment,
+    shipped_agent,
+)
 
 EC2_USER_DATA_LIMIT = 16 * 1024
 SIGNED_URL = (
@@ -104,3 +110,26 @@ def test_replica_environment_has_envs_secrets_and_ours_win() -> None:
 def test_a_name_that_is_not_a_shell_name_is_an_invalid_request(field: str) -> None:
     with pytest.raises(InvalidRequest, match="not valid shell variable names"):
         script_for(launch_request(**{field: {"BAD-NAME": "x"}}))
+
+
+def test_the_shipped_agent_is_the_sources_program_less_its_docstrings() -> None:
+    source = ast.parse(AGENT_SOURCE.read_text())
+    for node in ast.walk(source):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            kept = [
+                s
+                for s in body
+                if not (
+                    isinstance(s, ast.Expr)
+                    and isinstance(s.value, ast.Constant)
+                    and isinstance(s.value.value, str)
+                )
+            ]
+            node.body = kept or [ast.Pass()]  # type: ignore[attr-defined]
+    assert ast.dump(ast.parse(shipped_agent())) == ast.dump(source)
+
+
+def test_the_shipped_agent_parses_as_python_3_8() -> None:
+    """The VM's Python may be old; ruff also holds the source to py38 (pyproject.toml)."""
+    ast.parse(shipped_agent(), feature_version=(3, 8))
