@@ -3,9 +3,10 @@
 Endpoints are boto3's business: the adapter never names one, so `AWS_ENDPOINT_URL` (or a
 profile's `endpoint_url`) pointed at moto runs the whole product against it. Each launch
 gets its own tagged security group opening the service port, user data from
-`build_startup_script`, and the ownership tags on the instance, its volumes and its network
-interface. `ClientToken` is derived from the launch token and the zone, so repeating one
-launch is idempotent and failing over to another zone is a new request.
+`build_boot_script` (the replica agent), and the ownership tags (plus the service and agent
+ports) on the instance, its volumes and its network interface. `ClientToken` is derived
+from the launch token and the zone, so repeating one launch is idempotent and failing over
+to another zone is a new request.
 
 Call volume: a per-tick `list_owned(service, regions)` is one DescribeInstances per region
 asked for (per page); only a full scan (`list_owned()`) searches every region and sweeps
@@ -57,11 +58,12 @@ from provisioners.base import (
     LaunchRequest,
     ResourceRequest,
 )
+from provisioners.base import agent_port as configured_agent_port
 from provisioners.base import ingress_cidr as configured_ingress_cidr
 from provisioners.catalog import Catalog, default_catalog
 from provisioners.errors import CredentialsError, InvalidRequest
 from provisioners.replica_names import resource_name
-from provisioners.startup_script import build_startup_script
+from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,7 @@ class AWSProvisioner:
         self._image_id = image_id or env.get("SERVE_AWS_IMAGE_ID") or None
         self._image_parameter = image_parameter or env.get("SERVE_AWS_IMAGE_PARAMETER") or None
         self._cidr = ingress_cidr or configured_ingress_cidr(env)
+        self._agent_port = configured_agent_port(env)
         self._key_name = key_name or env.get("SERVE_AWS_KEY_NAME") or None
         self._clock = clock
         self._clients: dict[tuple[str, str, bool], Any] = {}
@@ -145,12 +148,14 @@ class AWSProvisioner:
     def launch(self, request: LaunchRequest) -> Instance:
         where = request.location
         _require_aws(where, request)
-        script = build_startup_script(request)
+        agent_port = self._agent_port
+        script = build_boot_script(
+            request, bundle_url=None, cloud=self.cloud, agent_port=agent_port
+        )
         if len(script.encode()) > USER_DATA_LIMIT:
             raise InvalidRequest(
                 f"the boot script is {len(script.encode())} bytes but EC2 user data is limited "
-                f"to {USER_DATA_LIMIT}; shorten `setup`/`run` or move them into a script the "
-                "image already has",
+                f"to {USER_DATA_LIMIT}",
                 location=where.key,
             )
         ec2 = self._client("ec2", where.region)
@@ -158,7 +163,7 @@ class AWSProvisioner:
         try:
             image = self._image(request)
             group_id = ensure_security_group(ec2, request, name, self._cidr, self._clock())
-            params = self._run_params(request, image, group_id, script, name)
+            params = self._run_params(request, image, group_id, script, name, agent_port)
         except AWS_ERRORS as exc:
             raise classify(exc, where.key) from exc
         try:
@@ -174,6 +179,7 @@ class AWSProvisioner:
             launch_token=request.launch_token,
             port=request.port,
             controller_id=request.controller_id,
+            agent_port=agent_port,
         )
 
     def get(self, instance_id: str, location: Location) -> Instance | None:
@@ -291,9 +297,16 @@ class AWSProvisioner:
         return found[0] if found else None
 
     def _run_params(
-        self, request: LaunchRequest, image: str, group_id: str, script: str, name: str
+        self,
+        request: LaunchRequest,
+        image: str,
+        group_id: str,
+        script: str,
+        name: str,
+        agent_port: int,
     ) -> dict[str, Any]:
-        tags = aws_tags({**request.ownership_tags(), "Name": name, TAG_PORT: str(request.port)})
+        ports = {TAG_PORT: str(request.port), TAG_AGENT_PORT: str(agent_port)}
+        tags = aws_tags({**request.ownership_tags(), "Name": name, **ports})
         params: dict[str, Any] = {
             "ImageId": image,
             "InstanceType": request.offer.instance_type,

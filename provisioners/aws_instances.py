@@ -41,6 +41,7 @@ from provisioners.errors import (
     QuotaExceeded,
     TransientError,
 )
+from provisioners.startup_script import recorded_agent_port
 
 TAG_PORT = "serve-port"
 TAG_TERMINATED_BY = "serve-terminated-by"
@@ -117,6 +118,7 @@ def to_instance(raw: dict[str, Any], region: str) -> Instance:
         detail=detail,
         controller_id=tags.get(TAG_CONTROLLER_ID, ""),
         error=refusal(raw, location) if state == InstanceState.REFUSED else None,
+        agent_port=recorded_agent_port(tags),
     )
 
 

@@ -85,6 +85,7 @@ from provisioners.azure_resources import (
     region_of,
     tags_for,
     vm_body,
+    vm_tags,
     vnet_body,
     vnet_name,
 )
@@ -105,12 +106,13 @@ from provisioners.base import (
     InstanceState,
     LaunchRequest,
     ResourceRequest,
+    agent_port,
     ingress_cidr,
 )
 from provisioners.catalog import Catalog, default_catalog
 from provisioners.errors import CredentialsError, ProvisionError, TransientError
 from provisioners.replica_names import resource_name
-from provisioners.startup_script import build_startup_script
+from provisioners.startup_script import build_boot_script
 
 ARM_SCOPE = "https://management.azure.com/.default"
 _GONE_STATUSES = (200, 204)
@@ -160,6 +162,7 @@ class AzureProvisioner:
         self.arm_endpoint = arm_endpoint or os.environ.get("SERVE_AZURE_ARM_ENDPOINT") or None
         self.image = image or os.environ.get("SERVE_AZURE_IMAGE") or DEFAULT_IMAGE
         self.ingress_source = nsg_source(ingress_cidr(os.environ))
+        self.agent_port = agent_port(os.environ)
         self.poll_interval = poll_interval
         self.retry_total = retry_total
         self.connect_timeout = connect_timeout
@@ -206,7 +209,7 @@ class AzureProvisioner:
                     self.terminate(names.vm, request.location)
             raise refused from exc
         accepted = Reading(InstanceState.PENDING, "VM creation accepted")
-        return from_tags(names.vm, tags_for(request), accepted, address)
+        return from_tags(names.vm, vm_tags(request, self.agent_port), accepted, address)
 
     def get(self, instance_id: str, location: Location) -> Instance | None:
         c = self._connect()
@@ -331,8 +334,11 @@ class AzureProvisioner:
         )
         if self._ssh_key is None:
             self._ssh_key = ssh_public_key()
+        script = build_boot_script(
+            request, bundle_url=None, cloud=self.cloud, agent_port=self.agent_port
+        )
         return vm_body(
-            request, names.vm, nic_id, build_startup_script(request), self._ssh_key, self.image
+            request, names.vm, nic_id, script, self._ssh_key, self.image, self.agent_port
         )
 
     def _mark_nic(self, c: _Clients, names: Names, tags: dict[str, str]) -> None:

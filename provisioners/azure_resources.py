@@ -33,6 +33,7 @@ from provisioners.base import (
     LaunchRequest,
 )
 from provisioners.errors import InvalidRequest
+from provisioners.startup_script import TAG_AGENT_PORT, recorded_agent_port
 
 TAG_PORT = "serve-port"
 TAG_LOCATION = "serve-location"
@@ -82,6 +83,11 @@ def tags_for(request: LaunchRequest) -> dict[str, str]:
         TAG_PORT: str(request.port),
         TAG_LOCATION: request.location.key,
     }
+
+
+def vm_tags(request: LaunchRequest, agent_port: int) -> dict[str, str]:
+    """The VM's own tags: its resources' tags and the agent port it boots with."""
+    return {**tags_for(request), TAG_AGENT_PORT: str(agent_port)}
 
 
 def azure_zone(location: Location) -> str | None:
@@ -163,7 +169,13 @@ def nic_body(
 
 
 def vm_body(
-    request: LaunchRequest, name: str, nic_id: str, script: str, ssh_key: str, image: str
+    request: LaunchRequest,
+    name: str,
+    nic_id: str,
+    script: str,
+    ssh_key: str,
+    image: str,
+    agent_port: int,
 ) -> cm.VirtualMachine:
     """Spot: priority Spot, eviction policy Delete, max price -1 (never evicted for price)."""
     zone = azure_zone(request.location)
@@ -188,7 +200,7 @@ def vm_body(
         properties.billing_profile = cm.BillingProfile(max_price=-1)
     return cm.VirtualMachine(
         location=request.location.region,
-        tags=tags_for(request),
+        tags=vm_tags(request, agent_port),
         zones=[zone] if zone else None,
         properties=properties,
     )
@@ -268,6 +280,7 @@ def from_tags(name: str, tags: dict[str, str], reading: Reading, address: str | 
         port=int(port) if port.isdigit() else None,
         detail=reading.detail,
         controller_id=tags.get(TAG_CONTROLLER_ID, ""),
+        agent_port=recorded_agent_port(tags),
         error=(
             from_failed_provisioning(failure.code, failure.message, location.key)
             if failure

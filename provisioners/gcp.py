@@ -47,6 +47,7 @@ from provisioners.base import (
     LaunchRequest,
     ResourceRequest,
 )
+from provisioners.base import agent_port as configured_agent_port
 from provisioners.base import ingress_cidr as configured_ingress_cidr
 from provisioners.catalog import Catalog, default_catalog
 from provisioners.errors import CredentialsError, ProvisionError, TransientError
@@ -73,7 +74,7 @@ from provisioners.gcp_resources import (
     tombstone,
 )
 from provisioners.replica_names import resource_name
-from provisioners.startup_script import build_startup_script
+from provisioners.startup_script import build_boot_script
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 _DONE = compute_v1.Operation.Status.DONE
@@ -126,6 +127,7 @@ class GCPProvisioner:
         self.image = image or os.environ.get("SERVE_GCP_IMAGE") or None
         self.network = network or os.environ.get("SERVE_GCP_NETWORK") or DEFAULT_NETWORK
         self.ingress_cidr = ingress_cidr or configured_ingress_cidr(os.environ)
+        self.agent_port = configured_agent_port(os.environ)
         self._timeout = ConnectAndReadTimeout(*timeouts)
         self._catalog = catalog
         self._credentials = credentials
@@ -162,7 +164,7 @@ class GCPProvisioner:
             if opened and not isinstance(err, TransientError):
                 self._start_closing_port(c, name)
             raise
-        return pending_instance(request, name)
+        return pending_instance(request, name, self.agent_port)
 
     def get(self, instance_id: str, location: Location) -> Instance | None:
         c = self._connect()
@@ -300,13 +302,11 @@ class GCPProvisioner:
         return True
 
     def _insert(self, c: _Clients, request: LaunchRequest, name: str) -> None:
+        script = build_boot_script(
+            request, bundle_url=None, cloud=self.cloud, agent_port=self.agent_port
+        )
         body = instance_body(
-            request,
-            name,
-            build_startup_script(request),
-            self._gpu(request),
-            self.image,
-            self.network,
+            request, name, script, self._gpu(request), self.agent_port, self.image, self.network
         )
         try:
             insert = compute_v1.InsertInstanceRequest(

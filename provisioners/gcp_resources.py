@@ -34,6 +34,7 @@ from provisioners.base import (
     LaunchRequest,
 )
 from provisioners.gcp_history import InstanceHistory
+from provisioners.startup_script import TAG_AGENT_PORT, recorded_agent_port
 
 TAG_PORT = "serve-port"
 TAG_LOCATION = "serve-location"
@@ -88,6 +89,7 @@ class Identity:
     port: int | None
     location: str | None = None
     controller_id: str = ""
+    agent_port: int | None = None
 
 
 def label_value(value: str) -> str:
@@ -95,8 +97,9 @@ def label_value(value: str) -> str:
     return _NOT_LABEL.sub("-", value.lower())[:63]
 
 
-def labels_for(request: LaunchRequest) -> dict[str, str]:
-    tags = {**request.ownership_tags(), TAG_PORT: str(request.port)}
+def labels_for(request: LaunchRequest, agent_port: int) -> dict[str, str]:
+    ports = {TAG_PORT: str(request.port), TAG_AGENT_PORT: str(agent_port)}
+    tags = {**request.ownership_tags(), **ports}
     return {key: label_value(value) for key, value in tags.items()}
 
 
@@ -117,12 +120,13 @@ def instance_body(
     name: str,
     script: str,
     gpu: tuple[str, int] | None,
+    agent_port: int,
     image: str | None = None,
     network: str = DEFAULT_NETWORK,
 ) -> compute_v1.Instance:
     """The insert body. Spot: provisioning model SPOT, deleted (not stopped) on preemption."""
     zone = request.location.zone
-    labels = labels_for(request)
+    labels = labels_for(request, agent_port)
     metadata = [compute_v1.Items(key="startup-script", value=script)]
     if gpu:
         metadata.append(compute_v1.Items(key="install-nvidia-driver", value="True"))
@@ -222,6 +226,7 @@ def identity_from_labels(labels: dict[str, str]) -> Identity | None:
         port=int(port) if port.isdigit() else None,
         location=labels.get(TAG_LOCATION),
         controller_id=labels.get(TAG_CONTROLLER_ID, ""),
+        agent_port=recorded_agent_port(labels),
     )
 
 
@@ -255,10 +260,11 @@ def to_instance(
         port=who.port,
         detail=f"GCE status {gce.status}" + (" (preempted)" if preempted else ""),
         controller_id=who.controller_id,
+        agent_port=who.agent_port,
     )
 
 
-def pending_instance(request: LaunchRequest, name: str) -> Instance:
+def pending_instance(request: LaunchRequest, name: str, agent_port: int) -> Instance:
     """What `launch` returns: the insert is accepted, the instance not created yet."""
     return Instance(
         instance_id=name,
@@ -271,6 +277,7 @@ def pending_instance(request: LaunchRequest, name: str) -> Instance:
         port=request.port,
         detail="insert accepted",
         controller_id=request.controller_id,
+        agent_port=agent_port,
     )
 
 

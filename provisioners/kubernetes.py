@@ -45,6 +45,7 @@ from provisioners.base import (
     Instance,
     LaunchRequest,
     ResourceRequest,
+    agent_port,
 )
 from provisioners.errors import InvalidRequest
 from provisioners.kubernetes_errors import (
@@ -69,7 +70,7 @@ from provisioners.kubernetes_state import (
     to_instance,
 )
 from provisioners.replica_names import resource_name
-from provisioners.startup_script import build_startup_script
+from provisioners.startup_script import build_boot_script
 
 CLOUD = "kubernetes"
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -151,7 +152,9 @@ class KubernetesProvisioner:
         cluster = self._cluster_for(request.location)
         name = resource_name(request)
         image = (request.resources.image_id or self._settings.image).removeprefix("docker:")
-        script = build_startup_script(request)
+        script = build_boot_script(
+            request, bundle_url=None, cloud=CLOUD, agent_port=agent_port(os.environ)
+        )
         try:
             pod = pod_manifest(request, name, image, script, self._settings)
         except UnknownGpuModel as exc:

@@ -1,9 +1,10 @@
 """The pod and service that make one replica on Kubernetes.
 
-A replica is a pod that runs the shared startup script (`restartPolicy: Never`: a replica
-that dies is replaced by the replica manager, not restarted in place) plus a service that
-selects exactly that pod by its launch-token label. The service names the pod as its owner,
-so the cluster's garbage collector removes it with the pod even if spotserve does not.
+A replica is a pod that runs the shared boot script, which starts the replica agent
+(`restartPolicy: Never`: a replica that dies is replaced by the replica manager, not
+restarted in place) plus a service that selects exactly that pod by its launch-token label.
+The service names the pod as its owner, so the cluster's garbage collector removes it with
+the pod even if spotserve does not.
 
 The container asks for cpu and memory as both requests and limits (Guaranteed QoS, and
 what a namespace with a compute ResourceQuota demands: without limits the API server

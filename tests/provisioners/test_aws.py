@@ -4,6 +4,7 @@ an error proxy that answers with EC2's real error bodies."""
 from __future__ import annotations
 
 import base64
+import os
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from provisioners.base import (
     InstanceState,
     LaunchRequest,
     ResourceRequest,
+    agent_port,
 )
 from provisioners.errors import (
     CapacityUnavailable,
@@ -41,7 +43,7 @@ from provisioners.errors import (
     SpotUnavailable,
     TransientError,
 )
-from provisioners.startup_script import build_startup_script
+from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
 from tests.fakes.moto_ec2 import MotoEC2
 from tests.provisioners.contract_suite import *  # noqa: F403
 from tests.provisioners.contract_suite import CloudUnderTest
@@ -131,11 +133,24 @@ def test_launch_places_the_instance_in_the_offers_zone_and_type(
     assert described["InstanceType"] == "g5.xlarge"
 
 
-def test_user_data_is_the_shared_startup_script(cloud: CloudUnderTest, fake: MotoEC2) -> None:
+def test_user_data_is_the_shared_boot_script(cloud: CloudUnderTest, fake: MotoEC2) -> None:
     request = cloud.request()
     cloud.provisioner.launch(request)
     sent = run_instances_calls(fake)[-1]
-    assert base64.b64decode(sent["UserData"]).decode() == build_startup_script(request)
+    expected = build_boot_script(request, None, cloud="aws", agent_port=agent_port(os.environ))
+    assert base64.b64decode(sent["UserData"]).decode() == expected
+
+
+def test_instances_report_the_agent_port_they_booted_with(
+    fake: MotoEC2, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_AGENT_PORT", "47001")
+    launcher = CloudUnderTest(AWSProvisioner(session=session), fake, EAST, WEST, "g5.xlarge")
+    inst = launcher.provisioner.launch(launcher.request())
+    assert inst.agent_port == 47001 and fake.tags_of(inst.instance_id)[TAG_AGENT_PORT] == "47001"
+    monkeypatch.setenv("SERVE_AGENT_PORT", "47002")
+    got = AWSProvisioner(session=session).get(inst.instance_id, inst.location)
+    assert got is not None and got.agent_port == 47001, "the tag, not today's setting"
 
 
 def test_launch_token_makes_the_client_token(cloud: CloudUnderTest, fake: MotoEC2) -> None:
@@ -304,14 +319,15 @@ def test_disk_size_sets_the_root_volume_of_the_image(cloud: CloudUnderTest, fake
     assert sent["BlockDeviceMapping.1.Ebs.DeleteOnTermination"] == "true"
 
 
-def test_user_data_over_the_ec2_limit_is_refused_before_any_call(
+def test_setup_envs_and_secrets_of_any_size_stay_out_of_user_data(
     cloud: CloudUnderTest, fake: MotoEC2
 ) -> None:
+    """They reach the replica agent after boot, so EC2's 16 KiB limit does not apply."""
     base = cloud.request()
-    request = LaunchRequest(**{**base.__dict__, "setup": "echo x\n" * 3000})
-    with pytest.raises(InvalidRequest, match="user data is limited"):
-        cloud.provisioner.launch(request)
-    assert run_instances_calls(fake) == []
+    big = {"setup": "echo x\n" * 3000, "secrets": {"TOKEN": "s" * 20_000}}
+    cloud.provisioner.launch(LaunchRequest(**{**base.__dict__, **big}))
+    user_data = base64.b64decode(run_instances_calls(fake)[-1]["UserData"]).decode()
+    assert "echo x" not in user_data and "s" * 100 not in user_data
 
 
 def test_check_names_the_identity_when_credentials_work(cloud: CloudUnderTest) -> None:

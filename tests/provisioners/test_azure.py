@@ -5,6 +5,7 @@ of the ARM REST API (tests/fakes/azure_arm.py), pointed there by SERVE_AZURE_ARM
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from provisioners.base import (
     Accelerator,
     InstanceState,
     ResourceRequest,
+    agent_port,
 )
 from provisioners.catalog import Catalog, CatalogEntry
 from provisioners.errors import (
@@ -37,7 +39,7 @@ from provisioners.errors import (
     SpotUnavailable,
     TransientError,
 )
-from provisioners.startup_script import build_startup_script
+from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
 from tests.fakes import azure_errors_bodies as bodies
 from tests.fakes.azure_arm import IP, NIC, NSG, VM, FakeAzureARM
 from tests.provisioners.contract_suite import *  # noqa: F403
@@ -111,16 +113,29 @@ def test_every_created_resource_carries_ownership_tags(
         assert tags[TAG_LAUNCH_TOKEN] == req.launch_token
 
 
-def test_custom_data_is_the_base64_shared_replica_script(
+def test_custom_data_is_the_base64_shared_boot_script_without_the_job(
     cloud: CloudUnderTest, fake: FakeAzureARM
 ) -> None:
     req = cloud.request(service="chat", replica_id=2)
     inst = cloud.provisioner.launch(req)
     encoded = fake.get(VM, inst.instance_id)["properties"]["osProfile"]["customData"]
     script = base64.b64decode(encoded).decode()
-    assert script == build_startup_script(req)
-    for text in ("SERVE_SERVICE_NAME", "chat", "SERVE_REPLICA_PORT", "8080", "MODEL", "tiny"):
-        assert text in script
+    assert script == build_boot_script(req, None, cloud="azure", agent_port=agent_port(os.environ))
+    for job_text in ("echo setup", "python3 -m http.server 8080", "MODEL"):
+        assert job_text not in script
+
+
+def test_instances_report_the_agent_port_they_booted_with(
+    fake: FakeAzureARM, azure: AzureProvisioner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_AGENT_PORT", "47001")
+    launcher = CloudUnderTest(AzureProvisioner(poll_interval=0), fake, EAST_1, WEST_2, SIZE)
+    inst = launcher.provisioner.launch(launcher.request())
+    assert inst.agent_port == 47001
+    assert fake.get(VM, inst.instance_id)["tags"][TAG_AGENT_PORT] == "47001"
+    monkeypatch.setenv("SERVE_AGENT_PORT", "47002")
+    got = AzureProvisioner(poll_interval=0).get(inst.instance_id, inst.location)
+    assert got is not None and got.agent_port == 47001, "the tag, not today's setting"
 
 
 def test_security_group_opens_only_the_service_port(
@@ -503,15 +518,13 @@ def test_without_an_rsa_key_a_fresh_rsa_key_is_made_rather_than_using_ed25519(
     assert ssh_public_key(home=tmp_path).startswith("ssh-rsa ")
 
 
-def test_oversize_custom_data_is_refused_before_calling_azure(
+def test_envs_of_any_size_stay_out_of_custom_data(
     cloud: CloudUnderTest, fake: FakeAzureARM
 ) -> None:
-    req = replace(cloud.request(), envs={"BLOB": "x" * 70_000})
-    size = len(build_startup_script(req).encode())
-    with pytest.raises(InvalidRequest) as err:
-        cloud.provisioner.launch(req)
-    assert str(size) in err.value.message and "65535" in err.value.message
-    assert fake.requests == [], "nothing was created for a launch Azure would refuse"
+    """They reach the replica agent after boot, so customData's 64 KiB limit does not apply."""
+    inst = cloud.provisioner.launch(replace(cloud.request(), envs={"BLOB": "x" * 70_000}))
+    encoded = fake.get(VM, inst.instance_id)["properties"]["osProfile"]["customData"]
+    assert "x" * 100 not in base64.b64decode(encoded).decode()
 
 
 def test_fake_refuses_oversize_custom_data_like_arm(fake: FakeAzureARM) -> None:

@@ -5,6 +5,7 @@ Compute Engine REST API (tests/fakes/gcp_compute.py), pointed there by SERVE_GCP
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from provisioners.base import (
     InstanceState,
     LaunchRequest,
     ResourceRequest,
+    agent_port,
 )
 from provisioners.catalog import Catalog, CatalogEntry
 from provisioners.errors import (
@@ -35,7 +37,7 @@ from provisioners.errors import (
 )
 from provisioners.gcp import GCPProvisioner
 from provisioners.gcp_resources import STATES
-from provisioners.startup_script import build_startup_script
+from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
 from tests.fakes import gcp_errors_bodies as bodies
 from tests.fakes.gcp_compute import FakeGCPCompute
 from tests.provisioners.contract_suite import *  # noqa: F403
@@ -102,17 +104,30 @@ def test_label_values_are_lowercased_for_gcp(cloud: CloudUnderTest, fake: FakeGC
     assert fake.tags_of(inst.instance_id)[TAG_CONTROLLER_ID] == "ctrl-main"
 
 
-def test_startup_script_metadata_is_the_shared_replica_script(
+def test_startup_script_metadata_is_the_shared_boot_script_without_the_job(
     cloud: CloudUnderTest, fake: FakeGCPCompute
 ) -> None:
     req = cloud.request(service="chat", replica_id=4)
     inst = cloud.provisioner.launch(req)
     items = {i["key"]: i["value"] for i in fake.instance(inst.instance_id)["metadata"]["items"]}
     script = items["startup-script"]
-    assert script == build_startup_script(req)
-    for text in ("SERVE_SERVICE_NAME", "chat", "SERVE_REPLICA_ID", "SERVE_REPLICA_PORT", "MODEL"):
-        assert text in script
-    assert script.index("echo setup") < script.index("python3 -m http.server 8080")
+    assert script == build_boot_script(req, None, cloud="gcp", agent_port=agent_port(os.environ))
+    for job_text in ("echo setup", "python3 -m http.server 8080", "MODEL"):
+        assert job_text not in script
+
+
+def test_instances_report_the_agent_port_they_booted_with(
+    fake: FakeGCPCompute, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_GCP_API_ENDPOINT", fake.url)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
+    monkeypatch.setenv("SERVE_AGENT_PORT", "47001")
+    launcher = CloudUnderTest(GCPProvisioner(), fake, ZONE_A, ZONE_B, "g2-standard-4")
+    inst = launcher.provisioner.launch(launcher.request())
+    assert inst.agent_port == 47001 and fake.tags_of(inst.instance_id)[TAG_AGENT_PORT] == "47001"
+    monkeypatch.setenv("SERVE_AGENT_PORT", "47002")
+    got = GCPProvisioner().get(inst.instance_id, inst.location)
+    assert got is not None and got.agent_port == 47001, "the label, not today's setting"
 
 
 def test_firewall_rule_opens_service_port_to_that_instance_only(

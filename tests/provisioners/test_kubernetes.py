@@ -21,6 +21,7 @@ from provisioners.base import (
     LaunchRequest,
     LocationFilter,
     ResourceRequest,
+    agent_port,
 )
 from provisioners.errors import (
     CapacityUnavailable,
@@ -31,7 +32,7 @@ from provisioners.errors import (
 )
 from provisioners.kubernetes import KubernetesProvisioner
 from provisioners.kubernetes_errors import classify
-from provisioners.startup_script import build_startup_script
+from provisioners.startup_script import build_boot_script
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.kube_scheduler import FakeNode
 from tests.provisioners.contract_suite import *  # noqa: F403
@@ -92,13 +93,14 @@ def gpu_node(name: str, labels: dict[str, str], gpus: int = 8, **extra: object) 
 # The pod and its service.
 
 
-def test_pod_runs_the_shared_startup_script(cloud: CloudUnderTest, fake: FakeKubeAPIServer) -> None:
+def test_pod_runs_the_shared_boot_script(cloud: CloudUnderTest, fake: FakeKubeAPIServer) -> None:
     request = cloud.request()
     inst = cloud.provisioner.launch(request)
     pod = fake.find("pods", inst.instance_id)
     assert pod is not None
     (container,) = pod["spec"]["containers"]
-    assert container["command"] == ["/bin/bash", "-c", build_startup_script(request)]
+    script = build_boot_script(request, None, cloud="kubernetes", agent_port=agent_port(os.environ))
+    assert container["command"] == ["/bin/bash", "-c", script]
     assert pod["spec"]["restartPolicy"] == "Never"
 
 
