@@ -25,6 +25,7 @@ from controller.reconcile import Reconciler
 from controller.settings import Settings
 from provisioners.local import LocalProvisioner
 from provisioners.registry import make_provisioners
+from replica_manager.agent_sync import AgentSync
 from replica_manager.cleanup import Cleaner
 from replica_manager.clock import Clock, SystemClock
 from replica_manager.execute import Executor
@@ -80,6 +81,7 @@ class ControllerRuntime:
         self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="service")
         self._io_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cloud")
+        self._agent_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="agent")
         self._running: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
         self.reconciler: Reconciler | None = None
@@ -109,6 +111,13 @@ class ControllerRuntime:
                 ProbePolicy(s.probe_failures_to_not_ready, s.not_ready_grace_seconds),
                 provisioning_deadline=s.provisioning_deadline_seconds,
                 visibility_grace=s.visibility_grace_seconds,
+                agents=AgentSync(
+                    store,
+                    provisioners,
+                    self.clock,
+                    self._agent_pool,
+                    lambda service, replica: s.service_log_dir(service) / f"replica-{replica}.log",
+                ),
             ),
             executor=Executor(
                 store,
@@ -241,6 +250,7 @@ class ControllerRuntime:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.leader_lock.release()
         self._io_pool.shutdown(wait=False, cancel_futures=True)
+        self._agent_pool.shutdown(wait=False, cancel_futures=True)
         if self.prober:
             self.prober.close()
         self.db.dispose()

@@ -281,4 +281,3 @@ class Provisioner(Protocol):
         cloud lists per region. Only a full scan (no service, no regions) may also clean
         the adapter's own leftovers (e.g. AWS security groups): per-tick calls stay few."""
         ...
-

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from policies.types import LocationEvent, LocationEventKind
 from provisioners.base import VISIBILITY_GRACE_SECONDS, Instance, InstanceState, Provisioner
 from provisioners.errors import LaunchTimedOut, ProvisionError, TransientError
+from replica_manager.agent_sync import AgentSync
 from replica_manager.clock import Clock
 from replica_manager.probe import Prober, ProbeResult
 from replica_manager.records import ReplicaRecord, ReplicaTemplate
@@ -64,6 +65,7 @@ class Observer:
     probe_policy: ProbePolicy
     provisioning_deadline: float = 600.0
     visibility_grace: float = VISIBILITY_GRACE_SECONDS
+    agents: AgentSync | None = None
     _backoff: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
 
     def observe(self, template: ReplicaTemplate) -> Observation:
@@ -75,6 +77,7 @@ class Observer:
         for record in live:
             record = self._follow_instance(record, instances, seen)
             followed.append(record)
+        followed = self._follow_agents(template, followed, seen)
         probed = [r for r in followed if r.status in PROBED and r.url]
         results = self.prober.probe_all((r.url or "", template.probe) for r in probed)
         for record, result in zip(probed, results, strict=True):
@@ -82,6 +85,22 @@ class Observer:
             if event:
                 seen.events.append(event)
         return seen
+
+    def _follow_agents(
+        self, template: ReplicaTemplate, records: list[ReplicaRecord], seen: Observation
+    ) -> list[ReplicaRecord]:
+        """Give cloud replicas' agents their jobs, copy their logs, and end a replica whose
+        agent failed its boot, saw its program exit, or could not be trusted."""
+        if self.agents is None:
+            return records
+        ended: dict[int, ReplicaRecord] = {}
+        for verdict in self.agents.sync(template, records):
+            current = verdict.record
+            if verdict.lost:
+                ended[current.row_id] = self._lost(current, verdict.reason, seen)
+            elif current.status in PROBED:
+                ended[current.row_id] = self.store.transition(current, S.FAILED, verdict.reason)
+        return [ended.get(r.row_id, r) for r in records]
 
     def _instances(self, service: str, live: list[ReplicaRecord]) -> dict[str, Instance | None]:
         """Instance by id for the live records, one list call per cloud, then `get` for
