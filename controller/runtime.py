@@ -94,7 +94,9 @@ class ControllerRuntime:
         self.token = ensure_token(s.token_path)
         self.db.upgrade()
         self.installation_id = installation_id(self.db, s, self.clock.now())
-        provisioners = make_provisioners(s.clouds, s.local_root, s.log_dir / "services")
+        provisioners = make_provisioners(
+            s.clouds, s.local_root, s.log_dir / "services", self.installation_id
+        )
         store = SqlReplicaStore(self.db, self.clock)
         self.prober = Prober()
         self.reconciler = Reconciler(

@@ -92,6 +92,7 @@ class AWSProvisioner:
     def __init__(
         self,
         *,
+        installation: str = "",
         catalog: Catalog | None = None,
         session: boto3.session.Session | None = None,
         regions: Iterable[str] | None = None,
@@ -101,6 +102,7 @@ class AWSProvisioner:
         key_name: str | None = None,
         clock: Callable[[], float] = time.time,
     ):
+        self.installation = installation
         env = os.environ
         self._catalog = catalog
         self._session = session

@@ -142,6 +142,7 @@ class AzureProvisioner:
     def __init__(
         self,
         *,
+        installation: str = "",
         subscription_id: str | None = None,
         resource_group: str | None = None,
         catalog: Catalog | None = None,
@@ -155,6 +156,7 @@ class AzureProvisioner:
         read_timeout: float = READ_TIMEOUT_SECONDS,
         network_wait_seconds: float = 60.0,
     ) -> None:
+        self.installation = installation
         self.subscription_id = subscription_id or os.environ.get("AZURE_SUBSCRIPTION_ID") or None
         self.resource_group = (
             resource_group or os.environ.get("SERVE_AZURE_RESOURCE_GROUP") or "spotserve"

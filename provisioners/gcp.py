@@ -113,6 +113,7 @@ class GCPProvisioner:
     def __init__(
         self,
         *,
+        installation: str = "",
         project: str | None = None,
         catalog: Catalog | None = None,
         api_endpoint: str | None = None,
@@ -122,6 +123,7 @@ class GCPProvisioner:
         ingress_cidr: str | None = None,
         timeouts: tuple[float, float] = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
     ) -> None:
+        self.installation = installation
         self.project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
         self.api_endpoint = api_endpoint or os.environ.get("SERVE_GCP_API_ENDPOINT") or None
         self.image = image or os.environ.get("SERVE_GCP_IMAGE") or None

@@ -106,12 +106,14 @@ class KubernetesProvisioner:
     def __init__(
         self,
         *,
+        installation: str = "",
         api_client: k8s.ApiClient | None = None,
         kubeconfig: str | None = None,
         context: str | None = None,
         settings: KubernetesSettings | None = None,
         request_timeout: Timeout = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
     ):
+        self.installation = installation
         env = os.environ
         self._api_client = api_client
         self._kubeconfig = kubeconfig or env.get("KUBECONFIG") or None

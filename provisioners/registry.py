@@ -28,20 +28,23 @@ class UnknownCloud(ValueError):
     pass
 
 
-def make_provisioner(cloud: str, local_root: Path, log_root: Path) -> Provisioner:
+def make_provisioner(
+    cloud: str, local_root: Path, log_root: Path, installation: str = ""
+) -> Provisioner:
+    """`installation` names the installation's own cloud resources (the bundle bucket)."""
     if cloud == "local":
         return LocalProvisioner(root=local_root, log_root=log_root)
     if cloud not in ADAPTERS:
         raise UnknownCloud(f"unknown cloud {cloud!r} in SERVE_CLOUDS; known: {', '.join(KNOWN)}")
     module, name = ADAPTERS[cloud]
     cls = getattr(importlib.import_module(module), name)
-    return cls()  # type: ignore[no-any-return]
+    return cls(installation=installation)  # type: ignore[no-any-return]
 
 
 def make_provisioners(
-    clouds: Iterable[str], local_root: Path, log_root: Path
+    clouds: Iterable[str], local_root: Path, log_root: Path, installation: str = ""
 ) -> dict[str, Provisioner]:
-    return {c: make_provisioner(c, local_root, log_root) for c in clouds}
+    return {c: make_provisioner(c, local_root, log_root, installation) for c in clouds}
 
 
 def candidate_offers(
