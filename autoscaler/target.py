@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 NOISE_FRACTION = 0.10
@@ -44,47 +44,97 @@ class ScalingConfig:
         return max(self.min_replicas, min(self.max_replicas, math.ceil(ratio - 1e-9)))
 
 
+@dataclass(frozen=True)
+class Wait:
+    """A wait for one direction: since when its condition holds, when it last held, and
+    the level demand held throughout (the lowest count wanted going up, the highest going
+    down)."""
+
+    since: float
+    seen: float
+    level: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"since": self.since, "seen": self.seen, "level": self.level}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Wait | None:
+        if not isinstance(data, dict) or data.get("since") is None:
+            return None
+        since = float(data["since"])
+        return cls(since, float(data.get("seen", since)), int(data.get("level", 0)))
+
+
+@dataclass(frozen=True)
+class ScalerState:
+    """The autoscaler's memory between ticks, round-tripped through JSON."""
+
+    target: int | None = None
+    qps: float | None = None
+    wanted: int | None = None
+    up: Wait | None = None
+    down: Wait | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "qps": self.qps,
+            "wanted": self.wanted,
+            "up": self.up.to_json() if self.up else None,
+            "down": self.down.to_json() if self.down else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> ScalerState:
+        if not isinstance(data, dict):
+            return cls()
+        target = data.get("target")
+        return cls(
+            target=int(target) if target is not None else None,
+            qps=float(data["qps"]) if data.get("qps") is not None else None,
+            wanted=int(data["wanted"]) if data.get("wanted") is not None else None,
+            up=Wait.from_json(data.get("up")),
+            down=Wait.from_json(data.get("down")),
+        )
+
+
 def decide_target(
-    config: ScalingConfig, qps: float | None, state: dict[str, Any], now: float
-) -> tuple[int, dict[str, Any]]:
+    config: ScalingConfig, qps: float | None, state: ScalerState, now: float
+) -> tuple[int, ScalerState]:
     if not config.autoscaling:
-        return config.min_replicas, {"target": config.min_replicas}
-    current = int(state.get("target", config.min_replicas))
+        return config.min_replicas, ScalerState(target=config.min_replicas)
+    current = config.min_replicas if state.target is None else state.target
     current = max(config.min_replicas, min(config.max_replicas, current))
     if qps is None:
-        return current, {**state, "target": current}
+        return current, replace(state, target=current)
     wanted = config.wanted(qps)
     if current == 0 and wanted > 0:
-        return wanted, {"target": wanted, "qps": qps}
-    up = _pending(state, "up", wanted, wanted > current, now, config.upscale_delay_seconds, min)
-    down = _pending(
-        state, "down", wanted, wanted < current, now, config.downscale_delay_seconds, max
-    )
+        return wanted, ScalerState(target=wanted, qps=qps)
+    up = _pending(state.up, wanted, wanted > current, now, config.upscale_delay_seconds, min)
+    down = _pending(state.down, wanted, wanted < current, now, config.downscale_delay_seconds, max)
     new = current
-    if wanted > current and now - up["since"] >= config.upscale_delay_seconds:
-        new, up = max(current, int(up.get("level", current))), {}
-    elif wanted < current and now - down["since"] >= config.downscale_delay_seconds:
-        new, down = min(current, int(down.get("level", current))), {}
-    return new, {"target": new, "qps": qps, "wanted": wanted, "up": up, "down": down}
+    if up is not None and wanted > current and now - up.since >= config.upscale_delay_seconds:
+        new, up = max(current, up.level), None
+    elif (
+        down is not None and wanted < current and now - down.since >= config.downscale_delay_seconds
+    ):
+        new, down = min(current, down.level), None
+    return new, ScalerState(target=new, qps=qps, wanted=wanted, up=up, down=down)
 
 
 def _pending(
-    state: dict[str, Any],
-    key: str,
+    wait: Wait | None,
     wanted: int,
     holds: bool,
     now: float,
     delay: float,
     keep: Callable[[int, int], int],
-) -> dict[str, Any]:
-    """The wait for one direction: when it started, when its condition last held, and the
-    level demand has held throughout (`keep` of the counts wanted while it held)."""
-    wait = dict(state.get(key) or {})
+) -> Wait | None:
+    """The wait for one direction after this sample (None: no wait)."""
     if holds:
-        wait.setdefault("since", now)
-        wait["seen"] = now
-        wait["level"] = keep(int(wait.get("level", wanted)), wanted)
+        if wait is None:
+            return Wait(since=now, seen=now, level=wanted)
+        return Wait(since=wait.since, seen=now, level=keep(wait.level, wanted))
+    if wait is not None and now - wait.seen <= NOISE_FRACTION * delay:
         return wait
-    if wait.get("seen") is not None and now - wait["seen"] <= NOISE_FRACTION * delay:
-        return wait
-    return {}
+    return None

@@ -3,7 +3,7 @@ the reconcile loop makes the world follow."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -15,6 +15,7 @@ from controller.lb_process import pick_port
 from controller.service_status import ServiceStatus
 from controller.settings import Settings
 from controller.spec import ServiceSpec
+from controller.tick_state import TickState
 from replica_manager.clock import Clock
 
 
@@ -95,7 +96,7 @@ def create_service(
             next_replica_id=1,
             target_replicas=spec.service.policy.min_replicas,
             policy_state={},
-            autoscaler_state={},
+            tick_state={},
         )
         row.versions.append(
             ServiceVersionRow(
@@ -133,7 +134,8 @@ def update_service(
             )
         )
         row.updated_at = now
-        row.autoscaler_state = {**row.autoscaler_state, "app_failure_streak": 0}
+        state = TickState.from_json(row.tick_state)
+        row.tick_state = replace(state, app_failure_streak=0).to_json()
         if row.status == ServiceStatus.FAILED:
             row.status = ServiceStatus.REPLICA_INIT.value
         add_event(

@@ -33,8 +33,6 @@ from controller.spec import (
 )
 from controller.spec.loader import validate_spec
 from controller.spec.models import SpecProblem
-from provisioners.catalog import default_catalog
-from provisioners.registry import candidate_offers
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 
@@ -115,20 +113,9 @@ def _name(body: ServiceCreate, spec: ServiceSpec) -> str:
 def _check_placeable(rt: ControllerRuntime, spec: ServiceSpec) -> None:
     """Refuse at `serve up` what no enabled cloud can host, saying what would work."""
     assert rt.reconciler is not None
-    provisioners = rt.reconciler.provisioners
-    if candidate_offers(provisioners, spec.resource_requests()):
-        return
-    asked = sorted({p.cloud for r in spec.resource_requests() for p in r.places if p.cloud})
-    enabled = ", ".join(provisioners) or "none"
-    if asked and not set(asked) & set(provisioners):
-        hint = (
-            f"enable {', '.join(asked)} with SERVE_CLOUDS (now: {enabled}); `serve check` "
-            "shows which clouds are usable"
-        )
-    else:
-        clouds = [c for c in provisioners if c != "local"]
-        hint = default_catalog().describe(spec.resource_requests()[0], clouds)
-    raise SpecError([SpecIssue("resources", "no enabled cloud offers these resources", hint)])
+    hint = rt.reconciler.offers.why_none(spec.resource_requests())
+    if hint is not None:
+        raise SpecError([SpecIssue("resources", "no enabled cloud offers these resources", hint)])
 
 
 @router.get("", response_model=list[ServicePublic], dependencies=[Depends(read_access)])

@@ -45,7 +45,8 @@ class ServiceRow(Base):
     target_replicas: Mapped[int] = mapped_column(Integer, default=0)
     policy_name: Mapped[str] = mapped_column(String(32), default="")
     policy_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    autoscaler_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    tick_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """`controller.tick_state.TickState` as JSON: what the tick remembers between ticks."""
     cost_so_far: Mapped[float] = mapped_column(Float, default=0.0)
     on_demand_cost_so_far: Mapped[float] = mapped_column(Float, default=0.0)
     cost_updated_at: Mapped[float | None] = mapped_column(Float, nullable=True)

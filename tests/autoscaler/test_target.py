@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.rate import CountSample, average_qps
-from autoscaler.target import NOISE_FRACTION, ScalingConfig, decide_target
+from autoscaler.target import NOISE_FRACTION, ScalerState, ScalingConfig, decide_target
 
 AUTO = ScalingConfig(
     min_replicas=1,
@@ -22,9 +20,9 @@ AUTO = ScalingConfig(
 def run(
     samples: list[tuple[float, float]],
     config: ScalingConfig = AUTO,
-    state: dict[str, Any] | None = None,
+    state: ScalerState | None = None,
 ) -> list[int]:
-    state = dict(state or {})
+    state = state or ScalerState()
     out = []
     for now, qps in samples:
         target, state = decide_target(config, qps, state, now)
@@ -60,7 +58,7 @@ def test_a_long_dip_restarts_the_wait() -> None:
 
 
 def test_scales_down_only_after_the_downscale_delay() -> None:
-    state = {"target": 4}
+    state = ScalerState(target=4)
     targets = run([(t, 1.0) for t in range(0, 1260, 60)], state=state)
     assert targets[-2] == 4 and targets[-1] == 1
 
@@ -71,7 +69,7 @@ def test_scaling_up_from_zero_is_immediate() -> None:
 
 
 def test_no_traffic_data_keeps_the_current_target() -> None:
-    assert run([(0, None), (500, None)], state={"target": 3}) == [3, 3]  # type: ignore[list-item]
+    assert run([(0, None), (500, None)], state=ScalerState(target=3)) == [3, 3]  # type: ignore[list-item]
 
 
 def test_rate_is_averaged_over_the_window() -> None:
@@ -102,7 +100,7 @@ def test_a_low_sample_when_the_upscale_wait_ends_does_not_scale_down() -> None:
         upscale_delay_seconds=300,
         downscale_delay_seconds=1200,
     )
-    state: dict[str, Any] = {"target": 3}
+    state = ScalerState(target=3)
     samples = [(t, 5.0) for t in range(0, 300, 10)] + [(300, 1.0), (305, 5.0)]
     targets = run(samples, config, state)
     assert targets[:-1] == [3] * 31, "the low sample changes nothing"
@@ -142,7 +140,7 @@ def test_the_target_never_falls_before_demand_stayed_lower_for_the_downscale_del
         for _ in range(max(1, duration // every)):
             now += every
             samples.append((now, config.wanted(qps), qps))
-    state: dict[str, Any] = {"target": start}
+    state = ScalerState(target=start)
     previous = start
     for i, (t, _, qps) in enumerate(samples):
         target, state = decide_target(config, qps, state, t)
@@ -173,3 +171,14 @@ def _lower_since(
             break
         first = k
     return samples[first][0]
+
+
+def test_the_scaler_state_survives_a_json_round_trip_mid_wait() -> None:
+    """The state is stored with the service; a restart mid-wait continues the wait."""
+    config = ScalingConfig(1, 5, 2.0, upscale_delay_seconds=300)
+    _, state = decide_target(config, 8.0, ScalerState(target=1), 0.0)
+    import json
+
+    restored = ScalerState.from_json(json.loads(json.dumps(state.to_json())))
+    assert restored == state
+    assert decide_target(config, 8.0, restored, 300.0)[0] == 4

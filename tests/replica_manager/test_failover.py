@@ -173,7 +173,7 @@ def test_a_new_instance_ec2_does_not_show_yet_is_waited_for_not_failed(
     statuses = {r.status for r in failover.replicas()}
     assert statuses <= {"STARTING", "PROVISIONING"}, statuses
     svc = failover.service()
-    assert svc is not None and svc.autoscaler_state["app_failure_streak"] == 0
+    assert svc is not None and svc.tick_state["app_failure_streak"] == 0
     assert len(aws.proxy.received("RunInstances")) == 1, "nothing was launched twice"
 
 

@@ -98,7 +98,7 @@ def test_a_replica_whose_instance_vanishes_is_lost_not_an_application_failure(
     assert record.status == S.PREEMPTED
     assert record.status_reason.startswith("lost:")
     svc = harness.service()
-    assert svc is not None and svc.autoscaler_state["app_failure_streak"] == 0
+    assert svc is not None and svc.tick_state["app_failure_streak"] == 0
 
 
 def test_an_instance_stuck_pending_past_the_deadline_is_replaced_elsewhere(

@@ -1,0 +1,53 @@
+"""What a service's reconcile tick remembers from one tick to the next, typed.
+
+Stored with the service (`services.tick_state`, JSON) so a controller restart continues
+where the last leader stopped: the autoscaler's waits, the streak of replicas that failed
+before ever becoming ready, the on-demand/spot targets last reported (to tell the operator
+when they change), the clouds blocked for a while, and when orphans were last looked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from autoscaler.target import ScalerState
+from replica_manager.cloud_blocks import CloudBlocks
+
+
+@dataclass(frozen=True)
+class TickState:
+    scaler: ScalerState = field(default_factory=ScalerState)
+    app_failure_streak: int = 0
+    on_demand_target: int | None = None
+    spot_target: int | None = None
+    blocked: CloudBlocks = field(default_factory=CloudBlocks)
+    last_orphan_scan: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scaler": self.scaler.to_json(),
+            "app_failure_streak": self.app_failure_streak,
+            "on_demand_target": self.on_demand_target,
+            "spot_target": self.spot_target,
+            "blocked": self.blocked.to_json(),
+            "last_orphan_scan": self.last_orphan_scan,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> TickState:
+        """Tolerant: a missing or malformed part starts fresh rather than stopping a tick."""
+        if not isinstance(data, dict):
+            return cls()
+        return cls(
+            scaler=ScalerState.from_json(data.get("scaler")),
+            app_failure_streak=int(data.get("app_failure_streak") or 0),
+            on_demand_target=_opt_int(data.get("on_demand_target")),
+            spot_target=_opt_int(data.get("spot_target")),
+            blocked=CloudBlocks.from_json(data.get("blocked")),
+            last_orphan_scan=float(data.get("last_orphan_scan") or 0.0),
+        )
+
+
+def _opt_int(value: Any) -> int | None:
+    return int(value) if value is not None else None
