@@ -2,25 +2,65 @@
 
 Clouds are opt-in (`SERVE_CLOUDS`, default `local`): a laptop with AWS credentials must not
 start GPU VMs because an example YAML named no cloud. Adapters are imported only when
-enabled, so a missing SDK for an unused cloud costs nothing.
+enabled, so a missing SDK for an unused cloud costs nothing. Each factory is typed to
+return a `Provisioner`, so the type checker proves every adapter implements the protocol.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from provisioners.base import Provisioner
 from provisioners.local import LocalProvisioner
 
-ADAPTERS = {
-    "aws": ("provisioners.aws", "AWSProvisioner"),
-    "gcp": ("provisioners.gcp", "GCPProvisioner"),
-    "azure": ("provisioners.azure", "AzureProvisioner"),
-    "kubernetes": ("provisioners.kubernetes", "KubernetesProvisioner"),
+
+@dataclass(frozen=True)
+class Where:
+    """What a factory may need: the local provisioner's folders, the installation id."""
+
+    local_root: Path
+    log_root: Path
+    installation: str
+
+
+def _local(where: Where) -> Provisioner:
+    return LocalProvisioner(root=where.local_root, log_root=where.log_root)
+
+
+def _aws(where: Where) -> Provisioner:
+    from provisioners.aws import AWSProvisioner
+
+    return AWSProvisioner(installation=where.installation)
+
+
+def _gcp(where: Where) -> Provisioner:
+    from provisioners.gcp import GCPProvisioner
+
+    return GCPProvisioner(installation=where.installation)
+
+
+def _azure(where: Where) -> Provisioner:
+    from provisioners.azure import AzureProvisioner
+
+    return AzureProvisioner(installation=where.installation)
+
+
+def _kubernetes(where: Where) -> Provisioner:
+    from provisioners.kubernetes import KubernetesProvisioner
+
+    return KubernetesProvisioner(installation=where.installation)
+
+
+FACTORIES: dict[str, Callable[[Where], Provisioner]] = {
+    "local": _local,
+    "aws": _aws,
+    "gcp": _gcp,
+    "azure": _azure,
+    "kubernetes": _kubernetes,
 }
-KNOWN = ("local", *ADAPTERS)
+KNOWN = tuple(FACTORIES)
 
 
 class UnknownCloud(ValueError):
@@ -31,13 +71,10 @@ def make_provisioner(
     cloud: str, local_root: Path, log_root: Path, installation: str = ""
 ) -> Provisioner:
     """`installation` names the installation's own cloud resources (the bundle bucket)."""
-    if cloud == "local":
-        return LocalProvisioner(root=local_root, log_root=log_root)
-    if cloud not in ADAPTERS:
+    factory = FACTORIES.get(cloud)
+    if factory is None:
         raise UnknownCloud(f"unknown cloud {cloud!r} in SERVE_CLOUDS; known: {', '.join(KNOWN)}")
-    module, name = ADAPTERS[cloud]
-    cls = getattr(importlib.import_module(module), name)
-    return cls(installation=installation)  # type: ignore[no-any-return]
+    return factory(Where(local_root, log_root, installation))
 
 
 def make_provisioners(
