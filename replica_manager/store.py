@@ -6,10 +6,28 @@ together and refuses moves the lifecycle table forbids, so no caller can skip a 
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from policies.types import Location
 from replica_manager.records import ReplicaRecord, ReplicaStatus
+
+
+class ReplicaChanges(TypedDict, total=False):
+    """The fields of a replica row other than its status that the replica manager sets;
+    the type checker refuses any other name or type at every call."""
+
+    instance_id: str
+    url: str | None
+    agent_url: str | None
+    agent_token: str
+    agent_cert_sha256: str
+    launched_at: float
+    ready_at: float
+    terminated_at: float
+    probe_failures: int
+    last_probe_at: float
+    job_sent_at: float
+    log_offset: int
 
 
 class ReplicaStore(Protocol):
@@ -31,10 +49,14 @@ class ReplicaStore(Protocol):
         ...
 
     def transition(
-        self, record: ReplicaRecord, status: ReplicaStatus, reason: str = "", **fields: Any
+        self,
+        record: ReplicaRecord,
+        status: ReplicaStatus,
+        reason: str = "",
+        **changes: Unpack[ReplicaChanges],
     ) -> ReplicaRecord: ...
 
-    def update(self, record: ReplicaRecord, **fields: Any) -> ReplicaRecord:
+    def update(self, record: ReplicaRecord, **changes: Unpack[ReplicaChanges]) -> ReplicaRecord:
         """Change fields other than the status (probe counters, instance id, url)."""
         ...
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -14,6 +14,7 @@ from policies.types import Location
 from replica_manager.clock import Clock
 from replica_manager.lifecycle import check_transition
 from replica_manager.records import ReplicaRecord, ReplicaStatus
+from replica_manager.store import ReplicaChanges
 
 EVENT_BY_STATUS = {
     ReplicaStatus.READY: "replica_ready",
@@ -185,7 +186,11 @@ class SqlReplicaStore:
             return to_record(row, service)
 
     def transition(
-        self, record: ReplicaRecord, status: ReplicaStatus, reason: str = "", **fields: Any
+        self,
+        record: ReplicaRecord,
+        status: ReplicaStatus,
+        reason: str = "",
+        **fields: Unpack[ReplicaChanges],
     ) -> ReplicaRecord:
         now = self.clock.now()
         with self.db.session() as s:
@@ -212,7 +217,7 @@ class SqlReplicaStore:
             s.flush()
             return to_record(row, record.service)
 
-    def update(self, record: ReplicaRecord, **fields: Any) -> ReplicaRecord:
+    def update(self, record: ReplicaRecord, **fields: Unpack[ReplicaChanges]) -> ReplicaRecord:
         with self.db.session() as s:
             row = s.get_one(ReplicaRow, record.row_id)
             for key, value in fields.items():
