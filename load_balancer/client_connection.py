@@ -44,6 +44,7 @@ from load_balancer.http_head import (
 )
 from load_balancer.local_endpoints import LocalRequest, RefusedRequest
 from load_balancer.proxy_request import ProxyRequest
+from load_balancer.telemetry import ErrorKind
 
 if TYPE_CHECKING:
     from load_balancer.proxy_app import ProxyApp
@@ -317,7 +318,7 @@ class ClientConnection(asyncio.Protocol):
         self.close()
 
     def _reject_malformed(self, exc: Exception) -> None:
-        self.app.counters.error("bad_request")
+        self.app.counters.error(ErrorKind.BAD_REQUEST)
         if not self._queue:
             body = b'{"error": "bad_request", "detail": "malformed HTTP request: %s"}' % (
                 str(exc).replace('"', "'").encode()

@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 
 from load_balancer.http_head import json_response
+from load_balancer.telemetry import ErrorKind
 
 # Apache's LimitRequestFields default; well above what browsers and HTTP clients send.
 MAX_HEADER_FIELDS = 100
@@ -29,7 +30,7 @@ class Refusal:
     """A client-level answer of the load balancer's own; ``error`` is also the metric kind."""
 
     status: int
-    error: str
+    error: ErrorKind
     detail: str
     retry_after: int | None = None
 
@@ -48,17 +49,17 @@ class HeadRefused(Exception):
 
 def head_timeout(seconds: float) -> Refusal:
     detail = f"the request head did not arrive within {seconds:g}s (--request-head-timeout)"
-    return Refusal(408, "request_timeout", detail)
+    return Refusal(408, ErrorKind.REQUEST_TIMEOUT, detail)
 
 
 def head_too_large(max_bytes: int) -> Refusal:
     detail = f"the request line and headers exceed {max_bytes} bytes (--max-head-bytes)"
-    return Refusal(431, "request_header_fields_too_large", detail)
+    return Refusal(431, ErrorKind.REQUEST_HEADER_FIELDS_TOO_LARGE, detail)
 
 
 def too_many_header_fields() -> Refusal:
     detail = f"the request has more than {MAX_HEADER_FIELDS} header fields"
-    return Refusal(431, "request_header_fields_too_large", detail)
+    return Refusal(431, ErrorKind.REQUEST_HEADER_FIELDS_TOO_LARGE, detail)
 
 
 def too_many_connections(max_connections: int) -> Refusal:
@@ -66,7 +67,7 @@ def too_many_connections(max_connections: int) -> Refusal:
         f"this load balancer worker already holds {max_connections} client connections "
         "(--max-connections); retry shortly"
     )
-    return Refusal(503, "too_many_connections", detail, retry_after=1)
+    return Refusal(503, ErrorKind.TOO_MANY_CONNECTIONS, detail, retry_after=1)
 
 
 class HeadBudget:

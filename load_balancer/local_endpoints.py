@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING
 
 from load_balancer.http_head import json_response
+from load_balancer.telemetry import ErrorKind
 
 if TYPE_CHECKING:
     from load_balancer.client_connection import ClientConnection
@@ -105,7 +106,7 @@ class RefusedRequest(_LocalExchange):
         self.body_done = True
 
     def answer(self) -> tuple[int, bytes, bytes]:
-        self.app.counters.error("upgrade_refused")
+        self.app.counters.error(ErrorKind.UPGRADE_REFUSED)
         self.app.counters.answered(501, 0.0)
         what = (
             "CONNECT tunnels"

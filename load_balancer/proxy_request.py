@@ -28,6 +28,7 @@ from load_balancer.http_head import (
     upstream_request_head,
 )
 from load_balancer.structured_log import log_event
+from load_balancer.telemetry import ErrorKind
 from load_balancer.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ class ProxyRequest:
             try:
                 conn = await replica.pool.connect()
             except (OSError, TimeoutError) as exc:
-                self.app.counters.error("connect_failed")
+                self.app.counters.error(ErrorKind.CONNECT_FAILED)
                 self.app.replicas.eject(replica)
                 return f"connect failed ({exc or type(exc).__name__})", False
         outcome = await self._exchange(conn, replica)
@@ -154,15 +155,15 @@ class ProxyRequest:
         reusable = reusable and not self.upgrade
         replica.pool.release(conn, reusable and not self._client_gone)
         if outcome == _LOST:
-            self.app.counters.error("reset_before_response")
+            self.app.counters.error(ErrorKind.RESET_BEFORE_RESPONSE)
             if not reused:
                 self.app.replicas.eject(replica)
             return "closed the connection before answering", reused
         if outcome == _TIMEOUT:
-            self.app.counters.error("response_timeout")
+            self.app.counters.error(ErrorKind.RESPONSE_TIMEOUT)
             self._answer_local(504, "response_timeout", self._timeout_detail(replica))
         elif outcome == _TRUNCATED:
-            self.app.counters.error("reset_during_response")
+            self.app.counters.error(ErrorKind.RESET_DURING_RESPONSE)
             self.client.abort()
         self._finish()
         return None, False
@@ -294,17 +295,17 @@ class ProxyRequest:
             return
         self._client_gone = True
         if self._task is not None and not self._task.done():
-            self.app.counters.error("client_disconnected")
+            self.app.counters.error(ErrorKind.CLIENT_DISCONNECTED)
             self._task.cancel()
 
     def _answer_failure(self, failures: list[str]) -> None:
         if not failures:
-            self.app.counters.error("no_ready_replica")
+            self.app.counters.error(ErrorKind.NO_READY_REPLICA)
             name = self.app.config.service_label
             detail = f"service {name} has no ready replica yet; check `serve status {name}`"
             self._answer_local(503, "no_ready_replica", detail)
         else:
-            self.app.counters.error("all_attempts_failed")
+            self.app.counters.error(ErrorKind.ALL_ATTEMPTS_FAILED)
             log_event(
                 "warning", "request_failed", target=self.target.decode("latin-1"), tried=failures
             )

@@ -9,24 +9,31 @@ totals are exact without locks (aligned 8-byte stores are atomic on the platform
 from __future__ import annotations
 
 import bisect
+import enum
 import mmap
 from collections.abc import Iterable
 
-ERROR_KINDS = (
-    "connect_failed",
-    "reset_before_response",
-    "reset_during_response",
-    "response_timeout",
-    "no_ready_replica",
-    "all_attempts_failed",
-    "client_disconnected",
-    "bad_request",
-    "upstream_protocol",
-    "upgrade_refused",
-    "request_timeout",
-    "request_header_fields_too_large",
-    "too_many_connections",
-)
+
+class ErrorKind(enum.StrEnum):
+    """How a request went wrong: the `kind` label of `lb_errors_total`, and the `error` of
+    the load balancer's own JSON answers where it answers itself."""
+
+    CONNECT_FAILED = "connect_failed"
+    RESET_BEFORE_RESPONSE = "reset_before_response"
+    RESET_DURING_RESPONSE = "reset_during_response"
+    RESPONSE_TIMEOUT = "response_timeout"
+    NO_READY_REPLICA = "no_ready_replica"
+    ALL_ATTEMPTS_FAILED = "all_attempts_failed"
+    CLIENT_DISCONNECTED = "client_disconnected"
+    BAD_REQUEST = "bad_request"
+    UPSTREAM_PROTOCOL = "upstream_protocol"
+    UPGRADE_REFUSED = "upgrade_refused"
+    REQUEST_TIMEOUT = "request_timeout"
+    REQUEST_HEADER_FIELDS_TOO_LARGE = "request_header_fields_too_large"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+
+
+ERROR_KINDS = tuple(ErrorKind)
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -80,7 +87,7 @@ class WorkerCounters:
         row[LATENCY_SUM_US] += int(seconds * 1e6)
         row[LATENCY_COUNT] += 1
 
-    def error(self, kind: str) -> None:
+    def error(self, kind: ErrorKind) -> None:
         self._row[_ERROR_INDEX[kind]] += 1
 
     def in_flight(self, slot: int, delta: int) -> None:
