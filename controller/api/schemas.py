@@ -6,6 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from controller.service_status import ServiceStatus
+from replica_manager.records import ReplicaStatus
+
 BUNDLE_DIGEST = r"^[0-9a-f]{64}$"
 
 
@@ -29,7 +32,7 @@ class ServiceUpdate(BaseModel):
 class ReplicaPublic(BaseModel):
     id: int
     version: int
-    status: str
+    status: ReplicaStatus
     status_reason: str
     cloud: str
     region: str
@@ -54,7 +57,7 @@ class CostPublic(BaseModel):
 
 class ServicePublic(BaseModel):
     name: str
-    status: str
+    status: ServiceStatus
     status_reason: str
     version: int
     endpoint: str | None

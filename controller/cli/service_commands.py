@@ -10,12 +10,14 @@ from typing import Any
 import httpx
 import typer
 
+from controller.api.schemas import ServicePublic
 from controller.cli.app import app
 from controller.cli.bundle_upload import upload_bundle
 from controller.cli.errors import fail, friendly, wide_console
 from controller.cli.job_values import apply_values, parse_values
 from controller.cli.render import print_status
 from controller.client import ApiError, ControllerClient, ControllerUnavailable, start_controller
+from controller.service_status import ServiceStatus
 from controller.settings import Settings
 from controller.spec import (
     ServiceSpec,
@@ -100,10 +102,10 @@ def up(
     client = _client(start=True)
     bundle = upload_bundle(client, spec, console)
     body = {"name": name, "spec": data, "bundle": bundle}
-    svc = client.json("POST", "/api/v1/services", json=body)
+    svc = ServicePublic.model_validate(client.json("POST", "/api/v1/services", json=body))
     console.print(
-        f"Service [bold]{name}[/] created (version {svc['version']}, "
-        f"{svc['target_replicas']} replicas). Endpoint: [bold]{svc['endpoint']}[/]"
+        f"Service [bold]{name}[/] created (version {svc.version}, "
+        f"{svc.target_replicas} replicas). Endpoint: [bold]{svc.endpoint}[/]"
     )
     if detach:
         console.print(f"Watch it with `serve status {name}`.")
@@ -115,22 +117,22 @@ def _wait_ready(client: ControllerClient, name: str) -> None:
     try:
         with console.status("waiting for replicas") as spinner:
             while True:
-                svc = client.json("GET", _service_path(name))
-                states = ", ".join(f"{r['id']}:{r['status']}" for r in svc["replicas"]) or "-"
+                svc = ServicePublic.model_validate(client.json("GET", _service_path(name)))
+                states = ", ".join(f"{r.id}:{r.status}" for r in svc.replicas) or "-"
                 spinner.update(
-                    f"{svc['status']}: {svc['ready_replicas']}/{svc['target_replicas']} ready "
+                    f"{svc.status}: {svc.ready_replicas}/{svc.target_replicas} ready "
                     f"[dim]({states})[/]"
                 )
-                if svc["status"] in ("READY", "FAILED"):
+                if svc.status in (ServiceStatus.READY, ServiceStatus.FAILED):
                     break
                 time.sleep(1.0)
     except KeyboardInterrupt:
         console.print(f"Stopped waiting; {name} keeps launching. `serve status {name}` shows it.")
         return
-    if svc["status"] == "FAILED":
-        raise fail(f"{name} failed: {svc['status_reason']}")
-    _wait_for_endpoint(svc["endpoint"])
-    console.print(f"[green]{name} is READY[/] at {svc['endpoint']}")
+    if svc.status == ServiceStatus.FAILED:
+        raise fail(f"{name} failed: {svc.status_reason}")
+    _wait_for_endpoint(svc.endpoint)
+    console.print(f"[green]{name} is READY[/] at {svc.endpoint}")
 
 
 def _wait_for_endpoint(endpoint: str | None, timeout: float = 15.0) -> None:
@@ -161,8 +163,9 @@ def update(
     data, spec = _load(file, env, secret)
     client = _client(start=False)
     bundle = upload_bundle(client, spec, console)
-    svc = client.json("PUT", _service_path(name), json={"spec": data, "bundle": bundle})
-    console.print(f"Service [bold]{name}[/] is rolling to version {svc['version']}.")
+    body = {"spec": data, "bundle": bundle}
+    svc = ServicePublic.model_validate(client.json("PUT", _service_path(name), json=body))
+    console.print(f"Service [bold]{name}[/] is rolling to version {svc.version}.")
 
 
 @app.command()
@@ -218,14 +221,14 @@ def down(
     with console.status(f"taking {name} down") as spinner:
         while True:
             try:
-                svc = client.json("GET", _service_path(name))
+                svc = ServicePublic.model_validate(client.json("GET", _service_path(name)))
             except ApiError as exc:
                 if exc.status == 404:
                     break
                 raise
-            if svc["status"] == "FAILED_CLEANUP":
-                raise fail(f"{name}: {svc['status_reason']}")
-            alive = sum(1 for r in svc["replicas"])
+            if svc.status == ServiceStatus.FAILED_CLEANUP:
+                raise fail(f"{name}: {svc.status_reason}")
+            alive = len(svc.replicas)
             spinner.update(f"taking {name} down: {alive} replicas left")
             time.sleep(0.5)
     console.print(f"Service [bold]{name}[/] is down: replicas and load balancer stopped.")
