@@ -178,6 +178,10 @@ class Reconciler:
     # -- the load balancer ---------------------------------------------------------------
 
     def _ensure_lb(self, snap: ServiceSnapshot) -> None:
+        """The service's load balancer on this host, unless load balancers run elsewhere
+        (`SERVE_START_LOAD_BALANCERS=0`: they follow the controller from their hosts)."""
+        if not self.settings.start_load_balancers:
+            return
         if is_our_lb(snap.lb_pid, snap.name) or snap.lb_port is None:
             return
         policy = snap.spec.service.load_balancing_policy

@@ -23,6 +23,7 @@ from controller.db.request_counts import RequestCounts
 from controller.leader import leader_lock
 from controller.reconcile import Reconciler
 from controller.settings import Settings
+from controller.timings import Timings
 from provisioners.local import LocalProvisioner
 from provisioners.registry import make_provisioners
 from replica_manager.agent_sync import AgentSync
@@ -30,7 +31,7 @@ from replica_manager.cleanup import Cleaner
 from replica_manager.clock import Clock, SystemClock
 from replica_manager.execute import Executor
 from replica_manager.observe import Observer, ProbePolicy
-from replica_manager.probe import Prober
+from replica_manager.probe import ProbeBoard
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class ControllerRuntime:
         self.is_leader = False
         self.installation_id = ""
         self.counters = TickCounters()
+        self.timings = Timings()
         self._db_failures = 0
         self._resume_at = 0.0
         self.token = ""
@@ -86,7 +88,7 @@ class ControllerRuntime:
         self._lock = threading.Lock()
         self.reconciler: Reconciler | None = None
         self.bundles = BundleStore(settings.bundle_dir, settings.max_bundle_bytes + (1 << 20))
-        self.prober: Prober | None = None
+        self.prober: ProbeBoard | None = None
 
     def start(self, *, schedule: bool = True) -> None:
         s = self.settings
@@ -98,7 +100,8 @@ class ControllerRuntime:
             s.clouds, s.local_root, s.log_dir / "services", self.installation_id
         )
         store = SqlReplicaStore(self.db, self.clock)
-        self.prober = Prober()
+        self.prober = ProbeBoard(s.tick_seconds, on_probe=self.timings.probed)
+        self.prober.start()
         self.reconciler = Reconciler(
             settings=s,
             db=self.db,
@@ -238,9 +241,11 @@ class ControllerRuntime:
 
     def _tick_one(self, name: str) -> None:
         assert self.reconciler is not None
+        started = self.timings.tick_started(name)
         try:
             self.reconciler.tick(name)
             self.counters.service_ticks += 1
+            self.timings.tick_done(started)
         except OperationalError as exc:
             self._back_off(exc)
         except Exception:

@@ -59,6 +59,7 @@ class Settings:
     allow_open_reads: bool = False
     max_body_bytes: int = 1024 * 1024
     max_bundle_bytes: int = 512 * 1024 * 1024
+    start_load_balancers: bool = True
     provisioning_deadline_seconds: float = 600.0
     teardown_deadline_seconds: float = 600.0
     cloud_block_seconds: float = 300.0
@@ -101,6 +102,7 @@ class Settings:
             allow_open_reads=_bool(env, "SERVE_ALLOW_OPEN_READS", False),
             max_body_bytes=_int(env, "SERVE_MAX_BODY_BYTES", 1024 * 1024),
             max_bundle_bytes=_int(env, "SERVE_MAX_BUNDLE_BYTES", 512 * 1024 * 1024),
+            start_load_balancers=_bool(env, "SERVE_START_LOAD_BALANCERS", True),
             provisioning_deadline_seconds=_float(env, "SERVE_PROVISIONING_DEADLINE_SECONDS", 600.0),
             teardown_deadline_seconds=_float(env, "SERVE_TEARDOWN_DEADLINE_SECONDS", 600.0),
             cloud_block_seconds=_float(env, "SERVE_CLOUD_BLOCK_SECONDS", 300.0),

@@ -8,7 +8,9 @@ return a `Provisioner`, so the type checker proves every adapter implements the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import importlib
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,11 +69,25 @@ class UnknownCloud(ValueError):
     pass
 
 
+def plugins(env: Mapping[str, str]) -> dict[str, Callable[[Where], Provisioner]]:
+    """More clouds from `SERVE_CLOUD_PLUGINS=name=module:factory,...`: each factory takes a
+    `Where` and returns a `Provisioner` (how the scale benchmark adds its cloud)."""
+    out: dict[str, Callable[[Where], Provisioner]] = {}
+    for item in filter(None, (p.strip() for p in env.get("SERVE_CLOUD_PLUGINS", "").split(","))):
+        name, _, target = item.partition("=")
+        module, _, attr = target.partition(":")
+        if not (name and module and attr):
+            raise UnknownCloud(f"SERVE_CLOUD_PLUGINS entry {item!r}: write name=module:factory")
+        factory = getattr(importlib.import_module(module), attr)
+        out[name] = factory
+    return out
+
+
 def make_provisioner(
     cloud: str, local_root: Path, log_root: Path, installation: str = ""
 ) -> Provisioner:
     """`installation` names the installation's own cloud resources (the bundle bucket)."""
-    factory = FACTORIES.get(cloud)
+    factory = FACTORIES.get(cloud) or plugins(os.environ).get(cloud)
     if factory is None:
         raise UnknownCloud(f"unknown cloud {cloud!r} in SERVE_CLOUDS; known: {', '.join(KNOWN)}")
     return factory(Where(local_root, log_root, installation))

@@ -29,7 +29,7 @@ from provisioners.base import VISIBILITY_GRACE_SECONDS, Instance, InstanceState,
 from provisioners.errors import LaunchTimedOut, ProvisionError, TransientError
 from replica_manager.agent_sync import AgentSync
 from replica_manager.clock import Clock
-from replica_manager.probe import Prober, ProbeResult
+from replica_manager.probe import ProbeBoard, ProbeResult
 from replica_manager.records import ReplicaRecord, ReplicaTemplate
 from replica_manager.records import ReplicaStatus as S
 from replica_manager.store import ReplicaStore
@@ -60,13 +60,15 @@ class Observation:
 class Observer:
     store: ReplicaStore
     provisioners: Mapping[str, Provisioner]
-    prober: Prober
+    probes: ProbeBoard
     clock: Clock
     probe_policy: ProbePolicy
     provisioning_deadline: float = 600.0
     visibility_grace: float = VISIBILITY_GRACE_SECONDS
     agents: AgentSync | None = None
     _backoff: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
+    _applied: dict[str, dict[int, int]] = field(default_factory=dict)
+    """Per service, per replica row: the last probe result judged (its `seq`)."""
 
     def observe(self, template: ReplicaTemplate) -> Observation:
         seen = Observation()
@@ -78,12 +80,20 @@ class Observer:
             record = self._follow_instance(record, instances, seen)
             followed.append(record)
         followed = self._follow_agents(template, followed, seen)
-        probed = [r for r in followed if r.status in PROBED and r.url]
-        results = self.prober.probe_all((r.url or "", template.probe) for r in probed)
-        for record, result in zip(probed, results, strict=True):
-            event = self._apply_probe(record, result, template)
+        applied = self._applied.get(template.service, {})
+        fresh: dict[int, int] = {}
+        for record in followed:
+            if record.status not in PROBED or not record.url:
+                continue
+            reading = self.probes.reading(record.url, template.probe)
+            last = applied.get(record.row_id, 0)
+            fresh[record.row_id] = reading.seq if reading else last
+            if reading is None or reading.seq <= last:
+                continue  # no new result since the last tick: nothing to judge
+            event = self._apply_probe(record, reading.result, template)
             if event:
                 seen.events.append(event)
+        self._applied[template.service] = fresh
         return seen
 
     def _follow_agents(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -49,8 +49,18 @@ def controller_info(rt: ControllerRuntime = Depends(runtime)) -> dict[str, Any]:
         "clouds": list(rt.settings.clouds),
         "home": str(rt.settings.home),
         "max_bundle_bytes": rt.settings.max_bundle_bytes,
+        "timings": rt.timings.summary(),
         "installation": rt.installation_id,
     }
+
+
+@router.get("/api/v1/controller/timings", dependencies=[Depends(read_access)])
+def timings(
+    since: float = Query(0.0, ge=0), rt: ControllerRuntime = Depends(runtime)
+) -> dict[str, Any]:
+    """p50/p99 of a service's tick, the time between two ticks of a service, and probes,
+    over the samples taken since `since` (epoch seconds)."""
+    return dict(rt.timings.summary(since))
 
 
 @router.get("/metrics", dependencies=[Depends(read_access)])

@@ -170,3 +170,26 @@ def test_a_hung_cloud_holds_neither_the_tick_nor_the_probes(harness: Harness) ->
     )
     for zone in ("local-a", "local-b", "local-c"):
         harness.local.market.set_zone(zone, api_delay_seconds=0.0)
+
+
+def test_a_replica_slow_to_answer_its_probe_holds_no_tick(harness: Harness) -> None:
+    """Probes run beside the ticks: a replica whose probe takes 20 s to answer is judged
+    when its answer comes (its timeout here is 2 s), while ticks go on meanwhile."""
+    harness.create(text=SPEC)
+    slow, other = harness.tick_until(lambda: len(ready(harness)) == 2 and ready(harness), "READY")
+    (harness.workdir_of(slow) / "hang").write_text("20")
+    (harness.workdir_of(other) / "unhealthy").touch()
+    ticks = 0
+
+    def other_not_ready() -> bool:
+        nonlocal ticks
+        ticks += 1
+        return any(
+            r.replica_id == other.replica_id and r.status == S.NOT_READY for r in harness.replicas()
+        )
+
+    harness.tick_until(
+        other_not_ready, "the unhealthy replica seen while another hangs", timeout=15
+    )
+    assert ticks >= 2, "several ticks ran while a probe hung"
+    (harness.workdir_of(slow) / "hang").unlink()

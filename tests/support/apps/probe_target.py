@@ -1,10 +1,12 @@
 """A replica whose health the test controls through files in its working directory:
-`unhealthy` makes /health answer 503; POST /health must carry the JSON in `expect_post`."""
+`unhealthy` makes /health answer 503; `hang` makes it answer only after that many seconds;
+POST /health must carry the JSON in `expect_post`."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,6 +25,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
+        hang = Path("hang")
+        if hang.exists():
+            time.sleep(float(hang.read_text() or "30"))
         self._answer(503 if Path("unhealthy").exists() else 200)
 
     def do_POST(self) -> None:
