@@ -9,7 +9,6 @@ commands (the one example that needs no GPU to run its shell) are run by bash.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -28,8 +27,9 @@ from controller.spec import ServiceSpec, load_spec_file
 from controller.templates import replica_template
 from policies.types import Location, Offer
 from provisioners.aws import USER_DATA_LIMIT
-from provisioners.base import AGENT_PORT, LaunchRequest, ResourceRequest
+from provisioners.base import AGENT_PORT, Bundle, LaunchRequest, ResourceRequest
 from provisioners.catalog import default_catalog
+from provisioners.startup_script import build_boot_script
 from tests.support.processes import REPO
 
 EXAMPLES = REPO / "examples"
@@ -253,31 +253,13 @@ def launch_request(spec: ServiceSpec, service: str) -> LaunchRequest:
         workdir=template.workdir,
         resources=template.resources[0],
         agent_token="agent-token-for-replica-1",
+        bundle=Bundle(digest="0" * 64, path=Path("/nonexistent/bundle.tar.gz"), size=1 << 20),
     )
 
 
-def agent_boot_builder() -> Callable[..., str] | None:
-    """`build_boot_script(request, bundle_url, cloud=..., agent_port=...)`, the agent's boot
-    script, once it is in the tree."""
-    for module in ("provisioners.boot_script", "provisioners.startup_script"):
-        try:
-            found = getattr(importlib.import_module(module), "build_boot_script", None)
-        except ModuleNotFoundError:
-            continue
-        if found is not None:
-            return found  # type: ignore[no-any-return]
-    return None
-
-
 def boot_script(request: LaunchRequest) -> str:
-    """What an adapter sends as user data: the agent's boot script, or until it lands
-    today's startup script (which still carries `setup`, `run` and the envs inline)."""
-    build = agent_boot_builder()
-    if build is not None:
-        return build(request, BUNDLE_URL, cloud="aws", agent_port=AGENT_PORT)
-    from provisioners.startup_script import build_startup_script
-
-    return build_startup_script(request)
+    """What the AWS adapter sends as user data for this request: the agent's boot script."""
+    return build_boot_script(request, BUNDLE_URL, cloud="aws", agent_port=AGENT_PORT)
 
 
 @pytest.mark.parametrize("example", GPU_EXAMPLES, ids=ids)
@@ -289,8 +271,6 @@ def test_boot_script_fits_in_ec2_user_data(example: Example) -> None:
 
 @pytest.mark.parametrize("example", GPU_EXAMPLES, ids=ids)
 def test_boot_script_carries_neither_the_job_nor_a_secret(example: Example) -> None:
-    if agent_boot_builder() is None:
-        pytest.skip("today's startup script carries setup, run and envs inline by design")
     spec = load_spec_file(example.path)
     script = boot_script(launch_request(spec, spec.name or example.folder))
     assert HF_TOKEN_VALUE not in script
