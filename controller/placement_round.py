@@ -46,7 +46,10 @@ class PlacementRound:
         events: tuple[LocationEvent, ...],
         state: TickState,
         saved: SavedPolicy,
+        records: list[ReplicaRecord],
     ) -> TickState:
+        """`records`: the service's replicas as the tick last saw them (later rounds, after
+        a refusal, read them again)."""
         name = template.service
         earlier = self.executor.collect(name)  # launches that finished after their tick
         state = self.block_all(name, earlier.blocked, state)
@@ -71,21 +74,22 @@ class PlacementRound:
             else policy.initial_state()
         )
         by_key = {o.location.key: o for o in offers}
-        for _ in range(MAX_PLAN_ROUNDS):
+        for round_ in range(MAX_PLAN_ROUNDS):
+            current = records if round_ == 0 else self.store.replicas(name)
             inp = PolicyInput(
                 target=target,
                 offers=tuple(offers),
-                replicas=tuple(_view(r) for r in self.store.replicas(name) if r.status in ALIVE),
+                replicas=tuple(_view(r) for r in current if r.status in ALIVE),
                 config=config,
                 now=self.clock.now(),
                 latest_version=template.version,
                 events=events,
             )
             plan, policy_state = policy.plan(inp, policy_state)
-            current = SavedPolicy(policy.name, policy.state_to_dict(policy_state))
-            if current != saved:
-                self.services.save_policy(name, current)
-                saved = current
+            latest = SavedPolicy(policy.name, policy.state_to_dict(policy_state))
+            if latest != saved:
+                self.services.save_policy(name, latest)
+                saved = latest
             state = self._note_fallback(name, plan, inp, state)
             result = self.executor.execute(template, plan, by_key)
             state = self.block_all(name, result.blocked, state)

@@ -84,14 +84,18 @@ class Reconciler:
         self._ensure_lb(snap)
         records = self.store.replicas(name)
         state, scanned = self._recover(name, snap.state, records)
+        if scanned:  # it may have adopted instances or failed lost intents
+            records = self.store.replicas(name)
         before = {r.row_id: r.status for r in records}
-        seen = self.observer.observe(template)
+        seen = self.observer.observe(template, records)
         state = self.placing.block_all(name, seen.blocked, state)
-        state = self._count_app_failures(name, before, state)
+        state = self._count_app_failures(before, seen.records, state)
         target, state = self._target(name, snap.spec, state)
         if state.app_failure_streak < self.settings.app_failures_to_fail_service:
             events = tuple(seen.events)
-            state = self.placing.run(snap.spec, template, target, events, state, snap.policy)
+            state = self.placing.run(
+                snap.spec, template, target, events, state, snap.policy, seen.records
+            )
         self.cleaner.terminate_ending(name)
         self.services.save_tick(
             name,
@@ -161,10 +165,12 @@ class Reconciler:
             )
         return target, replace(state, scaler=scaler)
 
-    def _count_app_failures(self, name: str, before: dict[int, S], state: TickState) -> TickState:
+    def _count_app_failures(
+        self, before: dict[int, S], after: list[ReplicaRecord], state: TickState
+    ) -> TickState:
         """Replicas that failed before ever being ready, in a row since one last was."""
         streak = state.app_failure_streak
-        for r in self.store.replicas(name):
+        for r in after:
             if r.status == S.READY and before.get(r.row_id) != S.READY:
                 streak = 0
             elif (

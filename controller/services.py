@@ -3,7 +3,9 @@ the reconcile loop makes the world follow."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -42,6 +44,13 @@ def get_or_404(session: Session, name: str) -> ServiceRow:
 class VersionView:
     spec: ServiceSpec
     bundle_digest: str | None
+    redacted: dict[str, Any]
+    """The spec as the API shows it (secrets replaced), made once per version."""
+
+
+def _view_of(version: ServiceVersionRow) -> VersionView:
+    spec = ServiceSpec.model_validate(version.spec)
+    return VersionView(spec, version.bundle_digest, spec.redacted())
 
 
 _PARSED: dict[tuple[int, int, float], VersionView] = {}
@@ -63,13 +72,32 @@ def latest_version(row: ServiceRow) -> VersionView:
     if view is None:
         if len(_PARSED) > 512:
             _PARSED.clear()
-        spec = ServiceSpec.model_validate(version.spec)
-        view = _PARSED[key] = VersionView(spec, version.bundle_digest)
+        view = _PARSED[key] = _view_of(version)
     return view
 
 
 def latest_spec(row: ServiceRow) -> ServiceSpec:
     return latest_version(row).spec
+
+
+def latest_versions(session: Session, rows: Sequence[Any]) -> dict[int, VersionView]:
+    """`latest_version` of many services in one query (a listing must not ask per row)."""
+    if not rows:
+        return {}
+    current = {(r.id, r.version) for r in rows}
+    ids = [r.id for r in rows]
+    out: dict[int, VersionView] = {}
+    for version in session.scalars(
+        select(ServiceVersionRow).where(ServiceVersionRow.service_id.in_(ids))
+    ).all():
+        if (version.service_id, version.version) not in current:
+            continue
+        key = (version.id, version.version, version.created_at)
+        view = _PARSED.get(key)
+        if view is None:
+            view = _PARSED[key] = _view_of(version)
+        out[version.service_id] = view
+    return out
 
 
 def create_service(

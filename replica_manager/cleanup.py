@@ -62,8 +62,8 @@ class Cleaner:
         next sync) and its in-flight requests finish. At teardown nothing waits, and failed
         rows go at once instead of being kept for diagnosis."""
         started = set()
-        for record in self.store.replicas(service):
-            if record.status not in ENDING or (not teardown and self._draining(record)):
+        for record in self.store.replicas(service, ENDING):
+            if not teardown and self._draining(record):
                 continue
             self._terminations.start(record.row_id, partial(self._finish, record, teardown))
             started.add(record.row_id)

@@ -115,6 +115,8 @@ class Executor:
         return {t for t in self._launches.running() if self._service_of.get(t) == service}
 
     def _scale_down(self, service: str, replica_ids: tuple[int, ...]) -> None:
+        if not replica_ids:
+            return
         wanted = set(replica_ids)
         for record in self.store.replicas(service):
             if record.replica_id in wanted and record.status in ALIVE:

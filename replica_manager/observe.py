@@ -54,6 +54,8 @@ class Observation:
 
     events: list[LocationEvent] = field(default_factory=list)
     blocked: list[ProvisionError] = field(default_factory=list)
+    records: list[ReplicaRecord] = field(default_factory=list)
+    """Every replica of the service as this pass left it."""
 
 
 @dataclass
@@ -70,10 +72,13 @@ class Observer:
     _applied: dict[str, dict[int, int]] = field(default_factory=dict)
     """Per service, per replica row: the last probe result judged (its `seq`)."""
 
-    def observe(self, template: ReplicaTemplate) -> Observation:
+    def observe(
+        self, template: ReplicaTemplate, records: list[ReplicaRecord] | None = None
+    ) -> Observation:
+        """One pass over the service's replicas (`records`, if the caller just read them)."""
         seen = Observation()
-        records = [r for r in self.store.replicas(template.service) if r.instance_id]
-        live = [r for r in records if r.status in (S.PROVISIONING, *PROBED)]
+        everyone = self.store.replicas(template.service) if records is None else records
+        live = [r for r in everyone if r.instance_id and r.status in (S.PROVISIONING, *PROBED)]
         instances = self._instances(template.service, live)
         followed = []
         for record in live:
@@ -82,18 +87,19 @@ class Observer:
         followed = self._follow_agents(template, followed, seen)
         applied = self._applied.get(template.service, {})
         fresh: dict[int, int] = {}
+        judged = []
         for record in followed:
-            if record.status not in PROBED or not record.url:
-                continue
-            reading = self.probes.reading(record.url, template.probe)
+            reading = self.probes.reading(record.url, template.probe) if record.url else None
             last = applied.get(record.row_id, 0)
             fresh[record.row_id] = reading.seq if reading else last
-            if reading is None or reading.seq <= last:
-                continue  # no new result since the last tick: nothing to judge
-            event = self._apply_probe(record, reading.result, template)
-            if event:
-                seen.events.append(event)
+            if record.status in PROBED and reading is not None and reading.seq > last:
+                record, event = self._apply_probe(record, reading.result, template)
+                if event:
+                    seen.events.append(event)
+            judged.append(record)
         self._applied[template.service] = fresh
+        current = {r.row_id: r for r in judged}
+        seen.records = [current.get(r.row_id, r) for r in everyone]
         return seen
 
     def _follow_agents(
@@ -257,19 +263,21 @@ class Observer:
 
     def _apply_probe(
         self, record: ReplicaRecord, result: ProbeResult, template: ReplicaTemplate
-    ) -> LocationEvent | None:
+    ) -> tuple[ReplicaRecord, LocationEvent | None]:
+        """The record after a new probe result, and the event the policy must hear."""
         now = self.clock.now()
         if result.ok:
             return self._probe_ok(record, now)
-        self._probe_failed(record, result, template, now)
-        return None
+        return self._probe_failed(record, result, template, now), None
 
-    def _probe_ok(self, record: ReplicaRecord, now: float) -> LocationEvent | None:
+    def _probe_ok(
+        self, record: ReplicaRecord, now: float
+    ) -> tuple[ReplicaRecord, LocationEvent | None]:
         if record.status == S.READY:
             if record.probe_failures:
-                self.store.update(record, probe_failures=0, last_probe_at=now)
-            return None
-        self.store.transition(
+                record = self.store.update(record, probe_failures=0, last_probe_at=now)
+            return record, None
+        record = self.store.transition(
             record,
             S.READY,
             "readiness probe passed",
@@ -277,34 +285,32 @@ class Observer:
             ready_at=record.ready_at or now,
             last_probe_at=now,
         )
-        return LocationEvent(LocationEventKind.READY, record.location, now, record.spot)
+        return record, LocationEvent(LocationEventKind.READY, record.location, now, record.spot)
 
     def _probe_failed(
         self, record: ReplicaRecord, result: ProbeResult, template: ReplicaTemplate, now: float
-    ) -> None:
+    ) -> ReplicaRecord:
         failures = record.probe_failures + 1
         if record.status == S.STARTING:
             started = record.launched_at or record.status_changed_at
             if now - started > template.probe.initial_delay_seconds:
-                self.store.transition(
+                return self.store.transition(
                     record,
                     S.FAILED_INITIAL_DELAY,
                     f"not ready after initial_delay_seconds="
                     f"{template.probe.initial_delay_seconds:g}: {result.detail}",
                 )
-            return
+            return record
         if record.status == S.READY and failures >= self.probe_policy.failures_to_not_ready:
-            self.store.transition(
+            return self.store.transition(
                 record,
                 S.NOT_READY,
                 f"{failures} probes failed: {result.detail}",
                 probe_failures=failures,
             )
-            return
         grace = self.probe_policy.not_ready_grace_seconds
         if record.status == S.NOT_READY and now - record.status_changed_at > grace:
-            self.store.transition(
+            return self.store.transition(
                 record, S.FAILED_PROBING, f"not ready for over {grace:g}s: {result.detail}"
             )
-            return
-        self.store.update(record, probe_failures=failures, last_probe_at=now)
+        return self.store.update(record, probe_failures=failures, last_probe_at=now)

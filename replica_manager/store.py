@@ -6,6 +6,7 @@ together and refuses moves the lifecycle table forbids, so no caller can skip a 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Protocol, TypedDict, Unpack
 
 from policies.types import Location
@@ -31,8 +32,11 @@ class ReplicaChanges(TypedDict, total=False):
 
 
 class ReplicaStore(Protocol):
-    def replicas(self, service: str) -> list[ReplicaRecord]:
-        """Every replica row of the service, terminal ones included, by replica id."""
+    def replicas(
+        self, service: str, statuses: Collection[ReplicaStatus] | None = None
+    ) -> list[ReplicaRecord]:
+        """Every replica row of the service (only those in `statuses`, if given), terminal
+        ones included, by replica id."""
         ...
 
     def create_intent(

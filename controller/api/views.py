@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from controller.api.schemas import CostPublic, EventPublic, ReplicaPublic, ServicePublic
 from controller.costs import hourly_rates
-from controller.db import EventRow, ReplicaRow, ServiceRow
-from controller.services import latest_spec
+from controller.db import EventRow, ReplicaRow
+from controller.services import VersionView, latest_version
 from controller.settings import Settings
 from replica_manager.lifecycle import ALIVE
 from replica_manager.records import ReplicaStatus
 
 
-def replica_view(row: ReplicaRow) -> ReplicaPublic:
+def replica_view(row: Any) -> ReplicaPublic:
     return ReplicaPublic(
         id=row.replica_id,
         version=row.version,
@@ -38,10 +41,20 @@ def resources_text(row: ReplicaRow) -> str:
     return f"1x {cloud}({spot}{row.instance_type or '?'})"
 
 
-def service_view(row: ServiceRow, settings: Settings, now: float) -> ServicePublic:
-    spec = latest_spec(row)
-    alive = [r for r in row.replicas if ReplicaStatus(r.status) in ALIVE]
-    per_hour, od_per_hour = hourly_rates(row.replicas, row.target_replicas)
+def service_view(
+    row: Any,
+    settings: Settings,
+    now: float,
+    version: VersionView | None = None,
+    replicas: Sequence[Any] | None = None,
+) -> ServicePublic:
+    """From an ORM row (its relationship gives the replicas) or a Core row of the services
+    table with its `version` and `replicas` (a listing reads them all at once)."""
+    version = version or latest_version(row)
+    spec = version.spec
+    replicas = row.replicas if replicas is None else replicas
+    alive = [r for r in replicas if ReplicaStatus(r.status) in ALIVE]
+    per_hour, od_per_hour = hourly_rates(replicas, row.target_replicas)
     savings = 1 - row.cost_so_far / row.on_demand_cost_so_far if row.on_demand_cost_so_far else None
     return ServicePublic(
         name=row.name,
@@ -65,8 +78,8 @@ def service_view(row: ServiceRow, settings: Settings, now: float) -> ServicePubl
             on_demand_so_far=round(row.on_demand_cost_so_far, 4),
             savings_fraction=round(savings, 4) if savings is not None else None,
         ),
-        replicas=[replica_view(r) for r in row.replicas],
-        spec=spec.redacted(),
+        replicas=[replica_view(r) for r in replicas],
+        spec=version.redacted,
     )
 
 

@@ -23,6 +23,10 @@ from controller.tick_state import TickState
 from replica_manager.clock import Clock
 from replica_manager.records import ReplicaRecord
 
+COST_EVERY_SECONDS = 30.0
+"""How often an otherwise unchanged service row is written to add up its cost (the cost
+accrues over the whole time since the last write, so nothing is lost by waiting)."""
+
 
 @dataclass(frozen=True)
 class SavedPolicy:
@@ -114,9 +118,18 @@ class ServiceStore:
                 )
             if status == ServiceStatus.READY and row.ready_since is None:
                 row.ready_since = now
+            new_state = state.to_json()
+            changed = (status.value, reason, target, new_state) != (
+                row.status,
+                row.status_reason,
+                row.target_replicas,
+                row.tick_state,
+            )
+            if not changed and now - (row.cost_updated_at or 0.0) < COST_EVERY_SECONDS:
+                return  # nothing to write: one row UPDATE per service per tick adds up
             row.status, row.status_reason = status.value, reason
             row.target_replicas = target
-            row.tick_state = state.to_json()
+            row.tick_state = new_state
             _accrue_cost(row, records, now)
 
     def lb_started(self, name: str, pid: int, port: int) -> None:

@@ -38,6 +38,7 @@ class ScaleCloud:
         self._address, self._port = parts.hostname or "127.0.0.1", parts.port or 80
         self._installation = installation
         self._instances: dict[str, Instance] = {}
+        self._by_service: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     def check(self) -> CheckResult:
@@ -61,6 +62,7 @@ class ScaleCloud:
         )
         with self._lock:
             self._instances[inst.instance_id] = inst
+            self._by_service.setdefault(inst.service, set()).add(inst.instance_id)
         return inst
 
     def get(self, instance_id: str, location: Location) -> Instance | None:
@@ -69,7 +71,9 @@ class ScaleCloud:
 
     def terminate(self, instance_id: str, location: Location) -> bool:
         with self._lock:
-            self._instances.pop(instance_id, None)
+            inst = self._instances.pop(instance_id, None)
+            if inst is not None:
+                self._by_service.get(inst.service, set()).discard(instance_id)
         return True
 
     def release(self, service: str) -> bool:
@@ -79,7 +83,9 @@ class ScaleCloud:
         self, service: str | None = None, regions: Collection[str] | None = None
     ) -> list[Instance]:
         with self._lock:
-            return [i for i in self._instances.values() if service in (None, i.service)]
+            if service is None:
+                return list(self._instances.values())
+            return [self._instances[i] for i in self._by_service.get(service, ())]
 
 
 def factory(where: Where) -> Provisioner:
