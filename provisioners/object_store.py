@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from provisioners.base import MANAGED_BY, TAG_CONTROLLER_ID, TAG_MANAGED_BY, Bundle
+from provisioners.base import MANAGED_BY, TAG_CONTROLLER_ID, TAG_MANAGED_BY, Bundle, LaunchRequest
 from provisioners.errors import InvalidRequest
 
 BUCKET_PREFIX = "spotserve-"
@@ -38,6 +38,10 @@ BUNDLE_CONTENT_TYPE = "application/gzip"
 MAX_URL_SECONDS = 7 * 24 * 3600
 """The longest validity all three clouds sign for: S3 SigV4 presigned URLs and GCS V4 signed
 URLs are capped at 7 days, and so is an Azure user delegation key (hence its SAS)."""
+
+BUNDLE_URL_SECONDS = 6 * 3600
+"""How long a replica's bundle URL (in its boot script) stays valid: a VM that is slow to
+get capacity or to boot still finds its bundle; it is fetched once, at boot."""
 
 _NAME_MAX = 63
 _LABEL_VALUE_MAX = 63
@@ -163,3 +167,13 @@ class SignsBucketSources(Protocol):
         """The object, or every object under the prefix, `source` names; None if this
         store cannot read it (the replica then tries its own cloud CLI)."""
         ...
+
+
+def stage_bundle(store: ObjectStore, request: LaunchRequest) -> str | None:
+    """Put the request's bundle in the store (once per digest) and return the signed URL its
+    boot script carries; None when the version has no bundle. Called from `launch`, which
+    runs in the background, so an upload's seconds hold no tick."""
+    if request.bundle is None:
+        return None
+    key = store.put_bundle(request.service, request.bundle)
+    return store.signed_url(key, BUNDLE_URL_SECONDS)

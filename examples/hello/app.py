@@ -110,7 +110,9 @@ def delta(ident: str, word: str) -> dict[str, object]:
 
 def main() -> None:
     port = int(os.environ.get("SERVE_REPLICA_PORT") or os.environ.get("PORT") or 8080)
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    # SERVE_REPLICA_HOST: the address the cloud fakes' boot mode gives each instance.
+    host = os.environ.get("SERVE_REPLICA_HOST") or "0.0.0.0"
+    server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     print(f"[replica {REPLICA}] serving {MODEL} on port {port}", flush=True)
     server.serve_forever()
