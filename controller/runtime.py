@@ -15,6 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from controller.api.service_listing import ServiceListing
 from controller.auth import ensure_token
 from controller.bundle_store import BundleStore
 from controller.db import Database, InstallationRow, ServiceRow
@@ -72,6 +73,7 @@ class ControllerRuntime:
         self.clock = clock or SystemClock()
         self.db = Database(settings.database_url)
         self.rates = RequestCounts(self.db, settings.qps_window_seconds)
+        self.listing = ServiceListing(self.db, settings)
         self.leader_lock = leader_lock(settings.database_url, settings.home)
         self.is_leader = False
         self.installation_id = ""

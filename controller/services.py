@@ -54,25 +54,34 @@ def _view_of(version: ServiceVersionRow) -> VersionView:
 
 
 _PARSED: dict[tuple[int, int, float], VersionView] = {}
+_PARSED_MAX = 8192
+"""Parsed versions kept: far more than the services one controller runs (a listing of
+1,000 services must not parse a spec again each time)."""
+
+
+def _remember(key: tuple[int, int, float], view: VersionView) -> VersionView:
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[key] = view
+    return view
 
 
 def latest_version(row: ServiceRow) -> VersionView:
     """The spec and bundle of the service's current version. Version rows never change,
     so each is parsed once per process: the reconcile tick and the load balancer sync ask
-    often."""
+    often, and read only the version's key columns when it is known."""
     session = object_session(row)
     assert session is not None, "latest_version needs a row attached to a session"
-    version = session.scalars(
-        select(ServiceVersionRow).where(
-            ServiceVersionRow.service_id == row.id, ServiceVersionRow.version == row.version
+    table = ServiceVersionRow.__table__
+    vid, version, created_at = session.execute(
+        select(table.c.id, table.c.version, table.c.created_at).where(
+            table.c.service_id == row.id, table.c.version == row.version
         )
     ).one()
-    key = (version.id, version.version, version.created_at)
+    key = (vid, version, created_at)
     view = _PARSED.get(key)
     if view is None:
-        if len(_PARSED) > 512:
-            _PARSED.clear()
-        view = _PARSED[key] = _view_of(version)
+        view = _remember(key, _view_of(session.get_one(ServiceVersionRow, vid)))
     return view
 
 
@@ -81,22 +90,33 @@ def latest_spec(row: ServiceRow) -> ServiceSpec:
 
 
 def latest_versions(session: Session, rows: Sequence[Any]) -> dict[int, VersionView]:
-    """`latest_version` of many services in one query (a listing must not ask per row)."""
+    """`latest_version` of many services in one query (a listing must not ask per row); a
+    spec is read and parsed only for a version not seen before."""
     if not rows:
         return {}
     current = {(r.id, r.version) for r in rows}
-    ids = [r.id for r in rows]
+    table = ServiceVersionRow.__table__
     out: dict[int, VersionView] = {}
-    for version in session.scalars(
-        select(ServiceVersionRow).where(ServiceVersionRow.service_id.in_(ids))
+    missing: dict[int, tuple[int, int, float]] = {}
+    for vid, service_id, version, created_at in session.execute(
+        select(table.c.id, table.c.service_id, table.c.version, table.c.created_at).where(
+            table.c.service_id.in_([r.id for r in rows])
+        )
     ).all():
-        if (version.service_id, version.version) not in current:
+        if (service_id, version) not in current:
             continue
-        key = (version.id, version.version, version.created_at)
-        view = _PARSED.get(key)
+        view = _PARSED.get((vid, version, created_at))
         if view is None:
-            view = _PARSED[key] = _view_of(version)
-        out[version.service_id] = view
+            missing[vid] = (service_id, version, created_at)
+        else:
+            out[service_id] = view
+    if missing:
+        for version_row in session.scalars(
+            select(ServiceVersionRow).where(ServiceVersionRow.id.in_(list(missing)))
+        ).all():
+            service_id, version, created_at = missing[version_row.id]
+            key = (version_row.id, version, created_at)
+            out[service_id] = _remember(key, _view_of(version_row))
     return out
 
 

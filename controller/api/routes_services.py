@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import TypeAdapter
 from sqlalchemy import func, select
 
 from controller.api.deps import read_access, require_token, runtime
@@ -21,12 +20,11 @@ from controller.api.schemas import (
 )
 from controller.api.views import event_view, replica_view, service_view
 from controller.bundle import BundleError, pack
-from controller.db import EventRow, ReplicaRow, ServiceRow
+from controller.db import EventRow, ServiceRow
 from controller.runtime import ControllerRuntime
 from controller.services import (
     create_service,
     get_or_404,
-    latest_versions,
     request_down,
     update_service,
 )
@@ -125,25 +123,10 @@ def _check_placeable(rt: ControllerRuntime, spec: ServiceSpec) -> None:
         raise SpecError([SpecIssue("resources", "no enabled cloud offers these resources", hint)])
 
 
-SERVICE_LIST = TypeAdapter(list[ServicePublic])
-
-
 @router.get("", response_model=list[ServicePublic], dependencies=[Depends(read_access)])
 def list_services(rt: ControllerRuntime = Depends(runtime)) -> Response:
-    """Every service with its replicas: three queries in all, Core rows rather than ORM
-    objects, serialised once (what an operator's dashboard polls, whatever the fleet)."""
-    services, replicas = ServiceRow.__table__, ReplicaRow.__table__
-    with rt.db.session() as s:
-        rows = s.execute(select(services).order_by(services.c.name)).all()
-        by_service: dict[int, list[Any]] = {}
-        for r in s.execute(select(replicas).order_by(replicas.c.replica_id)).all():
-            by_service.setdefault(r.service_id, []).append(r)
-        versions = latest_versions(s, rows)
-    now = rt.clock.now()
-    views = [
-        service_view(r, rt.settings, now, versions[r.id], by_service.get(r.id, [])) for r in rows
-    ]
-    return Response(SERVICE_LIST.dump_json(views), media_type="application/json")
+    """Every service with its replicas (see `ServiceListing`: only changes are rebuilt)."""
+    return Response(rt.listing.json(rt.clock.now()), media_type="application/json")
 
 
 @router.post(

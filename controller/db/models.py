@@ -50,6 +50,9 @@ class ServiceRow(Base):
     cost_so_far: Mapped[float] = mapped_column(Float, default=0.0)
     on_demand_cost_so_far: Mapped[float] = mapped_column(Float, default=0.0)
     cost_updated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    replicas_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Bumped in the same transaction as every write to one of the service's replicas
+    (`SqlReplicaStore`), so a reader knows which services changed without reading them."""
 
     versions: Mapped[list[ServiceVersionRow]] = relationship(
         back_populates="service", cascade="all, delete-orphan", order_by="ServiceVersionRow.version"

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Collection
 from typing import Any, Unpack
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from controller.db.engine import Database
@@ -122,6 +122,15 @@ def trim_events(session: Session, service: str, keep: int) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def _bump(session: Session, service_id: int) -> None:
+    """Tell listings the service's replicas changed (see `ServiceRow.replicas_revision`)."""
+    session.execute(
+        update(ServiceRow)
+        .where(ServiceRow.id == service_id)
+        .values(replicas_revision=ServiceRow.replicas_revision + 1)
+    )
+
+
 class SqlReplicaStore:
     def __init__(self, db: Database, clock: Clock):
         self.db = db
@@ -159,6 +168,7 @@ class SqlReplicaStore:
             ).one()
             replica_id = svc.next_replica_id
             svc.next_replica_id += 1
+            svc.replicas_revision += 1
             row = ReplicaRow(
                 service_id=svc.id,
                 replica_id=replica_id,
@@ -203,6 +213,7 @@ class SqlReplicaStore:
         with self.db.session() as s:
             row = s.get_one(ReplicaRow, record.row_id, with_for_update=True)
             check_transition(ReplicaStatus(row.status), status)
+            _bump(s, row.service_id)
             row.status = status.value
             row.status_reason = reason
             row.status_changed_at = now
@@ -227,6 +238,7 @@ class SqlReplicaStore:
     def update(self, record: ReplicaRecord, **fields: Unpack[ReplicaChanges]) -> ReplicaRecord:
         with self.db.session() as s:
             row = s.get_one(ReplicaRow, record.row_id)
+            _bump(s, row.service_id)
             for key, value in fields.items():
                 setattr(row, key, value)
             s.flush()
@@ -236,6 +248,7 @@ class SqlReplicaStore:
         with self.db.session() as s:
             row = s.get(ReplicaRow, record.row_id)
             if row is not None:
+                _bump(s, row.service_id)
                 s.delete(row)
 
     def event(
