@@ -70,9 +70,6 @@ def moto_ec2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoEC2]:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "SERVE_AWS_IMAGE_ID"):
             env.delenv(name, raising=False)
         env.setenv("AWS_ENDPOINT_URL", fake.endpoint_url)
-        # The proxy speaks EC2's and SSM's POST APIs; S3's REST calls (PUT, HEAD, DELETE) go
-        # to the same moto directly, through boto3's per-service endpoint variable.
-        env.setenv("AWS_ENDPOINT_URL_S3", fake.moto_url)
         env.setenv("AWS_ACCESS_KEY_ID", "testing")
         env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         env.setenv("AWS_DEFAULT_REGION", "us-east-1")
