@@ -65,6 +65,7 @@ from provisioners.kubernetes_objects import (
     bundle_secret_name,
     bundle_url,
     check_bundle_fits,
+    check_ports,
     label_value,
     meta,
     pod_manifest,
@@ -165,6 +166,7 @@ class KubernetesProvisioner:
         name = resource_name(request)
         image = (request.resources.image_id or self._settings.image).removeprefix("docker:")
         port = agent_port(os.environ)
+        check_ports(request, port)
         script = build_boot_script(
             request, bundle_url=bundle_url(request), cloud=CLOUD, agent_port=port
         )

@@ -83,6 +83,17 @@ def check_bundle_fits(request: LaunchRequest) -> None:
     )
 
 
+def check_ports(request: LaunchRequest, agent_port: int) -> None:
+    """The replica's port and the agent's share the pod and its service: they must differ
+    (the API server refuses a service with two ports alike, "Duplicate value")."""
+    if request.port == agent_port:
+        raise InvalidRequest(
+            f"the service port {request.port} is also the replica agent's port; use another "
+            "port in the service YAML, or set SERVE_AGENT_PORT to another port",
+            location=request.location.key,
+        )
+
+
 def pod_manifest(
     request: LaunchRequest,
     name: str,

@@ -343,6 +343,16 @@ def test_agent_is_reached_at_the_node_address_on_its_own_node_port(
     assert got.agent_url == f"https://203.0.113.3:{node_ports['agent']}"
 
 
+def test_a_service_port_equal_to_the_agent_port_is_refused_naming_both(
+    fake: FakeKubeAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_AGENT_PORT", "8080")
+    cloud = CloudUnderTest(KubernetesProvisioner(), fake, HERE, OTHER, "cpu")
+    with pytest.raises(InvalidRequest, match="8080 is also the replica agent's port"):
+        cloud.provisioner.launch(cloud.request())
+    assert fake.objects == {}
+
+
 def test_cluster_ip_agent_is_reached_at_the_agent_port(
     fake: FakeKubeAPIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
