@@ -2,23 +2,32 @@
 
 Endpoints are boto3's business: the adapter never names one, so `AWS_ENDPOINT_URL` (or a
 profile's `endpoint_url`) pointed at moto runs the whole product against it. Each launch
-gets its own tagged security group opening the service port, user data from
-`build_boot_script` (the replica agent), and the ownership tags (plus the service and agent
-ports) on the instance, its volumes and its network interface. `ClientToken` is derived
-from the launch token and the zone, so repeating one launch is idempotent and failing over
-to another zone is a new request.
+gets its own tagged security group opening the service port (to `SERVE_INGRESS_CIDR`) and
+the agent port (to `SERVE_CONTROLLER_CIDR` only), user data from `build_boot_script` (the
+replica agent, with a presigned S3 URL of the version's bundle), and the ownership tags (plus
+the service and agent ports) on the instance, its volumes and its network interface.
+`ClientToken` is derived from the launch token and the zone, so repeating one launch is
+idempotent and failing over to another zone is a new request.
 
 Call volume: a per-tick `list_owned(service, regions)` is one DescribeInstances per region
 asked for (per page); only a full scan (`list_owned()`) searches every region and sweeps
 security groups. Every client but the RunInstances one uses botocore's `adaptive` retry mode,
 which backs off and rate-limits on the client side after EC2 answers RequestLimitExceeded.
 
+Bundles: `launch` stages the request's bundle in the installation's S3 bucket
+(`s3_store.S3BundleStore`, built on first use from the same boto3 session, so the same
+endpoint and credentials as EC2) before it creates anything, so a store that refuses leaves
+nothing behind; `release` empties the service's prefix at `serve down`; `sign_source` signs
+`s3://` bucket mounts for the agent.
+
 Constructors do no I/O: boto3 sessions and clients are made on first use. Environment:
 `SERVE_AWS_REGIONS` (comma list searched by a full `list_owned`; default: the catalog's AWS
 regions), `SERVE_AWS_IMAGE_ID` (AMI for every launch), `SERVE_AWS_IMAGE_PARAMETER` (SSM
 public parameter naming the AMI for every launch; default: by instance family, see
 `default_image_parameter`), `SERVE_INGRESS_CIDR` (who may reach the service port, see
-`provisioners.base.ingress_cidr`), `SERVE_AWS_KEY_NAME` (an EC2 key pair for SSH).
+`provisioners.base.ingress_cidr`), `SERVE_CONTROLLER_CIDR` (who may reach the agent port,
+see `provisioners.base.controller_cidr`), `SERVE_AWS_BUNDLE_REGION` (where the bundle
+bucket is made, see `s3_store`), `SERVE_AWS_KEY_NAME` (an EC2 key pair for SSH).
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from provisioners.aws_errors import AWS_ERRORS, CREDENTIALS_HINT, classify, erro
 from provisioners.aws_images import default_image_parameter
 from provisioners.aws_instances import TAG_PORT, TAG_TERMINATED_BY, finished, to_instance
 from provisioners.aws_network import (
+    Ingress,
     aws_tags,
     delete_security_group,
     ensure_security_group,
@@ -59,15 +69,20 @@ from provisioners.base import (
     ResourceRequest,
 )
 from provisioners.base import agent_port as configured_agent_port
+from provisioners.base import controller_cidr as configured_controller_cidr
 from provisioners.base import ingress_cidr as configured_ingress_cidr
 from provisioners.catalog import Catalog, default_catalog
-from provisioners.errors import CredentialsError, InvalidRequest
+from provisioners.errors import CredentialsError, InvalidRequest, ProvisionError
+from provisioners.object_store import SignedObject, stage_bundle
 from provisioners.replica_names import resource_name
+from provisioners.s3_store import S3BundleStore
 from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
 
 log = logging.getLogger(__name__)
 
 USER_DATA_LIMIT = 16 * 1024
+"""EC2 refuses user data over 16 KB (RunInstances, `UserData`: "User data is limited to 16
+KB"), counted before base64."""
 _NOT_FOUND = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
 _ACCEPTED = {"shutting-down", "terminated"}
 _RETRYING = Config(
@@ -111,10 +126,12 @@ class AWSProvisioner:
         self._image_parameter = image_parameter or env.get("SERVE_AWS_IMAGE_PARAMETER") or None
         self._cidr = ingress_cidr or configured_ingress_cidr(env)
         self._agent_port = configured_agent_port(env)
+        self._controller_cidr = configured_controller_cidr(env)
         self._key_name = key_name or env.get("SERVE_AWS_KEY_NAME") or None
         self._clock = clock
         self._clients: dict[tuple[str, str, bool], Any] = {}
         self._images: dict[tuple[str, str], str] = {}
+        self._store: S3BundleStore | None = None
         self._lock = threading.Lock()
 
     @property
@@ -151,20 +168,13 @@ class AWSProvisioner:
         where = request.location
         _require_aws(where, request)
         agent_port = self._agent_port
-        script = build_boot_script(
-            request, bundle_url=None, cloud=self.cloud, agent_port=agent_port
-        )
-        if len(script.encode()) > USER_DATA_LIMIT:
-            raise InvalidRequest(
-                f"the boot script is {len(script.encode())} bytes but EC2 user data is limited "
-                f"to {USER_DATA_LIMIT}",
-                location=where.key,
-            )
+        script = self._boot_script(request, agent_port)
         ec2 = self._client("ec2", where.region)
         name = f"spotserve-{resource_name(request)}"
+        ingress = Ingress(self._cidr, agent_port, self._controller_cidr)
         try:
             image = self._image(request)
-            group_id = ensure_security_group(ec2, request, name, self._cidr, self._clock())
+            group_id = ensure_security_group(ec2, request, name, ingress, self._clock())
             params = self._run_params(request, image, group_id, script, name, agent_port)
         except AWS_ERRORS as exc:
             raise classify(exc, where.key) from exc
@@ -220,8 +230,45 @@ class AWSProvisioner:
         return marked or before <= _ACCEPTED
 
     def release(self, service: str) -> bool:
-        """Nothing kept per service yet (bundles arrive with the object store)."""
-        return True
+        """Empty the service's prefix of the bundle bucket (True also when there is no
+        bucket); the bucket stays for the installation."""
+        return self.bundle_store().delete_service(service)
+
+    def sign_source(self, source: str, seconds: int) -> list[SignedObject] | None:
+        """Presigned GETs for an `s3://` bucket mount, so the replica needs no AWS identity
+        of its own; None for other schemes or a bucket this identity may not read."""
+        return self.bundle_store().sign_source(source, seconds)
+
+    def bundle_store(self) -> S3BundleStore:
+        """The installation's S3 bundle store, made on first use (no I/O until called)."""
+        with self._lock:
+            if self._store is None:
+                self._store = S3BundleStore(self.installation, session=self._boto_session())
+            return self._store
+
+    def _boot_script(self, request: LaunchRequest, agent_port: int) -> str:
+        """The user data: the agent with the bundle's presigned URL. The bundle is staged
+        first, before anything is created, so a store error leaves nothing behind."""
+        try:
+            bundle_url = stage_bundle(self.bundle_store(), request)
+        except ProvisionError as exc:
+            raise type(exc)(
+                f"cannot stage the bundle in S3: {exc.message}",
+                location=exc.location or request.location.key,
+                code=exc.code,
+            ) from exc
+        script = build_boot_script(
+            request, bundle_url=bundle_url, cloud=self.cloud, agent_port=agent_port
+        )
+        size = len(script.encode())
+        if size > USER_DATA_LIMIT:
+            raise InvalidRequest(
+                f"the boot script is {size} bytes but EC2 user data is limited to "
+                f"{USER_DATA_LIMIT}; its presigned bundle URL takes {len(bundle_url or '')} "
+                "(temporary credentials add their session token to it)",
+                location=request.location.key,
+            )
+        return script
 
     def list_owned(
         self, service: str | None = None, regions: Collection[str] | None = None
@@ -399,13 +446,18 @@ class AWSProvisioner:
         key = (service, region, one_shot)
         with self._lock:
             if key not in self._clients:
-                if self._session is None:
-                    self._session = boto3.session.Session()
                 config = _ONE_SHOT if one_shot else _RETRYING
-                self._clients[key] = self._session.client(
+                self._clients[key] = self._boto_session().client(
                     service, region_name=region, config=config
                 )
             return self._clients[key]
+
+    def _boto_session(self) -> boto3.session.Session:
+        """The one boto3 session EC2, SSM, STS and S3 share (same endpoint, same keys);
+        called with `_lock` held."""
+        if self._session is None:
+            self._session = boto3.session.Session()
+        return self._session
 
 
 def _client_token(request: LaunchRequest) -> str:

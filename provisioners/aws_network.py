@@ -1,4 +1,6 @@
-"""Per-launch EC2 security groups: one tagged group per replica that opens its service port.
+"""Per-launch EC2 security groups: one tagged group per replica that opens its service port
+to `ingress_cidr` and its agent port to `controller_cidr` only (the agent's TLS port serves
+the replica's logs and takes its secrets: nobody but the controller needs to reach it).
 
 Invariants: the group's name is derived from the launch token, so a retried launch reuses
 the group its first attempt made; every group carries the ownership tags plus its creation
@@ -11,6 +13,7 @@ later sweep.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -18,6 +21,9 @@ from botocore.exceptions import ClientError
 from provisioners.aws_errors import error_code
 from provisioners.base import TAG_LAUNCH_TOKEN, TAG_MANAGED_BY, LaunchRequest
 from provisioners.errors import InvalidRequest
+
+SERVICE_PORT_DESCRIPTION = "spotserve replica port"
+AGENT_PORT_DESCRIPTION = "spotserve replica agent"
 
 TAG_CREATED_AT = "serve-created-at"
 SWEEP_MIN_AGE_S = 600.0
@@ -46,10 +52,21 @@ def default_vpc_id(ec2: Any, region: str) -> str:
     return str(vpcs[0]["VpcId"])
 
 
+@dataclass(frozen=True)
+class Ingress:
+    """Who may reach what: the service port from `cidr`, the agent port from
+    `controller_cidr`."""
+
+    cidr: str
+    agent_port: int
+    controller_cidr: str
+
+
 def ensure_security_group(
-    ec2: Any, request: LaunchRequest, name: str, cidr: str, now: float
+    ec2: Any, request: LaunchRequest, name: str, ingress: Ingress, now: float
 ) -> str:
-    """The id of this launch's group (made on first call), with the service port open."""
+    """The id of this launch's group (made on first call), with the service port and the
+    agent port open, each to its own CIDR."""
     region = request.location.region
     vpc_id = default_vpc_id(ec2, region)
     group_id = _find(ec2, name, vpc_id)
@@ -66,7 +83,10 @@ def ensure_security_group(
             if error_code(exc) != "InvalidGroup.Duplicate":
                 raise
             group_id = _find(ec2, name, vpc_id)
-    _open_port(ec2, str(group_id), request.port, cidr)
+    _open_port(ec2, str(group_id), request.port, ingress.cidr, SERVICE_PORT_DESCRIPTION)
+    _open_port(
+        ec2, str(group_id), ingress.agent_port, ingress.controller_cidr, AGENT_PORT_DESCRIPTION
+    )
     return str(group_id)
 
 
@@ -133,7 +153,7 @@ def _find(ec2: Any, name: str, vpc_id: str) -> str | None:
     return str(groups[0]["GroupId"]) if groups else None
 
 
-def _open_port(ec2: Any, group_id: str, port: int, cidr: str) -> None:
+def _open_port(ec2: Any, group_id: str, port: int, cidr: str, description: str) -> None:
     try:
         ec2.authorize_security_group_ingress(
             GroupId=group_id,
@@ -142,7 +162,7 @@ def _open_port(ec2: Any, group_id: str, port: int, cidr: str) -> None:
                     "IpProtocol": "tcp",
                     "FromPort": port,
                     "ToPort": port,
-                    "IpRanges": [{"CidrIp": cidr, "Description": "spotserve replica port"}],
+                    "IpRanges": [{"CidrIp": cidr, "Description": description}],
                 }
             ],
         )

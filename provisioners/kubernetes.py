@@ -1,4 +1,5 @@
-"""Kubernetes replicas through the official client: one pod plus one service per replica.
+"""Kubernetes replicas through the official client: one pod, one service and (when the
+version has a bundle) one bundle Secret per replica (`kubernetes_objects`).
 
 A cluster is one location, `kubernetes/<context>/<namespace>`, and counts as on-demand
 (its offers carry no spot price). It is a candidate only where the service YAML names
@@ -12,9 +13,13 @@ pod, else the kubeconfig (`KUBECONFIG` or ~/.kube/config; context from
 reached on first use. Every API call carries `_request_timeout=(connect, read)`. The other
 settings are listed in `kubernetes_settings`.
 
-The pod is created first, then its service. A pod the scheduler cannot place is accepted
-and later reported REFUSED (`kubernetes_state`); `terminate` deletes pod and service by
-name and answers True only once the API server no longer knows either (404).
+The pod is created first, then its bundle Secret and its service, both owned by the pod;
+a failure after the pod deletes what was made. A bundle larger than a Secret holds is
+refused before anything is created. A pod the scheduler cannot place is accepted and later
+reported REFUSED (`kubernetes_state`); `terminate` deletes pod, service and Secret by name
+and answers True only once the API server no longer knows any of them (404). `release`
+deletes any bundle Secret of the service still left (the garbage collector's work, done
+again in case it is paused or slow).
 """
 
 from __future__ import annotations
@@ -56,6 +61,11 @@ from provisioners.kubernetes_errors import (
 )
 from provisioners.kubernetes_nodes import NodeAddressCache, NodeAddresses, endpoint
 from provisioners.kubernetes_objects import (
+    bundle_secret_manifest,
+    bundle_secret_name,
+    bundle_url,
+    check_bundle_fits,
+    check_ports,
     label_value,
     meta,
     pod_manifest,
@@ -151,27 +161,48 @@ class KubernetesProvisioner:
         return [Offer(where, self._settings.hourly_price, None, shape)]
 
     def launch(self, request: LaunchRequest) -> Instance:
+        check_bundle_fits(request)
         cluster = self._cluster_for(request.location)
         name = resource_name(request)
         image = (request.resources.image_id or self._settings.image).removeprefix("docker:")
+        port = agent_port(os.environ)
+        check_ports(request, port)
         script = build_boot_script(
-            request, bundle_url=None, cloud=CLOUD, agent_port=agent_port(os.environ)
+            request, bundle_url=bundle_url(request), cloud=CLOUD, agent_port=port
         )
         try:
-            pod = pod_manifest(request, name, image, script, self._settings)
+            pod = pod_manifest(request, name, image, script, self._settings, port)
         except UnknownGpuModel as exc:
             raise InvalidRequest(str(exc), location=request.location.key) from exc
+        bundle = self._bundle_bytes(request)
         try:
             created = self._create_pod(cluster, pod, request)
         except KUBE_ERRORS as exc:
             raise classify(exc, request.location.key) from exc
-        manifest = service_manifest(request, name, str(meta(created).uid), self.service_type)
+        uid = str(meta(created).uid)
+        manifest = service_manifest(request, name, uid, self.service_type, port)
         try:
+            if bundle is not None:
+                secret = bundle_secret_manifest(request, name, uid, bundle)
+                self._create(cluster, cluster.api.create_namespaced_secret, secret)
             service = self._create_service(cluster, manifest)
         except KUBE_ERRORS as exc:
             self._undo(cluster, name)
             raise classify(exc, request.location.key) from exc
         return self._instance(cluster, created, service)
+
+    @staticmethod
+    def _bundle_bytes(request: LaunchRequest) -> bytes | None:
+        """The bundle from the controller's disk (at most a Secret's 1 MiB)."""
+        if request.bundle is None:
+            return None
+        try:
+            return request.bundle.path.read_bytes()
+        except OSError as exc:
+            raise InvalidRequest(
+                f"cannot read the bundle {request.bundle.path}: {exc}",
+                location=request.location.key,
+            ) from exc
 
     def get(self, instance_id: str, location: Location) -> Instance | None:
         cluster = self._cluster_for(location)
@@ -185,9 +216,10 @@ class KubernetesProvisioner:
         return self._instance(cluster, pod, service)
 
     def terminate(self, instance_id: str, location: Location) -> bool:
-        """Delete pod and service by name (a pod gets its grace period to stop); True once
-        the API server answers 404 for both, which is not the same as "deletion started":
-        a pod stays, with a deletionTimestamp, until its kubelet confirms it stopped."""
+        """Delete pod, service and bundle Secret by name (a pod gets its grace period to
+        stop); True once the API server answers 404 for all three, which is not the same
+        as "deletion started": a pod stays, with a deletionTimestamp, until its kubelet
+        confirms it stopped."""
         cluster = self._cluster_for(location)
         api = cluster.api
         try:
@@ -197,13 +229,35 @@ class KubernetesProvisioner:
             service_gone = self._delete(
                 cluster, api.delete_namespaced_service, api.read_namespaced_service, instance_id
             )
+            secret_gone = self._delete(
+                cluster,
+                api.delete_namespaced_secret,
+                api.read_namespaced_secret,
+                bundle_secret_name(instance_id),
+            )
         except KUBE_ERRORS as exc:
             raise classify(exc, location.key) from exc
-        return pod_gone and service_gone
+        return pod_gone and service_gone and secret_gone
 
     def release(self, service: str) -> bool:
-        """Nothing kept per service: a replica's objects go with its pod."""
-        return True
+        """Delete the service's bundle Secrets still left (each goes with its pod, unless
+        the garbage collector is behind); True once none is."""
+        cluster = self._cluster_for(None)
+        selector = f"{TAG_MANAGED_BY}={MANAGED_BY},{TAG_SERVICE}={label_value(service)}"
+        api = cluster.api
+        try:
+            secrets = cluster.call(
+                api.list_namespaced_secret, cluster.namespace, label_selector=selector
+            ).items
+            gone = [
+                self._delete(
+                    cluster, api.delete_namespaced_secret, api.read_namespaced_secret, name
+                )
+                for name in (str(meta(s).name) for s in secrets)
+            ]
+        except KUBE_ERRORS as exc:
+            raise classify(exc, cluster.location.key) from exc
+        return all(gone)
 
     def list_owned(
         self, service: str | None = None, regions: Collection[str] | None = None
@@ -244,7 +298,8 @@ class KubernetesProvisioner:
         )
         if reach.note:
             state = replace(state, detail=f"{state.detail}; {reach.note}")
-        return to_instance(pod, state, cluster.location, (reach.address, reach.port))
+        where = (reach.address, reach.port)
+        return to_instance(pod, state, cluster.location, where, reach.agent_port)
 
     def _read_node(self, name: str) -> NodeAddresses:
         cluster = self._connect()
@@ -277,6 +332,14 @@ class KubernetesProvisioner:
                 location=cluster.location.key,
             )
         return existing
+
+    def _create(self, cluster: _Cluster, create: Callable[..., Any], obj: Any) -> None:
+        """Create an object; one that exists already (a retried launch made it) will do."""
+        try:
+            cluster.call(create, cluster.namespace, obj)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
 
     def _create_service(self, cluster: _Cluster, service: k8s.V1Service) -> k8s.V1Service:
         try:
@@ -322,9 +385,14 @@ class KubernetesProvisioner:
     def _undo(self, cluster: _Cluster, name: str) -> None:
         """Delete what a failed launch created; its own error is the one to report, so
         failures here are dropped (the reaper finds the tagged pod later)."""
-        for delete in (cluster.api.delete_namespaced_pod, cluster.api.delete_namespaced_service):
+        api = cluster.api
+        for delete, what in (
+            (api.delete_namespaced_pod, name),
+            (api.delete_namespaced_service, name),
+            (api.delete_namespaced_secret, bundle_secret_name(name)),
+        ):
             with contextlib.suppress(*KUBE_ERRORS):
-                cluster.call(delete, name, cluster.namespace)
+                cluster.call(delete, what, cluster.namespace)
 
     def _cluster_for(self, location: Location | None) -> _Cluster:
         try:

@@ -31,8 +31,8 @@ from provisioners.errors import (
 KUBE_ERRORS = (ApiException, ConfigException, HTTPError)
 CREDENTIALS_HINT = (
     "point KUBECONFIG (or ~/.kube/config) at the cluster, or run the controller in the "
-    "cluster with a service account; it needs create/get/list/delete on pods and services "
-    "in the namespace (SERVE_KUBERNETES_NAMESPACE, default: the context's), and get on "
+    "cluster with a service account; it needs create/get/list/delete on pods, services "
+    "and secrets in the namespace (SERVE_KUBERNETES_NAMESPACE, default: the context's), and get on "
     "nodes (a ClusterRole) to reach NodePort services at a node's external address"
 )
 

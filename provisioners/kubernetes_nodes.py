@@ -1,4 +1,8 @@
-"""Where the controller reaches a replica, for each service type.
+"""Where the controller reaches a replica and its agent, for each service type.
+
+The service exposes two named ports, `serve` and `agent`; the agent is reached at the same
+address as the replica, on the `agent` port's own port (or node port). A service without an
+`agent` port (made before it existed) leaves the agent unreachable (None).
 
     ClusterIP     the service's cluster IP and the replica port: the controller runs in the
                   cluster (the default there)
@@ -27,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client as k8s
+
+from provisioners.kubernetes_objects import AGENT_PORT_NAME, SERVICE_PORT_NAME
 
 NODE_ADDRESS_TTL_SECONDS = 300.0
 INTERNAL_ONLY_NOTE = (
@@ -57,6 +63,7 @@ class Endpoint:
     address: str | None
     port: int | None
     note: str = ""
+    agent_port: int | None = None
 
 
 class NodeAddressCache:
@@ -100,10 +107,13 @@ def endpoint(
         return Endpoint(None, port)
     if service_type == "NodePort":
         return _node_port(pod, service, node_address, configured)
+    agent = _named(service, AGENT_PORT_NAME)
+    agent_port = agent.port if agent else None
     if service_type == "LoadBalancer":
         ingress = _first(_get(service, "status", "load_balancer", "ingress"))
-        return Endpoint((ingress.ip or ingress.hostname) if ingress else None, port)
-    return Endpoint(service.spec.cluster_ip or None, port)
+        address = (ingress.ip or ingress.hostname) if ingress else None
+        return Endpoint(address, port, agent_port=agent_port)
+    return Endpoint(service.spec.cluster_ip or None, port, agent_port=agent_port)
 
 
 def _node_port(
@@ -113,20 +123,29 @@ def _node_port(
     configured: str | None,
 ) -> Endpoint:
     ports = (service.spec.ports if service.spec else None) or []
-    node_port = ports[0].node_port if ports else None
+    serve = _named(service, SERVICE_PORT_NAME) or _first(ports)
+    agent = _named(service, AGENT_PORT_NAME)
+    node_port = serve.node_port if serve else None
+    agent_port = agent.node_port if agent else None
     node = pod.spec.node_name if pod.spec else None
     if not node:
-        return Endpoint(None, node_port)  # not scheduled yet
+        return Endpoint(None, node_port, agent_port=agent_port)  # not scheduled yet
     if configured:
-        return Endpoint(configured, node_port)
+        return Endpoint(configured, node_port, agent_port=agent_port)
     found = node_address(node)
     if found.external:
-        return Endpoint(found.external, node_port)
+        return Endpoint(found.external, node_port, agent_port=agent_port)
     internal = found.internal or (pod.status.host_ip if pod.status else None)
     if not internal:
-        return Endpoint(None, node_port)
+        return Endpoint(None, node_port, agent_port=agent_port)
     note = INTERNAL_ONLY_NOTE.format(ip=internal)
-    return Endpoint(internal, node_port, f"{found.problem}; {note}" if found.problem else note)
+    note = f"{found.problem}; {note}" if found.problem else note
+    return Endpoint(internal, node_port, note, agent_port)
+
+
+def _named(service: k8s.V1Service, name: str) -> k8s.V1ServicePort | None:
+    ports = (service.spec.ports if service.spec else None) or []
+    return next((p for p in ports if p.name == name), None)
 
 
 def _get(obj: Any, *path: str) -> Any:

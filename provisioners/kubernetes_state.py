@@ -20,7 +20,7 @@ replica manager decides it is lost.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kubernetes import client as k8s
@@ -77,9 +77,11 @@ def to_instance(
     state: PodState,
     location: Location,
     endpoint: tuple[str | None, int | None],
+    agent_port: int | None = None,
 ) -> Instance:
+    """`endpoint` is the replica's (address, port); the agent is at the same address."""
     address, port = endpoint
-    return _instance(pod, location, state, address, port)
+    return replace(_instance(pod, location, state, address, port), agent_port=agent_port)
 
 
 def leftover_instance(service: k8s.V1Service, location: Location) -> Instance:

@@ -218,6 +218,16 @@ def _handler_for(proxy: AWSErrorProxy) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             self._serve()
 
+        # S3's REST calls (its objects and buckets) pass through untouched.
+        def do_PUT(self) -> None:
+            self._serve()
+
+        def do_HEAD(self) -> None:
+            self._serve()
+
+        def do_DELETE(self) -> None:
+            self._serve()
+
         def log_message(self, format: str, *args: Any) -> None:
             return
 
@@ -228,7 +238,8 @@ def _handler_for(proxy: AWSErrorProxy) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
+            if self.command != "HEAD":  # a HEAD keeps the length of what a GET would send
+                self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
 
@@ -238,7 +249,9 @@ def _handler_for(proxy: AWSErrorProxy) -> type[BaseHTTPRequestHandler]:
                 conn.request(self.command, self.path, body=body, headers=dict(self.headers))
                 reply = conn.getresponse()
                 payload = reply.read()
-                skip = {"content-length", "transfer-encoding", "connection"}
+                skip = {"transfer-encoding", "connection"}
+                if self.command != "HEAD":
+                    skip.add("content-length")
                 headers = {k: v for k, v in reply.getheaders() if k.lower() not in skip}
                 return reply.status, headers, payload
             finally:
@@ -257,7 +270,11 @@ def _call(headers: dict[str, str], body: bytes) -> Call:
     target = headers.get("X-Amz-Target", "")
     if target:
         return Call(service, target.rsplit(".", 1)[-1], json.loads(body or b"{}"), agent)
-    params = dict(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:  # an S3 object's bytes, not a query-API form
+        text = ""
+    params = dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
     return Call(service, params.get("Action", ""), params, agent)
 
 

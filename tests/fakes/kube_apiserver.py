@@ -2,10 +2,18 @@
 
 No real API server can run here (kind/k3d need a Docker engine, envtest downloads
 binaries), so this answers the REST calls of the official client over real HTTP: create,
-read, delete and list (with equality label selectors) pods and services in known
+read, delete and list (with equality label selectors) pods, services and secrets in known
 namespaces, read and list nodes, with the API server's `Status` bodies
 (kubernetes.io/docs/reference/using-api/api-concepts/#response-status-kind) for 401, 403,
 404, 409 and 422. What the control plane does around those calls is reproduced too:
+
+- Secret validation's size limit: data (decoded, summed over keys, stringData included)
+  over `core.MaxSecretSize` = 1048576 bytes is refused with 422 Invalid, as
+  k8s.io/kubernetes pkg/apis/core/validation ValidateSecret does
+  (`field.TooLong(field.NewPath("data"), "", core.MaxSecretSize)`, whose text is
+  k8s.io/apimachinery pkg/util/validation/field `TooLong`: "Too long: may not be more than
+  1048576 bytes"; the Status is apierrors.NewInvalid's: `Secret "<name>" is invalid:
+  data: ...`, reason Invalid, details.causes[] with reason FieldValueTooLong, field data).
 
 - Nodes with labels, taints, allocatable cpu/memory/`nvidia.com/gpu` and InternalIP /
   ExternalIP addresses. A created pod is scheduled at once (`kube_scheduler`): bound to
@@ -26,6 +34,7 @@ preempt, fail). Implements `FakeCloudControl` of the contract suite.
 
 from __future__ import annotations
 
+import base64
 import copy
 import itertools
 import json
@@ -51,10 +60,13 @@ from tests.fakes.kube_scheduler import FakeNode, pod_requests, schedule
 
 TOKEN = "fake-bearer-token"
 _NAMESPACED = re.compile(
-    r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<kind>pods|services)(?:/(?P<name>[^/]+))?$"
+    r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<kind>pods|services|secrets)(?:/(?P<name>[^/]+))?$"
 )
 _CLUSTER = re.compile(r"^/api/v1/(?P<kind>nodes)(?:/(?P<name>[^/]+))?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+MAX_SECRET_SIZE = 1024 * 1024
+_LIST_KINDS = {"pods": "PodList", "services": "ServiceList", "secrets": "SecretList"}
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 _USER = "system:serviceaccount:default:ci"
 Reply = tuple[int, dict[str, Any]]
@@ -291,9 +303,11 @@ class FakeKubeAPIServer:
     def _create(self, ns: str, kind: str, obj: dict[str, Any]) -> Reply:
         meta = obj.setdefault("metadata", {})
         name = str(meta.get("name", ""))
-        problem = _invalid(name, meta.get("labels") or {})
+        problem = _invalid(name, meta.get("labels") or {}, subdomain=kind == "secrets")
         if problem:
             return status(422, "Invalid", f'{obj.get("kind", kind)} "{name}" is invalid: {problem}')
+        if kind == "secrets" and _secret_size(obj) > MAX_SECRET_SIZE:
+            return _secret_too_long(name)
         if (kind, ns, name) in self.objects:
             return status(
                 409,
@@ -315,7 +329,7 @@ class FakeKubeAPIServer:
         )
         if kind == "pods":
             obj["status"] = {"phase": "Pending"}
-        else:
+        elif kind == "services":
             _allocate(obj, number)
         self.objects[(kind, ns, name)] = obj
         reply = copy.deepcopy(obj)  # as stored, before the scheduler looks at it
@@ -332,8 +346,7 @@ class FakeKubeAPIServer:
             and n == ns
             and all((obj["metadata"].get("labels") or {}).get(a) == b for a, b in wanted.items())
         ]
-        list_kind = "PodList" if kind == "pods" else "ServiceList"
-        return 200, {"kind": list_kind, "apiVersion": "v1", "metadata": {}, "items": items}
+        return 200, {"kind": _LIST_KINDS[kind], "apiVersion": "v1", "metadata": {}, "items": items}
 
     def _delete(self, ns: str, kind: str, name: str) -> dict[str, Any]:
         obj = self.objects[(kind, ns, name)]
@@ -450,8 +463,28 @@ def _forbidden(verb: str, kind: str, name: str | None, ns: str | None) -> Reply:
     return status(403, "Forbidden", message, {"name": name or "", "kind": kind})
 
 
-def _invalid(name: str, labels: dict[str, str]) -> str:
-    if not _DNS_LABEL.match(name):
+def _secret_size(secret: dict[str, Any]) -> int:
+    """What ValidateSecret sums: the decoded bytes of every `data` value, after the API
+    server has merged `stringData` into `data`."""
+    data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+    data |= {k: str(v).encode() for k, v in (secret.get("stringData") or {}).items()}
+    return sum(len(v) for v in data.values())
+
+
+def _secret_too_long(name: str) -> Reply:
+    detail = f"Too long: may not be more than {MAX_SECRET_SIZE} bytes"
+    cause = {"reason": "FieldValueTooLong", "message": detail, "field": "data"}
+    details = {"name": name, "kind": "Secret", "causes": [cause]}
+    return status(422, "Invalid", f'Secret "{name}" is invalid: data: {detail}', details)
+
+
+def _invalid(name: str, labels: dict[str, str], subdomain: bool = False) -> str:
+    if subdomain and not _DNS_SUBDOMAIN.match(name):
+        return (
+            f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 subdomain must "
+            "consist of lower case alphanumeric characters, '-' or '.'"
+        )
+    if not subdomain and not _DNS_LABEL.match(name):
         return (
             f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 label must consist "
             "of lower case alphanumeric characters or '-'"

@@ -4,20 +4,26 @@ an error proxy that answers with EC2's real error bodies."""
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from controller.bundle import pack
 from policies.types import Location, Offer
-from provisioners.aws import AWSProvisioner
+from provisioners.aws import USER_DATA_LIMIT, AWSProvisioner
 from provisioners.aws_images import (
     CPU_PARAMETER,
     OSS_DRIVER_GPU_PARAMETER,
@@ -29,6 +35,7 @@ from provisioners.base import (
     TAG_REPLICA_ID,
     TAG_SERVICE,
     Accelerator,
+    Bundle,
     InstanceState,
     LaunchRequest,
     ResourceRequest,
@@ -43,6 +50,7 @@ from provisioners.errors import (
     SpotUnavailable,
     TransientError,
 )
+from provisioners.s3_store import S3BundleStore
 from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
 from tests.fakes.moto_ec2 import MotoEC2
 from tests.provisioners.contract_suite import *  # noqa: F403
@@ -166,12 +174,16 @@ def test_launch_reports_address_and_service_port(cloud: CloudUnderTest) -> None:
     assert got is not None and got.address and got.url == f"http://{got.address}:8080"
 
 
-def test_security_group_opens_only_the_service_port(cloud: CloudUnderTest, fake: MotoEC2) -> None:
+def test_security_group_opens_only_the_service_and_agent_ports(
+    cloud: CloudUnderTest, fake: MotoEC2
+) -> None:
     request = cloud.request()
     cloud.provisioner.launch(request)
     (group,) = groups_of(fake, request.launch_token)
     rules = group["IpPermissions"]
-    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in rules] == [("tcp", 8080, 8080)]
+    opened = sorted((r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in rules)
+    agent = agent_port(os.environ)
+    assert opened == sorted([("tcp", 8080, 8080), ("tcp", agent, agent)])
 
 
 def test_security_group_carries_the_ownership_tags(cloud: CloudUnderTest, fake: MotoEC2) -> None:
@@ -597,5 +609,135 @@ def test_service_port_is_opened_to_serve_ingress_cidr(
     request = cloud.request()
     cloud.provisioner.launch(request)
     (group,) = groups_of(fake, request.launch_token)
-    (rule,) = group["IpPermissions"]
+    (rule,) = [r for r in group["IpPermissions"] if r["FromPort"] == 8080]
     assert [r["CidrIp"] for r in rule["IpRanges"]] == ["198.51.100.0/24"]
+
+
+def test_agent_port_is_opened_only_to_the_controller_cidr(
+    fake: MotoEC2, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_INGRESS_CIDR", "0.0.0.0/0")
+    monkeypatch.setenv("SERVE_CONTROLLER_CIDR", "203.0.113.7/32")
+    monkeypatch.setenv("SERVE_AGENT_PORT", "47003")
+    cloud = CloudUnderTest(AWSProvisioner(session=session), fake, EAST, WEST, "g5.xlarge")
+    request = cloud.request()
+    cloud.provisioner.launch(request)
+    (group,) = groups_of(fake, request.launch_token)
+    (rule,) = [r for r in group["IpPermissions"] if r["FromPort"] == 47003]
+    assert (rule["IpProtocol"], rule["ToPort"]) == ("tcp", 47003)
+    assert rule["IpRanges"] == [
+        {"CidrIp": "203.0.113.7/32", "Description": "spotserve replica agent"}
+    ]
+
+
+# ---- bundles -------------------------------------------------------------------------------
+
+
+def packed_bundle(root: Path, text: str = "print('hello')\n") -> Bundle:
+    """A real bundle, packed as `serve up` packs a workdir."""
+    workdir = root / "app"
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "app.py").write_text(text)
+    packed = pack(workdir, {}, root / "bundles")
+    assert packed is not None
+    return Bundle(packed.digest, packed.path, packed.size)
+
+
+def boot_config_of(fake: MotoEC2, instance_id: str) -> dict[str, Any]:
+    """The agent's boot config, read back from the instance's user data as EC2 keeps it."""
+    answer = fake.client(EAST.region).describe_instance_attribute(
+        InstanceId=instance_id, Attribute="userData"
+    )
+    script = base64.b64decode(answer["UserData"]["Value"]).decode()
+    config = script.split("<<'SPOTSERVE_CONFIG'\n", 1)[1].split("\nSPOTSERVE_CONFIG", 1)[0]
+    found: dict[str, Any] = json.loads(config)
+    return found
+
+
+def bundle_keys(fake: MotoEC2, store: S3BundleStore, service: str) -> list[str]:
+    s3 = fake.client(EAST.region, "s3")
+    listed = s3.list_objects_v2(Bucket=store.bucket, Prefix=f"bundles/{service}/")
+    return [o["Key"] for o in listed.get("Contents", [])]
+
+
+@pytest.fixture
+def bundling(fake: MotoEC2, session: boto3.session.Session) -> CloudUnderTest:
+    """An adapter with an installation of its own, so its bucket is the test's alone."""
+    provisioner = AWSProvisioner(installation=f"ctrl-{uuid.uuid4().hex[:8]}", session=session)
+    return CloudUnderTest(provisioner, fake, EAST, WEST, "g5.xlarge")
+
+
+def with_bundle(request: LaunchRequest, bundle: Bundle) -> LaunchRequest:
+    return dataclasses.replace(request, bundle=bundle, agent_token=uuid.uuid4().hex)
+
+
+def test_user_data_url_serves_exactly_the_bundle(
+    bundling: CloudUnderTest, fake: MotoEC2, tmp_path: Path
+) -> None:
+    bundle = packed_bundle(tmp_path)
+    inst = bundling.provisioner.launch(with_bundle(bundling.request(), bundle))
+    config = boot_config_of(fake, inst.instance_id)
+    assert config["bundle_digest"] == bundle.digest
+    with urllib.request.urlopen(config["bundle_url"], timeout=10) as reply:
+        fetched = reply.read()
+    assert hashlib.sha256(fetched).hexdigest() == bundle.digest
+
+
+def test_user_data_with_a_bundle_url_stays_under_ec2s_limit(
+    bundling: CloudUnderTest, fake: MotoEC2, tmp_path: Path
+) -> None:
+    request = with_bundle(bundling.request(), packed_bundle(tmp_path))
+    bundling.provisioner.launch(request)
+    sent = base64.b64decode(run_instances_calls(fake)[-1]["UserData"])
+    assert b"X-Amz-Signature=" in sent and len(sent) < USER_DATA_LIMIT
+
+
+def test_release_empties_the_services_prefix_only(
+    bundling: CloudUnderTest, fake: MotoEC2, tmp_path: Path
+) -> None:
+    provisioner = bundling.provisioner
+    assert isinstance(provisioner, AWSProvisioner)
+    for service in ("web", "web2"):
+        request = with_bundle(bundling.request(service=service), packed_bundle(tmp_path))
+        provisioner.launch(request)
+    store = provisioner.bundle_store()
+    assert bundle_keys(fake, store, "web") and bundle_keys(fake, store, "web2")
+    assert provisioner.release("web") is True
+    assert bundle_keys(fake, store, "web") == []
+    assert bundle_keys(fake, store, "web2") != []
+
+
+def test_release_without_a_bucket_is_done(bundling: CloudUnderTest) -> None:
+    assert bundling.provisioner.release("never-launched") is True
+
+
+def test_a_store_that_cannot_be_reached_fails_the_launch_and_creates_nothing(
+    fake: MotoEC2,
+    session: boto3.session.Session,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", nobody)
+    cloud = CloudUnderTest(AWSProvisioner(session=session), fake, EAST, WEST, "g5.xlarge")
+    request = with_bundle(cloud.request(), packed_bundle(tmp_path))
+    with pytest.raises(TransientError, match="cannot stage the bundle in S3") as refused:
+        cloud.provisioner.launch(request)
+    assert refused.value.location == EAST.key
+    assert run_instances_calls(fake) == []
+    assert groups_of(fake, request.launch_token) == []
+
+
+def test_s3_file_mounts_are_signed_for_the_replica(bundling: CloudUnderTest, fake: MotoEC2) -> None:
+    provisioner = bundling.provisioner
+    assert isinstance(provisioner, AWSProvisioner)
+    s3 = fake.client(EAST.region, "s3")
+    bucket = f"weights-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="model/a.bin", Body=b"weights")
+    (signed,) = provisioner.sign_source(f"s3://{bucket}/model/", 600) or []
+    assert signed.path == "a.bin"
+    with urllib.request.urlopen(signed.url, timeout=10) as reply:
+        assert reply.read() == b"weights"

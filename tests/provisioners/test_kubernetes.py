@@ -3,19 +3,26 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from controller.bundle import pack
 from policies.types import Location, Offer
 from provisioners.base import (
     TAG_LAUNCH_TOKEN,
     Accelerator,
+    Bundle,
     Instance,
     InstanceState,
     LaunchRequest,
@@ -32,6 +39,7 @@ from provisioners.errors import (
 )
 from provisioners.kubernetes import KubernetesProvisioner
 from provisioners.kubernetes_errors import classify
+from provisioners.kubernetes_objects import MAX_SECRET_BYTES
 from provisioners.startup_script import build_boot_script
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.kube_scheduler import FakeNode
@@ -122,7 +130,7 @@ def test_pod_uses_the_yaml_image_without_its_docker_prefix(
     assert pod is not None and pod["spec"]["containers"][0]["image"] == "vllm/vllm-openai:v0.6.0"
 
 
-def test_service_exposes_the_port_of_exactly_this_pod(
+def test_service_exposes_the_replica_and_agent_ports_of_exactly_this_pod(
     cloud: CloudUnderTest, fake: FakeKubeAPIServer
 ) -> None:
     request = cloud.request()
@@ -130,7 +138,9 @@ def test_service_exposes_the_port_of_exactly_this_pod(
     service = fake.find("services", inst.instance_id)
     assert service is not None
     assert service["spec"]["selector"] == {TAG_LAUNCH_TOKEN: request.launch_token}
-    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(8080, 8080)]
+    ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
+    agent = agent_port(os.environ)
+    assert ports == {"serve": (8080, 8080), "agent": (agent, agent)}
 
 
 def test_service_is_owned_by_its_pod(cloud: CloudUnderTest, fake: FakeKubeAPIServer) -> None:
@@ -321,6 +331,40 @@ def test_unreadable_node_falls_back_to_the_pods_host_ip(
     assert 'cannot get resource "nodes"' in got.detail
 
 
+def test_agent_is_reached_at_the_node_address_on_its_own_node_port(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    got = cloud.provisioner.get(inst.instance_id, HERE)
+    service = fake.find("services", inst.instance_id)
+    assert got is not None and service is not None
+    node_ports = {p["name"]: p["nodePort"] for p in service["spec"]["ports"]}
+    assert node_ports["agent"] != node_ports["serve"]
+    assert got.agent_url == f"https://203.0.113.3:{node_ports['agent']}"
+
+
+def test_a_service_port_equal_to_the_agent_port_is_refused_naming_both(
+    fake: FakeKubeAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_AGENT_PORT", "8080")
+    cloud = CloudUnderTest(KubernetesProvisioner(), fake, HERE, OTHER, "cpu")
+    with pytest.raises(InvalidRequest, match="8080 is also the replica agent's port"):
+        cloud.provisioner.launch(cloud.request())
+    assert fake.objects == {}
+
+
+def test_cluster_ip_agent_is_reached_at_the_agent_port(
+    fake: FakeKubeAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_KUBERNETES_SERVICE_TYPE", "ClusterIP")
+    monkeypatch.setenv("SERVE_AGENT_PORT", "47010")
+    cloud = CloudUnderTest(KubernetesProvisioner(), fake, HERE, OTHER, "cpu")
+    inst = cloud.provisioner.launch(cloud.request())
+    service = fake.find("services", inst.instance_id)
+    assert service is not None
+    assert inst.agent_url == f"https://{service['spec']['clusterIP']}:47010"
+
+
 def test_cluster_ip_service_is_reached_at_the_replica_port(
     fake: FakeKubeAPIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -508,7 +552,9 @@ def test_rbac_refusal_is_a_credentials_error_naming_the_permissions(
     cloud: CloudUnderTest, fake: FakeKubeAPIServer
 ) -> None:
     fake.forbid("create")
-    with pytest.raises(CredentialsError, match="create/get/list/delete on pods and services"):
+    with pytest.raises(
+        CredentialsError, match="create/get/list/delete on pods, services and secrets"
+    ):
         cloud.provisioner.launch(cloud.request())
 
 
@@ -555,3 +601,158 @@ def test_check_with_rejected_token_is_not_usable(cloud: CloudUnderTest) -> None:
     cloud.fake.reject_credentials()
     result = cloud.provisioner.check()
     assert not result.usable and "Unauthorized" in result.reason
+
+
+# The bundle, in a Secret mounted into the pod.
+
+
+def packed_bundle(root: Path) -> Bundle:
+    workdir = root / "app"
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "app.py").write_text("print('hello from the bundle')\n")
+    packed = pack(workdir, {}, root / "bundles")
+    assert packed is not None
+    return Bundle(packed.digest, packed.path, packed.size)
+
+
+def oversized_bundle(root: Path, size: int) -> Bundle:
+    path = root / "big.tar.gz"
+    path.write_bytes(os.urandom(size))
+    return Bundle(hashlib.sha256(path.read_bytes()).hexdigest(), path, size)
+
+
+def bundled(cloud: CloudUnderTest, bundle: Bundle, service: str = "svc") -> LaunchRequest:
+    return with_changes(cloud.request(service=service), bundle=bundle, agent_token="t0ken")
+
+
+def boot_config_in(pod: dict[str, Any]) -> dict[str, Any]:
+    script = pod["spec"]["containers"][0]["command"][2]
+    config = script.split("<<'SPOTSERVE_CONFIG'\n", 1)[1].split("\nSPOTSERVE_CONFIG", 1)[0]
+    found: dict[str, Any] = json.loads(config)
+    return found
+
+
+def test_bundle_reaches_the_pod_as_a_mounted_secret_named_in_the_boot_config(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer, tmp_path: Path
+) -> None:
+    bundle = packed_bundle(tmp_path)
+    inst = cloud.provisioner.launch(bundled(cloud, bundle))
+    pod = fake.find("pods", inst.instance_id)
+    secret = fake.find("secrets", f"{inst.instance_id}-bundle")
+    assert pod is not None and secret is not None
+    held = base64.b64decode(secret["data"]["bundle.tar.gz"])
+    assert hashlib.sha256(held).hexdigest() == bundle.digest
+    (volume,) = pod["spec"]["volumes"]
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    (mount,) = pod["spec"]["containers"][0]["volumeMounts"]
+    assert (mount["name"], mount["readOnly"]) == (volume["name"], True)
+    config = boot_config_in(pod)
+    assert config["bundle_url"] == f"file://{mount['mountPath']}/bundle.tar.gz"
+    assert config["bundle_digest"] == bundle.digest
+
+
+def test_pod_without_a_bundle_mounts_nothing(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request())
+    pod = fake.find("pods", inst.instance_id)
+    assert pod is not None and "volumes" not in pod["spec"]
+    assert fake.find("secrets", f"{inst.instance_id}-bundle") is None
+    assert boot_config_in(pod)["bundle_url"] is None
+
+
+def test_bundle_secret_is_labelled_like_its_pod_and_goes_with_it(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer, tmp_path: Path
+) -> None:
+    inst = cloud.provisioner.launch(bundled(cloud, packed_bundle(tmp_path)))
+    pod = fake.find("pods", inst.instance_id)
+    secret = fake.find("secrets", f"{inst.instance_id}-bundle")
+    assert pod is not None and secret is not None
+    assert secret["metadata"]["labels"] == pod["metadata"]["labels"]
+    (owner,) = secret["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["uid"]) == ("Pod", pod["metadata"]["uid"])
+    fake.delete_outside(inst.instance_id)
+    fake.finish_deletions()
+    assert fake.find("secrets", f"{inst.instance_id}-bundle") is None
+
+
+def test_terminate_deletes_the_bundle_secret_itself(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer, tmp_path: Path
+) -> None:
+    fake.pause_garbage_collector()
+    inst = cloud.provisioner.launch(bundled(cloud, packed_bundle(tmp_path)))
+    terminate_fully(cloud, inst)
+    assert fake.find("secrets", f"{inst.instance_id}-bundle") is None
+
+
+def test_bundle_larger_than_a_secret_holds_is_refused_before_anything_is_created(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer, tmp_path: Path
+) -> None:
+    too_big = MAX_SECRET_BYTES + 1
+    with pytest.raises(InvalidRequest) as refused:
+        cloud.provisioner.launch(bundled(cloud, oversized_bundle(tmp_path, too_big)))
+    message = str(refused.value)
+    assert str(too_big) in message and str(MAX_SECRET_BYTES) in message
+    assert "bucket" in message and "image" in message
+    assert fake.objects == {}
+    assert not any(verb == "create" for verb, _ in fake.requests)
+
+
+def test_bundle_of_exactly_one_mib_is_accepted(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer, tmp_path: Path
+) -> None:
+    inst = cloud.provisioner.launch(bundled(cloud, oversized_bundle(tmp_path, MAX_SECRET_BYTES)))
+    assert fake.find("secrets", f"{inst.instance_id}-bundle") is not None
+
+
+def test_apiserver_refuses_a_secret_over_one_mib_with_kubernetes_own_status(
+    fake: FakeKubeAPIServer,
+) -> None:
+    api = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=os.environ["KUBECONFIG"]))
+    data = {"a": base64.b64encode(b"x" * (MAX_SECRET_BYTES // 2)).decode()}
+    data["b"] = base64.b64encode(b"y" * (MAX_SECRET_BYTES // 2 + 1)).decode()
+    secret = k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="big"), data=data)
+    with pytest.raises(ApiException) as refused:
+        api.create_namespaced_secret("default", secret)
+    body = json.loads(refused.value.body)
+    assert (refused.value.status, body["reason"]) == (422, "Invalid")
+    assert body["message"] == (
+        'Secret "big" is invalid: data: Too long: may not be more than 1048576 bytes'
+    )
+    assert body["details"]["causes"] == [
+        {
+            "reason": "FieldValueTooLong",
+            "message": "Too long: may not be more than 1048576 bytes",
+            "field": "data",
+        }
+    ]
+    assert isinstance(classify(refused.value, HERE.key), InvalidRequest)
+
+
+def test_secret_refused_at_launch_leaves_nothing_behind(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer, tmp_path: Path
+) -> None:
+    fake.forbid("create", "secrets")
+    with pytest.raises(CredentialsError, match="secrets"):
+        cloud.provisioner.launch(bundled(cloud, packed_bundle(tmp_path), service="leaky"))
+    assert fake.objects == {}
+
+
+def test_release_deletes_the_services_leftover_secrets_only(
+    cloud: CloudUnderTest, fake: FakeKubeAPIServer, tmp_path: Path
+) -> None:
+    fake.pause_garbage_collector()
+    bundle = packed_bundle(tmp_path)
+    launched = [cloud.provisioner.launch(bundled(cloud, bundle, s)) for s in ("web", "web", "db")]
+    for inst in launched:
+        fake.delete_outside(inst.instance_id)
+    fake.finish_deletions()
+
+    def secrets_of(service: str) -> list[str]:
+        return [
+            n for (k, _, n), o in fake.objects.items() if k == "secrets" and n.startswith(service)
+        ]
+
+    assert len(secrets_of("web")) == 2
+    assert cloud.provisioner.release("web") is True
+    assert secrets_of("web") == [] and len(secrets_of("db")) == 1

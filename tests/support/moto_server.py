@@ -76,3 +76,23 @@ def tagged_instances(url: str, service: str, states: tuple[str, ...]) -> list[di
         ]
     )
     return [i for r in found["Reservations"] for i in r["Instances"]]
+
+
+def s3_keys(url: str, bucket_prefix: str, key_prefix: str) -> list[str]:
+    """Every key under `key_prefix` in every moto bucket whose name starts with
+    `bucket_prefix` (the installation's bundle bucket has a name made from its id)."""
+    s3 = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    buckets = [
+        b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(bucket_prefix)
+    ]
+    return [
+        item["Key"]
+        for bucket in buckets
+        for item in s3.list_objects_v2(Bucket=bucket, Prefix=key_prefix).get("Contents", [])
+    ]
