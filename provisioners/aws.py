@@ -47,7 +47,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, NoCredentialsError
 
 from policies.types import Location, Offer
-from provisioners.aws_errors import AWS_ERRORS, CREDENTIALS_HINT, classify, error_code
+from provisioners.aws_errors import AWS_ERRORS, CREDENTIALS_HINT, aws_calls, classify, error_code
 from provisioners.aws_images import default_image_parameter
 from provisioners.aws_instances import TAG_PORT, TAG_TERMINATED_BY, finished, to_instance
 from provisioners.aws_network import (
@@ -172,17 +172,16 @@ class AWSProvisioner:
         ec2 = self._client("ec2", where.region)
         name = f"spotserve-{resource_name(request)}"
         ingress = Ingress(self._cidr, agent_port, self._controller_cidr)
-        try:
+        with aws_calls(where.key):
             image = self._image(request)
             group_id = ensure_security_group(ec2, request, name, ingress, self._clock())
             params = self._run_params(request, image, group_id, script, name, agent_port)
-        except AWS_ERRORS as exc:
-            raise classify(exc, where.key) from exc
         try:
-            reply = self._client("ec2", where.region, one_shot=True).run_instances(**params)
-        except AWS_ERRORS as exc:
+            with aws_calls(where.key):
+                reply = self._client("ec2", where.region, one_shot=True).run_instances(**params)
+        except ProvisionError:
             self._quietly_delete_group(ec2, group_id)
-            raise classify(exc, where.key) from exc
+            raise
         launched = to_instance(reply["Instances"][0], where.region)
         return dataclasses.replace(
             launched,
@@ -211,14 +210,13 @@ class AWSProvisioner:
         """
         ec2 = self._client("ec2", location.region)
         marked = self._mark_terminated_by_us(ec2, instance_id, location)
-        try:
-            reply = ec2.terminate_instances(InstanceIds=[instance_id])
-        except ClientError as exc:
-            if error_code(exc) in _NOT_FOUND:
-                return False
-            raise classify(exc, location.key) from exc
-        except AWS_ERRORS as exc:
-            raise classify(exc, location.key) from exc
+        with aws_calls(location.key):
+            try:
+                reply = ec2.terminate_instances(InstanceIds=[instance_id])
+            except ClientError as exc:
+                if error_code(exc) in _NOT_FOUND:
+                    return False
+                raise
         changes = reply.get("TerminatingInstances") or [{}]
         now = {str(c.get("CurrentState", {}).get("Name", "")) for c in changes}
         before = {str(c.get("PreviousState", {}).get("Name", "")) for c in changes}
@@ -297,15 +295,14 @@ class AWSProvisioner:
         self, region: str, filters: list[dict[str, Any]], sweep_groups: bool
     ) -> list[Instance]:
         ec2 = self._client("ec2", region)
-        try:
-            pages = ec2.get_paginator("describe_instances").paginate(Filters=filters)
-            raw = [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
-        except ClientError as exc:
-            if error_code(exc) == "OptInRequired":
-                return []
-            raise classify(exc, region) from exc
-        except AWS_ERRORS as exc:
-            raise classify(exc, region) from exc
+        with aws_calls(region):
+            try:
+                pages = ec2.get_paginator("describe_instances").paginate(Filters=filters)
+                raw = [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+            except ClientError as exc:
+                if error_code(exc) == "OptInRequired":
+                    return []
+                raise
         if sweep_groups:
             try:
                 sweep(ec2, self._clock())
@@ -316,14 +313,15 @@ class AWSProvisioner:
     def _mark_terminated_by_us(self, ec2: Any, instance_id: str, location: Location) -> bool:
         """Tag the instance so that its end reads TERMINATED, not LOST (see aws_instances).
         False if EC2 cannot tag it (yet): the caller still terminates, and asks again."""
-        try:
-            ec2.create_tags(Resources=[instance_id], Tags=aws_tags({TAG_TERMINATED_BY: MANAGED_BY}))
-        except ClientError as exc:
-            if error_code(exc) in _NOT_FOUND or error_code(exc) == "IncorrectInstanceState":
-                return False
-            raise classify(exc, location.key) from exc
-        except AWS_ERRORS as exc:
-            raise classify(exc, location.key) from exc
+        with aws_calls(location.key):
+            try:
+                ec2.create_tags(
+                    Resources=[instance_id], Tags=aws_tags({TAG_TERMINATED_BY: MANAGED_BY})
+                )
+            except ClientError as exc:
+                if error_code(exc) in _NOT_FOUND or error_code(exc) == "IncorrectInstanceState":
+                    return False
+                raise
         return True
 
     def _delete_groups_of(self, ec2: Any, instance_id: str, location: Location) -> None:
@@ -334,14 +332,13 @@ class AWSProvisioner:
 
     def _describe(self, instance_id: str, location: Location) -> dict[str, Any] | None:
         ec2 = self._client("ec2", location.region)
-        try:
-            reply = ec2.describe_instances(InstanceIds=[instance_id])
-        except ClientError as exc:
-            if error_code(exc) in _NOT_FOUND:
-                return None
-            raise classify(exc, location.key) from exc
-        except AWS_ERRORS as exc:
-            raise classify(exc, location.key) from exc
+        with aws_calls(location.key):
+            try:
+                reply = ec2.describe_instances(InstanceIds=[instance_id])
+            except ClientError as exc:
+                if error_code(exc) in _NOT_FOUND:
+                    return None
+                raise
         found = [i for r in reply["Reservations"] for i in r["Instances"]]
         return found[0] if found else None
 

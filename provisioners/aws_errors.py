@@ -10,6 +10,8 @@ A code not in the table is a `TransientError` when AWS answered 5xx, else an
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -30,6 +32,9 @@ from provisioners.errors import (
     QuotaExceeded,
     SpotUnavailable,
     TransientError,
+    kind_for_status,
+    mapped_errors,
+    with_hint,
 )
 
 CREDENTIALS_HINT = (
@@ -108,6 +113,16 @@ _HINTS: dict[type[ProvisionError], str] = {
 AWS_ERRORS = (ClientError, BotoCoreError)
 
 
+def aws_calls(location: str | None) -> AbstractContextManager[None]:
+    """Every boto3 error raised in the block leaves it as the vocabulary error."""
+    return mapped_errors(AWS_ERRORS, _classify_any, location)
+
+
+def _classify_any(exc: BaseException, location: str | None) -> ProvisionError:
+    assert isinstance(exc, AWS_ERRORS)
+    return classify(exc, location)
+
+
 def classify(exc: ClientError | BotoCoreError, location: str | None = None) -> ProvisionError:
     """The vocabulary error for an SDK exception raised by a call made at `location`."""
     if isinstance(exc, ClientError):
@@ -139,7 +154,5 @@ def _from_client_error(exc: ClientError, location: str | None) -> ProvisionError
     code = error_code(exc)
     message = str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    kind = ERROR_TYPES.get(code) or (TransientError if status >= 500 else InvalidRequest)
-    hint = _HINTS.get(kind)
-    text = f"{message}; {hint}" if hint else message
-    return kind(text, location=location, code=code or None)
+    kind = ERROR_TYPES.get(code) or kind_for_status(status)
+    return kind(with_hint(message, _HINTS.get(kind)), location=location, code=code or None)

@@ -16,6 +16,9 @@ SDK exception leaves `provisioners/`. What the replica manager does next is part
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 
 class ProvisionError(Exception):
     """Base of every provisioning failure.
@@ -71,3 +74,49 @@ class InvalidRequest(ProvisionError):
 class TransientError(ProvisionError):
     retry_later = True
     kind = "transient"
+
+
+HTTP_STATUS_TYPES: dict[int, type[ProvisionError]] = {
+    400: InvalidRequest,
+    401: CredentialsError,
+    403: CredentialsError,
+    404: InvalidRequest,
+    409: InvalidRequest,
+    412: InvalidRequest,
+    422: InvalidRequest,
+    429: TransientError,
+}
+"""What an HTTP status means when a cloud's own code is not in its adapter's table: the
+same on every REST API we call (EC2 answers with codes, the others with statuses)."""
+
+
+def kind_for_status(status: int) -> type[ProvisionError]:
+    """A 5xx (or no answer, 0) may succeed later; any other unknown refusal goes to the
+    operator rather than being retried blindly."""
+    if status >= 500 or status == 0:
+        return TransientError
+    return HTTP_STATUS_TYPES.get(status, InvalidRequest)
+
+
+def with_hint(message: str, hint: str | None) -> str:
+    """`message; hint`, the shape every adapter's errors take."""
+    return f"{message}; {hint}" if hint else message
+
+
+Classifier = Callable[[BaseException, str | None], ProvisionError]
+
+
+@contextmanager
+def mapped_errors(
+    sdk_errors: tuple[type[BaseException], ...], classify: Classifier, location: str | None
+) -> Iterator[None]:
+    """Inside the block, an SDK exception becomes the adapter's vocabulary error (the shape
+    of httpx's `map_httpcore_exceptions`): one place per adapter instead of a hand-written
+    `except ...: raise classify(...)` around every call. A block that handles some SDK
+    errors itself (a 404 meaning "gone") catches them inside and re-raises the rest."""
+    try:
+        yield
+    except ProvisionError:
+        raise
+    except sdk_errors as exc:
+        raise classify(exc, location) from exc

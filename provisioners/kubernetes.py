@@ -52,11 +52,12 @@ from provisioners.base import (
     ResourceRequest,
     agent_port,
 )
-from provisioners.errors import InvalidRequest
+from provisioners.errors import InvalidRequest, ProvisionError
 from provisioners.kubernetes_errors import (
     CREDENTIALS_HINT,
     KUBE_ERRORS,
     classify,
+    kube_calls,
     status_message,
 )
 from provisioners.kubernetes_nodes import NodeAddressCache, NodeAddresses, endpoint
@@ -175,20 +176,19 @@ class KubernetesProvisioner:
         except UnknownGpuModel as exc:
             raise InvalidRequest(str(exc), location=request.location.key) from exc
         bundle = self._bundle_bytes(request)
-        try:
+        with kube_calls(request.location.key):
             created = self._create_pod(cluster, pod, request)
-        except KUBE_ERRORS as exc:
-            raise classify(exc, request.location.key) from exc
         uid = str(meta(created).uid)
         manifest = service_manifest(request, name, uid, self.service_type, port)
         try:
-            if bundle is not None:
-                secret = bundle_secret_manifest(request, name, uid, bundle)
-                self._create(cluster, cluster.api.create_namespaced_secret, secret)
-            service = self._create_service(cluster, manifest)
-        except KUBE_ERRORS as exc:
+            with kube_calls(request.location.key):
+                if bundle is not None:
+                    secret = bundle_secret_manifest(request, name, uid, bundle)
+                    self._create(cluster, cluster.api.create_namespaced_secret, secret)
+                service = self._create_service(cluster, manifest)
+        except ProvisionError:
             self._undo(cluster, name)
-            raise classify(exc, request.location.key) from exc
+            raise
         return self._instance(cluster, created, service)
 
     @staticmethod
@@ -206,13 +206,11 @@ class KubernetesProvisioner:
 
     def get(self, instance_id: str, location: Location) -> Instance | None:
         cluster = self._cluster_for(location)
-        try:
+        with kube_calls(location.key):
             pod = self._read(cluster, cluster.api.read_namespaced_pod, instance_id)
             if pod is None:
                 return None
             service = self._read(cluster, cluster.api.read_namespaced_service, instance_id)
-        except KUBE_ERRORS as exc:
-            raise classify(exc, location.key) from exc
         return self._instance(cluster, pod, service)
 
     def terminate(self, instance_id: str, location: Location) -> bool:
@@ -222,7 +220,7 @@ class KubernetesProvisioner:
         confirms it stopped."""
         cluster = self._cluster_for(location)
         api = cluster.api
-        try:
+        with kube_calls(location.key):
             pod_gone = self._delete(
                 cluster, api.delete_namespaced_pod, api.read_namespaced_pod, instance_id
             )
@@ -235,8 +233,6 @@ class KubernetesProvisioner:
                 api.read_namespaced_secret,
                 bundle_secret_name(instance_id),
             )
-        except KUBE_ERRORS as exc:
-            raise classify(exc, location.key) from exc
         return pod_gone and service_gone and secret_gone
 
     def release(self, service: str) -> bool:
@@ -245,7 +241,7 @@ class KubernetesProvisioner:
         cluster = self._cluster_for(None)
         selector = f"{TAG_MANAGED_BY}={MANAGED_BY},{TAG_SERVICE}={label_value(service)}"
         api = cluster.api
-        try:
+        with kube_calls(cluster.location.key):
             secrets = cluster.call(
                 api.list_namespaced_secret, cluster.namespace, label_selector=selector
             ).items
@@ -255,8 +251,6 @@ class KubernetesProvisioner:
                 )
                 for name in (str(meta(s).name) for s in secrets)
             ]
-        except KUBE_ERRORS as exc:
-            raise classify(exc, cluster.location.key) from exc
         return all(gone)
 
     def list_owned(
@@ -271,15 +265,13 @@ class KubernetesProvisioner:
         if service is not None:
             selector += f",{TAG_SERVICE}={label_value(service)}"
         api = cluster.api
-        try:
+        with kube_calls(cluster.location.key):
             pods = cluster.call(
                 api.list_namespaced_pod, cluster.namespace, label_selector=selector
             ).items
             services = cluster.call(
                 api.list_namespaced_service, cluster.namespace, label_selector=selector
             ).items
-        except KUBE_ERRORS as exc:
-            raise classify(exc, cluster.location.key) from exc
         by_name = {meta(s).name: s for s in services}
         listed = [self._instance(cluster, p, by_name.pop(meta(p).name, None)) for p in pods]
         return listed + [leftover_instance(s, cluster.location) for s in by_name.values()]
@@ -395,10 +387,8 @@ class KubernetesProvisioner:
                 cluster.call(delete, what, cluster.namespace)
 
     def _cluster_for(self, location: Location | None) -> _Cluster:
-        try:
+        with kube_calls(CLOUD):
             cluster = self._connect()
-        except KUBE_ERRORS as exc:
-            raise classify(exc, CLOUD) from exc
         if location is not None and location != cluster.location:
             raise InvalidRequest(
                 f"this provisioner manages {cluster.location}, not {location}; set "

@@ -15,6 +15,7 @@ cannot place is not refused at all: it is accepted and stays Pending (see
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -22,10 +23,12 @@ from urllib3.exceptions import HTTPError
 
 from provisioners.errors import (
     CredentialsError,
-    InvalidRequest,
     ProvisionError,
     QuotaExceeded,
     TransientError,
+    kind_for_status,
+    mapped_errors,
+    with_hint,
 )
 
 KUBE_ERRORS = (ApiException, ConfigException, HTTPError)
@@ -37,15 +40,16 @@ CREDENTIALS_HINT = (
 )
 
 QUOTA_MARKERS = ("exceeded quota:", "failed quota:", "insufficient quota to consume")
-STATUS_TYPES: dict[int, type[ProvisionError]] = {
-    400: InvalidRequest,
-    401: CredentialsError,
-    403: CredentialsError,
-    404: InvalidRequest,
-    409: InvalidRequest,
-    422: InvalidRequest,
-    429: TransientError,
-}
+
+
+def kube_calls(location: str | None) -> AbstractContextManager[None]:
+    """Every Kubernetes client error raised in the block leaves it as the vocabulary error."""
+    return mapped_errors(KUBE_ERRORS, _classify_any, location)
+
+
+def _classify_any(exc: BaseException, location: str | None) -> ProvisionError:
+    assert isinstance(exc, KUBE_ERRORS)
+    return classify(exc, location or "kubernetes")
 
 
 def classify(exc: ApiException | ConfigException | HTTPError, location: str) -> ProvisionError:
@@ -63,10 +67,9 @@ def classify(exc: ApiException | ConfigException | HTTPError, location: str) -> 
             location=location,
             code=reason,
         )
-    kind = STATUS_TYPES.get(status) or (TransientError if status >= 500 else InvalidRequest)
-    if kind is CredentialsError:
-        message = f"{message}; {CREDENTIALS_HINT}"
-    return kind(message, location=location, code=reason or None)
+    kind = kind_for_status(status)
+    hint = CREDENTIALS_HINT if kind is CredentialsError else None
+    return kind(with_hint(message, hint), location=location, code=reason or None)
 
 
 def status_message(exc: ApiException) -> str:
