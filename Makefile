@@ -32,7 +32,7 @@ demo-spot: $(STAMP)
 test: $(STAMP) $(AZURITE)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy --strict policies provisioners load_balancer
+	$(PY) -m mypy --strict common policies provisioners load_balancer
 	$(PY) -m mypy controller replica_manager autoscaler
 	$(PY) -m pytest
 
@@ -40,7 +40,7 @@ test-fast: $(STAMP) $(AZURITE)
 	$(PY) -m pytest -m "not slow"
 
 typecheck: $(STAMP)
-	$(PY) -m mypy --strict policies provisioners load_balancer
+	$(PY) -m mypy --strict common policies provisioners load_balancer
 	$(PY) -m mypy controller replica_manager autoscaler
 
 lint: $(STAMP)

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
+from common.processes import is_alive
 from controller.child_env import child_env
 from controller.settings import Settings
-from provisioners.local_process import is_alive
 
 START_TIMEOUT_SECONDS = 60.0
 

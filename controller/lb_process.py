@@ -14,9 +14,9 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from common.processes import is_alive, kill_group
 from controller.child_env import child_env
 from controller.settings import Settings
-from provisioners.local_process import is_alive, kill_group
 
 
 def pick_port(host: str, start: int, taken: Iterable[int]) -> int:

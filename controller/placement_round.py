@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from common.clock import Clock
 from controller.db.service_store import SavedPolicy, ServiceStore
 from controller.settings import Settings
 from controller.spec import ServiceSpec
@@ -18,7 +19,6 @@ from controller.tick_state import TickState
 from policies.registry import make_policy
 from policies.types import LocationEvent, Plan, PolicyInput, ReplicaView
 from provisioners.errors import ProvisionError
-from replica_manager.clock import Clock
 from replica_manager.execute import Executor
 from replica_manager.lifecycle import ALIVE
 from replica_manager.offer_book import OfferBook

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autoscaler.target import ScalingConfig, decide_target
+from common.clock import Clock
 from controller.bundle_store import BundleStore
 from controller.db import Database
 from controller.db.replica_store import trim_events
@@ -27,7 +28,6 @@ from controller.templates import replica_template
 from controller.tick_state import TickState
 from provisioners.base import Provisioner
 from replica_manager.cleanup import Cleaner
-from replica_manager.clock import Clock
 from replica_manager.execute import Executor
 from replica_manager.lifecycle import APP_FAILURES, ENDING
 from replica_manager.observe import Observer

@@ -15,6 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from common.clock import Clock, SystemClock
 from controller.api.service_listing import ServiceListing
 from controller.auth import ensure_token
 from controller.bundle_store import BundleStore
@@ -29,7 +30,6 @@ from provisioners.local import LocalProvisioner
 from provisioners.registry import make_provisioners
 from replica_manager.agent_sync import AgentSync
 from replica_manager.cleanup import Cleaner
-from replica_manager.clock import Clock, SystemClock
 from replica_manager.execute import Executor
 from replica_manager.observe import Observer, ProbePolicy
 from replica_manager.probe import ProbeBoard

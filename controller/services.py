@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
+from common.clock import Clock
 from controller.db import Database, ServiceRow, ServiceVersionRow
 from controller.db.replica_store import add_event
 from controller.lb_process import pick_port
@@ -18,7 +19,6 @@ from controller.service_status import ServiceStatus
 from controller.settings import Settings
 from controller.spec import ServiceSpec
 from controller.tick_state import TickState
-from replica_manager.clock import Clock
 
 
 class ServiceExists(Exception):

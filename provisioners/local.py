@@ -18,6 +18,7 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from common.processes import is_alive, kill_group
 from policies.types import Location, Offer
 from provisioners.base import (
     TAG_CONTROLLER_ID,
@@ -31,7 +32,7 @@ from provisioners.bundle_unpack import unpack
 from provisioners.errors import CapacityUnavailable, InvalidRequest
 from provisioners.local_market import REGION, MarketFile
 from provisioners.local_market_driver import capacities as driver_capacities
-from provisioners.local_process import free_port, is_alive, kill_group, spawn, write_scripts
+from provisioners.local_process import free_port, spawn, write_scripts
 from provisioners.startup_script import replica_environment
 
 CLOUD = "local"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.clock import Clock
 from provisioners.base import Provisioner
 from provisioners.errors import ProvisionError
 from provisioners.object_store import SignsBucketSources
@@ -34,7 +35,6 @@ from replica_manager.agent_client import (
     AgentRefused,
     AgentUntrusted,
 )
-from replica_manager.clock import Clock
 from replica_manager.records import ReplicaRecord, ReplicaTemplate
 from replica_manager.records import ReplicaStatus as S
 from replica_manager.store import ReplicaStore

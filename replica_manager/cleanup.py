@@ -25,9 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
+from common.clock import Clock
 from provisioners.base import VISIBILITY_GRACE_SECONDS, Instance, Provisioner
 from provisioners.errors import ProvisionError
-from replica_manager.clock import Clock
 from replica_manager.execute import always_leading
 from replica_manager.failpoints import failpoint
 from replica_manager.in_flight import InFlight

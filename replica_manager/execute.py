@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
+from common.clock import Clock
 from policies.types import Launch, LocationEvent, LocationEventKind, Offer, Plan
 from provisioners.base import InstanceState, LaunchRequest, Provisioner
 from provisioners.errors import ProvisionError
-from replica_manager.clock import Clock
 from replica_manager.failpoints import failpoint
 from replica_manager.in_flight import InFlight
 from replica_manager.lifecycle import ALIVE

@@ -24,11 +24,11 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from common.clock import Clock
 from policies.types import LocationEvent, LocationEventKind
 from provisioners.base import VISIBILITY_GRACE_SECONDS, Instance, InstanceState, Provisioner
 from provisioners.errors import LaunchTimedOut, ProvisionError, TransientError
 from replica_manager.agent_sync import AgentSync
-from replica_manager.clock import Clock
 from replica_manager.probe import ProbeBoard, ProbeResult
 from replica_manager.records import ReplicaRecord, ReplicaTemplate
 from replica_manager.records import ReplicaStatus as S

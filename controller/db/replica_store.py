@@ -9,10 +9,10 @@ from typing import Any, Unpack
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from common.clock import Clock
 from controller.db.engine import Database
 from controller.db.models import EventRow, ReplicaRow, ServiceRow
 from policies.types import Location
-from replica_manager.clock import Clock
 from replica_manager.lifecycle import check_transition
 from replica_manager.records import ReplicaRecord, ReplicaStatus
 from replica_manager.store import ReplicaChanges

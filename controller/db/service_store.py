@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from common.clock import Clock
 from controller.costs import hourly_rates
 from controller.db.engine import Database
 from controller.db.models import ServiceRow, ServiceVersionRow
@@ -20,7 +21,6 @@ from controller.service_status import ServiceStatus, service_status
 from controller.services import latest_version
 from controller.spec import ServiceSpec
 from controller.tick_state import TickState
-from replica_manager.clock import Clock
 from replica_manager.records import ReplicaRecord
 
 COST_EVERY_SECONDS = 30.0

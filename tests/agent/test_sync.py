@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from common.clock import SystemClock
 from controller.db import Database
 from controller.db.replica_store import SqlReplicaStore
 from controller.services import create_service
@@ -18,7 +19,6 @@ from controller.settings import Settings
 from controller.spec import load_spec_text
 from policies.types import Location
 from replica_manager.agent_sync import AgentSync, AgentVerdict
-from replica_manager.clock import SystemClock
 from replica_manager.records import ProbeSpec, ReplicaRecord, ReplicaTemplate
 from replica_manager.records import ReplicaStatus as S
 from tests.agent.conftest import Boot

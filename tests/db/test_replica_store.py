@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from common.clock import SystemClock
 from controller.db import Database, EventRow
 from controller.db.replica_store import SqlReplicaStore
 from controller.services import create_service
 from controller.settings import Settings
 from controller.spec import load_spec_text
 from policies.types import Location
-from replica_manager.clock import SystemClock
 from replica_manager.lifecycle import IllegalTransition
 from replica_manager.records import ReplicaStatus as S
 

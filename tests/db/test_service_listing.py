@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from common.clock import SystemClock
 from controller.api.service_listing import ServiceListing
 from controller.db import Database, ServiceRow
 from controller.db.replica_store import SqlReplicaStore
@@ -13,7 +14,6 @@ from controller.services import create_service
 from controller.settings import Settings
 from controller.spec import load_spec_text
 from policies.types import Location
-from replica_manager.clock import SystemClock
 from replica_manager.records import ReplicaStatus as S
 
 SPEC = "service: {readiness_probe: /, replicas: 1}\nresources: {ports: 80}\nrun: x\n"

@@ -1,0 +1,1 @@
+"""What every part may import: time and process groups, nothing of the project."""
