@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from controller.timings import quantile  # noqa: E402
+from tests.support.databases import postgres_schema  # noqa: E402
 from tests.support.processes import ControllerProcess, Env, wait_until  # noqa: E402
 
 SPEC = {
@@ -66,7 +67,11 @@ print(json.dumps(latencies))
 
 def main() -> int:
     args = _args()
-    result = run(args.services, args.replicas, args.database, args.seconds)
+    if args.database == "postgres":  # a fresh schema in SERVE_TEST_POSTGRES_URL's database
+        with postgres_schema() as url:
+            result = run(args.services, args.replicas, url, args.seconds)
+    else:
+        result = run(args.services, args.replicas, args.database, args.seconds)
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
 
@@ -230,7 +235,11 @@ def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--services", type=int, default=100)
     p.add_argument("--replicas", type=int, default=20)
-    p.add_argument("--database", help="SQLAlchemy URL (default: a fresh SQLite file)")
+    p.add_argument(
+        "--database",
+        help="SQLAlchemy URL, or `postgres` for a fresh schema in the test Postgres "
+        "(default: a fresh SQLite file)",
+    )
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--json", action="store_true")
     return p.parse_args()
