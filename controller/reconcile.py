@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from autoscaler.target import ScalingConfig, decide_target
+from autoscaler.target import decide_target
 from common.clock import Clock
 from controller.bundle_store import BundleStore
 from controller.db import Database
@@ -24,12 +24,12 @@ from controller.placement_round import PlacementRound
 from controller.settings import Settings
 from controller.spec import ServiceSpec
 from controller.teardown import Teardown
-from controller.templates import replica_template
+from controller.templates import replica_template, scaling_config
 from controller.tick_state import TickState
 from provisioners.base import Provisioner
 from replica_manager.cleanup import Cleaner
 from replica_manager.execute import Executor
-from replica_manager.lifecycle import APP_FAILURES, ENDING
+from replica_manager.lifecycle import app_failure_streak
 from replica_manager.observe import Observer
 from replica_manager.offer_book import OfferBook
 from replica_manager.records import ReplicaRecord
@@ -89,7 +89,8 @@ class Reconciler:
         before = {r.row_id: r.status for r in records}
         seen = self.observer.observe(template, records)
         state = self.placing.block_all(name, seen.blocked, state)
-        state = self._count_app_failures(before, seen.records, state)
+        streak = app_failure_streak(before, seen.records, state.app_failure_streak)
+        state = replace(state, app_failure_streak=streak)
         target, state = self._target(name, snap.spec, state)
         if state.app_failure_streak < self.settings.app_failures_to_fail_service:
             events = tuple(seen.events)
@@ -165,22 +166,6 @@ class Reconciler:
             )
         return target, replace(state, scaler=scaler)
 
-    def _count_app_failures(
-        self, before: dict[int, S], after: list[ReplicaRecord], state: TickState
-    ) -> TickState:
-        """Replicas that failed before ever being ready, in a row since one last was."""
-        streak = state.app_failure_streak
-        for r in after:
-            if r.status == S.READY and before.get(r.row_id) != S.READY:
-                streak = 0
-            elif (
-                r.status in APP_FAILURES
-                and before.get(r.row_id) not in ENDING
-                and r.ready_at is None
-            ):
-                streak += 1
-        return replace(state, app_failure_streak=streak)
-
     # -- the load balancer ---------------------------------------------------------------
 
     def _ensure_lb(self, snap: ServiceSnapshot) -> None:
@@ -193,14 +178,3 @@ class Reconciler:
         policy = snap.spec.service.load_balancing_policy
         pid = start_lb(self.settings, snap.name, snap.lb_port, policy)
         self.services.lb_started(snap.name, pid, snap.lb_port)
-
-
-def scaling_config(spec: ServiceSpec) -> ScalingConfig:
-    p = spec.service.policy
-    return ScalingConfig(
-        min_replicas=p.min_replicas,
-        max_replicas=p.max_replicas if p.max_replicas is not None else p.min_replicas,
-        target_qps_per_replica=p.target_qps_per_replica,
-        upscale_delay_seconds=p.upscale_delay_seconds,
-        downscale_delay_seconds=p.downscale_delay_seconds,
-    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from autoscaler.target import ScalingConfig
 from controller.spec import ServiceSpec
 from provisioners.base import Bundle
 from replica_manager.records import ProbeSpec, ReplicaTemplate
@@ -31,4 +32,15 @@ def replica_template(
             post_data=probe.post_data,
             headers=dict(probe.headers),
         ),
+    )
+
+
+def scaling_config(spec: ServiceSpec) -> ScalingConfig:
+    p = spec.service.policy
+    return ScalingConfig(
+        min_replicas=p.min_replicas,
+        max_replicas=p.max_replicas if p.max_replicas is not None else p.min_replicas,
+        target_qps_per_replica=p.target_qps_per_replica,
+        upscale_delay_seconds=p.upscale_delay_seconds,
+        downscale_delay_seconds=p.downscale_delay_seconds,
     )

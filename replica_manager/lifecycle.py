@@ -6,6 +6,9 @@ with terminal failures kept visible for diagnosis until `TERMINAL_RETENTION_SECO
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
+from replica_manager.records import ReplicaRecord
 from replica_manager.records import ReplicaStatus as S
 
 TERMINAL_RETENTION_SECONDS = 15 * 60
@@ -42,3 +45,14 @@ class IllegalTransition(RuntimeError):
 def check_transition(current: S, new: S) -> None:
     if new not in TRANSITIONS[current]:
         raise IllegalTransition(f"replica cannot go from {current} to {new}")
+
+
+def app_failure_streak(before: Mapping[int, S], after: Iterable[ReplicaRecord], streak: int) -> int:
+    """Replicas that failed before ever being ready, in a row since one last got ready
+    (`before`: each row's status at the start of the tick; the service fails at a limit)."""
+    for r in after:
+        if r.status == S.READY and before.get(r.row_id) != S.READY:
+            streak = 0
+        elif r.status in APP_FAILURES and before.get(r.row_id) not in ENDING and r.ready_at is None:
+            streak += 1
+    return streak
