@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -57,6 +58,8 @@ class BootedInstance:
     address: str
     directory: Path
     process: subprocess.Popen[bytes]
+    started_at: float
+    """When the process was started (seconds since the epoch, as the agent's clock)."""
     preempted: bool = False
     ended: bool = field(default=False)
     """Ended by the fake (deleted, preempted, stopped), as opposed to halting by itself."""
@@ -148,6 +151,7 @@ class InstanceBooter:
             "SERVE_METADATA_URL": f"{self.metadata_url}/instances/{name}",
         }
         (directory / "home").mkdir()
+        started_at = time.time()
         with (directory / "serial-port-1").open("wb") as console:
             process = subprocess.Popen(
                 ["/bin/bash", str(directory / "startup-script")],
@@ -158,7 +162,7 @@ class InstanceBooter:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        inst = BootedInstance(name, address, directory, process)
+        inst = BootedInstance(name, address, directory, process, started_at)
         with self._lock:
             self.instances[name] = inst
         return inst
