@@ -1,4 +1,4 @@
-"""`serve up` of examples/hello with `cloud: gcp` on instances that really boot.
+"""`serve up examples/hello/gcp.yaml` (`cloud: gcp`) on instances that really boot.
 
 The controller is a real process configured as an operator would (SERVE_CLOUDS=gcp,
 SERVE_GCP_API_ENDPOINT, STORAGE_EMULATOR_HOST, a service-account key to sign URLs); Compute
@@ -32,28 +32,7 @@ pytestmark = pytest.mark.slow
 NAME = "hello"
 READY_SECONDS = 180
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
-YAML = """
-name: hello
-service:
-  readiness_probe:
-    path: /health
-    initial_delay_seconds: 120
-    timeout_seconds: 5
-  replicas: 2
-  load_balancing_policy: round_robin
-resources:
-  cloud: gcp
-  region: us-central1
-  cpus: 2
-  ports: 8080
-envs:
-  MODEL_NAME: hello-1
-workdir: {workdir}
-setup: |
-  python3 --version
-run: |
-  python3 app.py
-"""
+SPEC = "examples/hello/gcp.yaml"
 
 
 @pytest.fixture
@@ -136,9 +115,7 @@ def test_hello_on_gcp_instances_that_boot_answers_logs_heals_and_leaves_nothing(
     gcp_controller: ControllerProcess, compute: FakeGCPCompute, gcs: str, tmp_path: Path
 ) -> None:
     env = gcp_controller.env
-    spec = tmp_path / "service.yaml"
-    spec.write_text(YAML.format(workdir=REPO / "examples" / "hello"))
-    up = env.serve("up", str(spec), "--detach")
+    up = env.serve("up", SPEC, "--detach", cwd=REPO)
     assert up.returncode == 0, up.stdout + up.stderr
 
     wait_until(lambda: len(ready_ids(env)) == 2, "2 READY replicas on GCP", READY_SECONDS, 1)

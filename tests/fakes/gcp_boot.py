@@ -9,6 +9,7 @@ as root at boot ("About startup scripts"):
     <root>/<instance>-<n>/home             HOME
     <root>/<instance>-<n>/agent            SERVE_AGENT_DIR
     <root>/<instance>-<n>/replica.log      SERVE_REPLICA_LOG
+    <root>/<instance>-<n>/pid              its process group (`kill -9 -$(cat pid)`: a crash)
 
 Its environment is written out in full (nothing of the caller's leaks in, SERVE_* least of
 all): PATH (a `python3` of our choosing first), HOME, the agent's folders, its own loopback
@@ -162,6 +163,7 @@ class InstanceBooter:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        (directory / "pid").write_text(f"{process.pid}\n")
         inst = BootedInstance(name, address, directory, process, started_at)
         with self._lock:
             self.instances[name] = inst
