@@ -324,8 +324,10 @@ class GCPProvisioner:
             except gexc.Conflict:
                 continue
             except SDK_ERRORS as exc:
-                self._start_closing(c, opened)
-                raise from_api_error(exc, request.location.key) from exc
+                err = from_api_error(exc, request.location.key)
+                if not isinstance(err, TransientError):  # a retry reuses what was made
+                    self._start_closing(c, opened)
+                raise err from exc
             opened.append(rule.name)
         return opened
 
