@@ -1,11 +1,14 @@
-"""GCP adapter: google-cloud-compute instances, spot or on-demand, one firewall rule each.
+"""GCP adapter: google-cloud-compute instances, spot or on-demand, two firewall rules each.
 
-No call waits for an operation. `launch` starts the firewall-rule insert and the instance
-insert and returns the PENDING instance; an insert that later ends in an error
-(ZONE_RESOURCE_POOL_EXHAUSTED, QUOTA_EXCEEDED) is reported by `get` and `list_owned` as
+No call waits for an operation. `launch` puts the version's bundle in the installation's GCS
+bucket (`gcs_store`, once per digest) and signs a URL for the boot script, then starts the
+firewall-rule inserts (service port to `SERVE_INGRESS_CIDR`, agent port to
+`SERVE_CONTROLLER_CIDR`) and the instance insert, and returns the PENDING instance. A store
+that fails fails the launch before anything is created. An insert that later ends in an
+error (ZONE_RESOURCE_POOL_EXHAUSTED, QUOTA_EXCEEDED) is reported by `get` and `list_owned` as
 REFUSED, read from the instance's zone operations (`gcp_history`). `terminate` starts the
-instance delete, then (once the instance is gone) the rule delete, and says True once both
-are gone; the operations it started are remembered between calls so that a repeat polls
+instance delete, then (once the instance is gone) the rules' deletes, and says True once
+all are gone; the operations it started are remembered between calls so that a repeat polls
 them instead of deleting again (after a restart it simply deletes again: not found is gone).
 
 Preemption: a SPOT instance is created with termination action DELETE, so after preemption
@@ -13,13 +16,16 @@ the instance is gone. What Compute Engine keeps is the zone operation
 `compute.instances.preempted` whose `targetLink` is the instance (the documented way to list
 a VM's preemption history). `get` reads that record when the instance is missing or on its
 way down, so PREEMPTED is reported from the cloud's own word, not guessed. The replica's
-firewall rule, which carries the ownership tags in its description, outlives the instance
-until `terminate`; it supplies the identity of a vanished instance and makes leftovers show
-up in `list_owned` so that the orphan reaper deletes them. A vanished instance without a
-preemption record is LOST.
+firewall rules, which carry the ownership tags in their description, outlive the instance
+until `terminate`; the service-port rule supplies the identity of a vanished instance, and
+either rule makes leftovers show up in `list_owned` so that the orphan reaper deletes them.
+A vanished instance without a preemption record is LOST.
+
+`release(service)` empties the service's prefix in the bucket; `sign_source` hands a replica
+signed URLs for a `gs://` bucket mount.
 
 Every call has the shared connect and read timeouts. Constructors do no I/O: credentials,
-project and clients are resolved on first use.
+project, clients and the bucket store are resolved on first use.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from provisioners.base import (
     ResourceRequest,
 )
 from provisioners.base import agent_port as configured_agent_port
+from provisioners.base import controller_cidr as configured_controller_cidr
 from provisioners.base import ingress_cidr as configured_ingress_cidr
 from provisioners.catalog import Catalog, default_catalog
 from provisioners.errors import CredentialsError, ProvisionError, TransientError
@@ -60,19 +67,23 @@ from provisioners.gcp_errors import (
 from provisioners.gcp_history import InstanceHistory
 from provisioners.gcp_resources import (
     DEFAULT_NETWORK,
-    FIREWALL_SUFFIX,
     PREEMPTION_STATUSES,
     Identity,
+    agent_firewall_body,
     firewall_body,
     firewall_name,
     identity_from_firewall,
     instance_body,
+    instance_of_rule,
     instance_url,
     label_value,
     pending_instance,
+    rule_names,
     to_instance,
     tombstone,
 )
+from provisioners.gcs_store import GCSBundleStore
+from provisioners.object_store import ObjectStore, SignedObject, stage_bundle
 from provisioners.replica_names import resource_name
 from provisioners.startup_script import build_boot_script
 
@@ -121,6 +132,8 @@ class GCPProvisioner:
         image: str | None = None,
         network: str | None = None,
         ingress_cidr: str | None = None,
+        controller_cidr: str | None = None,
+        store: ObjectStore | None = None,
         timeouts: tuple[float, float] = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
     ) -> None:
         self.installation = installation
@@ -129,10 +142,12 @@ class GCPProvisioner:
         self.image = image or os.environ.get("SERVE_GCP_IMAGE") or None
         self.network = network or os.environ.get("SERVE_GCP_NETWORK") or DEFAULT_NETWORK
         self.ingress_cidr = ingress_cidr or configured_ingress_cidr(os.environ)
+        self.controller_cidr = controller_cidr or configured_controller_cidr(os.environ)
         self.agent_port = configured_agent_port(os.environ)
         self._timeout = ConnectAndReadTimeout(*timeouts)
         self._catalog = catalog
         self._credentials = credentials
+        self._store = store
         self._clients: _Clients | None = None
         self._deleting: dict[str, str] = {}
         """Delete operations started by `terminate`, by resource URL, until seen DONE."""
@@ -158,13 +173,14 @@ class GCPProvisioner:
     def launch(self, request: LaunchRequest) -> Instance:
         c = self._connect()
         name = resource_name(request, max_len=57)
-        opened = False
+        bundle_url = stage_bundle(self.bundles, request)  # fails before anything is created
+        opened: list[str] = []
         try:
-            opened = self._open_port(c, request, name)
-            self._insert(c, request, name)
+            opened = self._open_ports(c, request, name)
+            self._insert(c, request, name, bundle_url)
         except ProvisionError as err:
-            if opened and not isinstance(err, TransientError):
-                self._start_closing_port(c, name)
+            if not isinstance(err, TransientError):
+                self._start_closing(c, opened)
             raise
         return pending_instance(request, name, self.agent_port)
 
@@ -206,21 +222,23 @@ class GCPProvisioner:
         )
         if not instance_gone:
             return False
-        rule = firewall_name(instance_id)
-        return self._deleted(
-            f"global/firewalls/{rule}",
-            start=lambda: c.firewalls.delete_unary(
-                project=c.project, firewall=rule, timeout=self._timeout
-            ),
-            poll=lambda op: c.global_ops.get(
-                project=c.project, operation=op, timeout=self._timeout
-            ),
-            where=location.key,
-        )
+        rules_gone = [self._rule_deleted(c, rule, location) for rule in rule_names(instance_id)]
+        return all(rules_gone)
 
     def release(self, service: str) -> bool:
-        """Nothing kept per service yet (bundles arrive with the object store)."""
-        return True
+        """Empties the service's `bundles/<service>/` prefix in the installation's bucket."""
+        return self.bundles.delete_service(service)
+
+    def sign_source(self, source: str, seconds: int) -> list[SignedObject] | None:
+        """Signed URLs for a `gs://` bucket mount, so the VM needs no credentials of its own."""
+        return self.bundles.sign_source(source, seconds)
+
+    @property
+    def bundles(self) -> ObjectStore:
+        """The installation's GCS bucket store, made on first use (reads the environment)."""
+        if self._store is None:
+            self._store = GCSBundleStore(self.installation)
+        return self._store
 
     def list_owned(
         self, service: str | None = None, regions: Collection[str] | None = None
@@ -290,22 +308,34 @@ class GCPProvisioner:
             raise CredentialsError(f"no GCP project is set; {CREDENTIALS_HINT}", code="no-project")
         return credentials, project
 
-    def _open_port(self, c: _Clients, request: LaunchRequest, name: str) -> bool:
-        """Starts inserting the rule; False if a rule of that name exists already."""
-        rule = firewall_body(request, name, self.ingress_cidr, self.network)
-        try:
-            c.firewalls.insert_unary(
-                project=c.project, firewall_resource=rule, timeout=self._timeout
-            )
-        except gexc.Conflict:
-            return False
-        except SDK_ERRORS as exc:
-            raise from_api_error(exc, request.location.key) from exc
-        return True
+    def _open_ports(self, c: _Clients, request: LaunchRequest, name: str) -> list[str]:
+        """Starts inserting the service-port and agent-port rules; returns the names of
+        those it created (a rule of that name that exists already is a repeat's)."""
+        rules = [
+            firewall_body(request, name, self.ingress_cidr, self.network),
+            agent_firewall_body(request, name, self.controller_cidr, self.agent_port, self.network),
+        ]
+        opened: list[str] = []
+        for rule in rules:
+            try:
+                c.firewalls.insert_unary(
+                    project=c.project, firewall_resource=rule, timeout=self._timeout
+                )
+            except gexc.Conflict:
+                continue
+            except SDK_ERRORS as exc:
+                err = from_api_error(exc, request.location.key)
+                if not isinstance(err, TransientError):  # a retry reuses what was made
+                    self._start_closing(c, opened)
+                raise err from exc
+            opened.append(rule.name)
+        return opened
 
-    def _insert(self, c: _Clients, request: LaunchRequest, name: str) -> None:
+    def _insert(
+        self, c: _Clients, request: LaunchRequest, name: str, bundle_url: str | None
+    ) -> None:
         script = build_boot_script(
-            request, bundle_url=None, cloud=self.cloud, agent_port=self.agent_port
+            request, bundle_url=bundle_url, cloud=self.cloud, agent_port=self.agent_port
         )
         body = instance_body(
             request, name, script, self._gpu(request), self.agent_port, self.image, self.network
@@ -332,15 +362,26 @@ class GCPProvisioner:
                 request.location.key,
             )
 
-    def _start_closing_port(self, c: _Clients, name: str) -> None:
-        """After a refused launch, start deleting the rule it made (best effort: a rule
+    def _start_closing(self, c: _Clients, rules: list[str]) -> None:
+        """After a refused launch, start deleting the rules it made (best effort: a rule
         left behind is listed by `list_owned` and reaped)."""
-        try:
-            c.firewalls.delete_unary(
-                project=c.project, firewall=firewall_name(name), timeout=self._timeout
-            )
-        except SDK_ERRORS:
-            return
+        for rule in rules:
+            try:
+                c.firewalls.delete_unary(project=c.project, firewall=rule, timeout=self._timeout)
+            except SDK_ERRORS:
+                continue
+
+    def _rule_deleted(self, c: _Clients, rule: str, location: Location) -> bool:
+        return self._deleted(
+            f"global/firewalls/{rule}",
+            start=lambda: c.firewalls.delete_unary(
+                project=c.project, firewall=rule, timeout=self._timeout
+            ),
+            poll=lambda op: c.global_ops.get(
+                project=c.project, operation=op, timeout=self._timeout
+            ),
+            where=location.key,
+        )
 
     def _deleted(
         self,
@@ -393,7 +434,7 @@ class GCPProvisioner:
         return to_instance(gce, location, preempted)
 
     def _vanished(self, c: _Clients, name: str, location: Location) -> Instance | None:
-        """A missing instance is reported while its firewall rule (our leftover) exists."""
+        """A missing instance is reported while its service-port rule (our leftover) exists."""
         who = self._firewall_identity(c, name, location.key)
         if who is None:
             return None
@@ -408,8 +449,8 @@ class GCPProvisioner:
         seen: dict[str, Instance],
     ) -> Instance | None:
         who = identity_from_firewall(rule)
-        name = rule.name.removesuffix(FIREWALL_SUFFIX)
-        if who is None or who.location is None or name in seen:
+        name = instance_of_rule(rule.name)
+        if who is None or who.location is None or name is None or name in seen:
             return None
         if service is not None and who.service != label_value(service):
             return None

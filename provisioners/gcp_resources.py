@@ -1,9 +1,11 @@
 """Pure builders and readers for the Compute Engine resources one replica owns.
 
-A replica on GCP is one instance plus one ingress firewall rule that opens the service port
-to that instance only (it targets the network tag that equals the instance name). Labels on
-the instance and its boot disk carry the ownership tags; firewall rules have no labels, so
-the rule's description carries them as JSON. Pure: no I/O.
+A replica on GCP is one instance plus two ingress firewall rules, each aimed at that instance
+only (they target the network tag that equals the instance name): `<name>-port` opens the
+service port to `SERVE_INGRESS_CIDR`, `<name>-agent` opens the replica agent's TLS port to
+`SERVE_CONTROLLER_CIDR` only. Labels on the instance and its boot disk carry the ownership
+tags; firewall rules have no labels, so each rule's description carries them as JSON. Pure:
+no I/O.
 
 Every `Instance.Status` of the v1 API (google-cloud-compute `Instance.Status`) has a state in
 `STATES`. The statuses a VM passes through on its way down (PENDING_STOP, STOPPING,
@@ -39,6 +41,7 @@ from provisioners.startup_script import TAG_AGENT_PORT, recorded_agent_port
 TAG_PORT = "serve-port"
 TAG_LOCATION = "serve-location"
 FIREWALL_SUFFIX = "-port"
+AGENT_FIREWALL_SUFFIX = "-agent"
 DESCRIPTION_PREFIX = "spotserve-owned "
 DEFAULT_NETWORK = "global/networks/default"
 CPU_IMAGE = "projects/debian-cloud/global/images/family/debian-12"
@@ -105,6 +108,24 @@ def labels_for(request: LaunchRequest, agent_port: int) -> dict[str, str]:
 
 def firewall_name(instance_name: str) -> str:
     return f"{instance_name}{FIREWALL_SUFFIX}"
+
+
+def agent_firewall_name(instance_name: str) -> str:
+    return f"{instance_name}{AGENT_FIREWALL_SUFFIX}"
+
+
+def rule_names(instance_name: str) -> tuple[str, str]:
+    """The replica's rules, in the order `terminate` lets them go: the service-port rule,
+    which `get` reads a vanished instance's identity from, last."""
+    return agent_firewall_name(instance_name), firewall_name(instance_name)
+
+
+def instance_of_rule(rule_name: str) -> str | None:
+    """The instance a rule of ours was made for, from its name; None for another rule."""
+    for suffix in (FIREWALL_SUFFIX, AGENT_FIREWALL_SUFFIX):
+        if rule_name.endswith(suffix):
+            return rule_name.removesuffix(suffix)
+    return None
 
 
 def zone_url(project: str, zone: str) -> str:
@@ -193,19 +214,37 @@ def firewall_body(
 ) -> compute_v1.Firewall:
     """Ingress from `source_range` to the service port of this one instance (matched by its
     network tag)."""
+    return _rule(request, firewall_name(name), name, source_range, request.port, network)
+
+
+def agent_firewall_body(
+    request: LaunchRequest,
+    name: str,
+    controller_range: str,
+    agent_port: int,
+    network: str = DEFAULT_NETWORK,
+) -> compute_v1.Firewall:
+    """Ingress from the controller's range only to the agent port of this one instance: the
+    agent holds the replica's secrets, so the ingress range (end users) must not reach it."""
+    return _rule(request, agent_firewall_name(name), name, controller_range, agent_port, network)
+
+
+def _rule(
+    request: LaunchRequest, rule: str, target: str, source_range: str, port: int, network: str
+) -> compute_v1.Firewall:
     tags = {
         **request.ownership_tags(),
         TAG_PORT: str(request.port),
         TAG_LOCATION: request.location.key,
     }
     return compute_v1.Firewall(
-        name=firewall_name(name),
+        name=rule,
         network=network,
         direction="INGRESS",
         priority=1000,
         source_ranges=[source_range],
-        target_tags=[name],
-        allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=[str(request.port)])],
+        target_tags=[target],
+        allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=[str(port)])],
         description=DESCRIPTION_PREFIX + json.dumps(tags, sort_keys=True),
     )
 

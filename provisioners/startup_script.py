@@ -33,6 +33,7 @@ import gzip
 import io
 import json
 import re
+import threading
 import tokenize
 from collections.abc import Mapping
 from pathlib import Path
@@ -136,6 +137,12 @@ def build_boot_script(
     )
 
 
+_PARSING = threading.Lock()
+"""One `ast.parse` at a time: on CPython 3.11 two threads parsing at once can fail with
+"AST constructor recursion depth mismatch" (python/cpython gh-106905), and launches build
+boot scripts in parallel threads."""
+
+
 @functools.cache
 def shipped_agent() -> str:
     """The agent as the VM gets it: its own lines, verbatim, less docstrings, comments and
@@ -146,7 +153,9 @@ def shipped_agent() -> str:
     source = AGENT_SOURCE.read_text()
     lines = source.splitlines()
     edits: dict[int, str] = {}  # 0-based line index -> new text ("" drops the line)
-    for body in _bodies(ast.parse(source)):
+    with _PARSING:
+        tree = ast.parse(source)
+    for body in _bodies(tree):
         texts = [s for s in body if _is_text(s)]
         for text in texts:
             for index in range(text.lineno - 1, (text.end_lineno or text.lineno)):

@@ -21,20 +21,31 @@ termination action; `Instance.Status`: PENDING_STOP "gracefully shutting down", 
 DEPROVISIONING "tear down tasks"): one step per observation of the instance, so successive
 GETs see PENDING_STOP, STOPPING, DEPROVISIONING, then 404 (action DELETE) or TERMINATED
 (action STOP).
+
+Boot mode (`boot=True`, or `--boot` on the command line; `tests/fakes/gcp_boot.py`): every
+instance that becomes RUNNING runs its startup script as a local process with its own
+loopback address as `natIP`, and a metadata server that says when it is preempted. A
+delete, a preemption or a stop ends the process; a process that ends by itself is a VM whose
+OS halted, shown TERMINATED.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import itertools
 import re
+import signal
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from policies.types import Location
 from tests.fakes import gcp_errors_bodies as bodies
-from tests.fakes.json_http import JsonHTTPFake, Reply, Request, serve_until_interrupted
+from tests.fakes.gcp_boot import BootedInstance, InstanceBooter
+from tests.fakes.json_http import JsonHTTPFake, Reply, Request
 
 API = "https://www.googleapis.com/compute/v1"
 _P = r"/compute/v1/projects/(?P<project>[^/]+)"
@@ -50,9 +61,17 @@ Outcome = Callable[[], dict[str, Any] | None]
 class FakeGCPCompute(JsonHTTPFake):
     """In-memory Compute Engine; the knobs below are what tests program."""
 
-    def __init__(self, project: str = "test-project") -> None:
+    def __init__(
+        self,
+        project: str = "test-project",
+        *,
+        boot: bool = False,
+        boot_root: Path | None = None,
+    ) -> None:
         super().__init__()
         self.project = project
+        self.booter = InstanceBooter(boot_root) if boot else None
+        """Boot mode: runs each RUNNING instance's startup script (None: it never runs)."""
         self.instances: dict[tuple[str, str], dict[str, Any]] = {}
         self.firewalls: dict[str, dict[str, Any]] = {}
         self.operations: dict[str, dict[str, Any]] = {}
@@ -112,6 +131,22 @@ class FakeGCPCompute(JsonHTTPFake):
     def reject_credentials(self) -> None:
         self.auth_rejected = True
 
+    def start(self, port: int = 0) -> str:
+        if self.booter is not None:
+            self.booter.start()
+        return super().start(port)
+
+    def stop(self) -> None:
+        """Stops serving; in boot mode every instance's processes end too."""
+        super().stop()
+        if self.booter is not None:
+            self.booter.stop()
+
+    def booted(self, instance_id: str) -> BootedInstance:
+        """Boot mode: the instance's process and folder."""
+        assert self.booter is not None, "boot mode is off"
+        return self.booter.instances[instance_id]
+
     def finish_operations(self) -> None:
         """Every running operation ends now, whatever `operation_seconds` says."""
         with self.lock:
@@ -132,6 +167,8 @@ class FakeGCPCompute(JsonHTTPFake):
                 status_message="Instance was preempted.",
             )
             end = "DELETED" if scheduling.get("instanceTerminationAction") == "DELETE" else None
+            if self.booter is not None:
+                self.booter.notice_preemption(instance_id)
             inst["status"] = _PREEMPTION_WALK[0]
             self._walks[(zone, instance_id)] = [*_PREEMPTION_WALK[1:], end or "TERMINATED"]
 
@@ -139,12 +176,14 @@ class FakeGCPCompute(JsonHTTPFake):
         """The guest ran `shutdown -h`: Compute Engine shows the VM TERMINATED (stopped)."""
         with self.lock:
             self._find(instance_id)[1]["status"] = "TERMINATED"
+            self._end(instance_id)
 
     def delete_outside_spotserve(self, instance_id: str) -> None:
         """Someone else deleted the instance (its firewall rule stays)."""
         with self.lock:
             zone, inst = self._find(instance_id)
             del self.instances[(zone, instance_id)]
+            self._end(instance_id)
             self._operation(zone, "delete", inst["selfLink"], user="someone@example.com")
 
     def tags_of(self, instance_id: str) -> dict[str, str]:
@@ -166,6 +205,7 @@ class FakeGCPCompute(JsonHTTPFake):
             time.sleep(self.stall_seconds)
         with self.lock:
             self._settle(time.monotonic())
+            self._halt_ended_processes()
             if self.auth_rejected or not request.headers.get("authorization", "").startswith(
                 "Bearer "
             ):
@@ -232,7 +272,11 @@ class FakeGCPCompute(JsonHTTPFake):
         for i, nic in enumerate(inst.get("networkInterfaces", [])):
             nic["networkIP"] = f"10.128.0.{n % 250 + 2}"
             for access in nic.get("accessConfigs", []):
-                access["natIP"] = f"203.0.113.{(n + i) % 250 + 2}"
+                access["natIP"] = (
+                    self.booter.new_address()
+                    if self.booter is not None
+                    else f"203.0.113.{(n + i) % 250 + 2}"
+                )
         return inst
 
     def _inserted(
@@ -242,7 +286,30 @@ class FakeGCPCompute(JsonHTTPFake):
         inst = self.instances.get((zone, name))
         if inst is not None and inst["status"] == "PROVISIONING":
             inst["status"] = "RUNNING"
+            self._boot(name, inst)
         return failure
+
+    def _boot(self, name: str, inst: dict[str, Any]) -> None:
+        """Boot mode: the startup script runs, at the instance's external address."""
+        if self.booter is None:
+            return
+        items = {i.get("key"): i.get("value") for i in inst.get("metadata", {}).get("items", [])}
+        script = items.get("startup-script")
+        if script:
+            self.booter.boot(name, _external_ip(inst), str(script))
+
+    def _end(self, name: str) -> None:
+        if self.booter is not None:
+            self.booter.end(name)
+
+    def _halt_ended_processes(self) -> None:
+        """A RUNNING instance whose process ended by itself: the OS halted, and Compute
+        Engine shows such a VM TERMINATED ("VM instance life cycle")."""
+        if self.booter is None:
+            return
+        for (_, name), inst in self.instances.items():
+            if inst["status"] == "RUNNING" and self.booter.halted(name):
+                inst["status"] = "TERMINATED"
 
     def _shown(self, zone: str, name: str) -> dict[str, Any] | None:
         if self.hide_inserting and (zone, name) in self._inserting:
@@ -270,6 +337,7 @@ class FakeGCPCompute(JsonHTTPFake):
             return Reply(400, bodies.not_ready(what))
         inst["status"] = "STOPPING"
         self._walks.pop((zone, name), None)
+        self._end(name)
 
         def deleted() -> None:
             self.instances.pop((zone, name), None)
@@ -283,6 +351,8 @@ class FakeGCPCompute(JsonHTTPFake):
         walk = self._walks.get((zone, name))
         if walk:
             step = walk.pop(0)
+            if step != "PENDING_STOP":  # the 30 s shutdown grace is over
+                self._end(name)
             if step == "DELETED":
                 del self.instances[(zone, name)]
             else:
@@ -426,6 +496,14 @@ class FakeGCPCompute(JsonHTTPFake):
         return op
 
 
+def _external_ip(inst: dict[str, Any]) -> str:
+    for nic in inst.get("networkInterfaces", []):
+        for access in nic.get("accessConfigs", []):
+            if access.get("natIP"):
+                return str(access["natIP"])
+    raise ValueError(f"instance {inst.get('name')} has no external address to boot at")
+
+
 def _field(doc: dict[str, Any], dotted: str) -> str | None:
     value: Any = doc
     for part in dotted.split("."):
@@ -435,5 +513,30 @@ def _field(doc: dict[str, Any], dotted: str) -> str | None:
     return str(value)
 
 
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tests.fakes.gcp_compute [PORT] [--boot] [--boot-root DIR]`: serve on
+    127.0.0.1 until Ctrl-C or SIGTERM (which also end every booted instance's processes);
+    prints the URL to give SERVE_GCP_API_ENDPOINT."""
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.gcp_compute")
+    parser.add_argument("port", nargs="?", type=int, default=0)
+    parser.add_argument("--project", default="test-project")
+    parser.add_argument("--boot", action="store_true", help="instances run their startup script")
+    parser.add_argument("--boot-root", type=Path, help="where instances' folders go")
+    args = parser.parse_args(argv)
+    fake = FakeGCPCompute(args.project, boot=args.boot, boot_root=args.boot_root)
+    print(fake.start(args.port), flush=True)
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
+        sys.exit(0)
+
+
 if __name__ == "__main__":
-    serve_until_interrupted(FakeGCPCompute())
+    main()

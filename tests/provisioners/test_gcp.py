@@ -1,5 +1,6 @@
 """The GCP adapter at the wire: real google-cloud-compute clients against a local fake of the
-Compute Engine REST API (tests/fakes/gcp_compute.py), pointed there by SERVE_GCP_API_ENDPOINT.
+Compute Engine REST API (tests/fakes/gcp_compute.py), pointed there by SERVE_GCP_API_ENDPOINT,
+and google-cloud-storage against gcp-storage-emulator (STORAGE_EMULATOR_HOST) for bundles.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from google.cloud import compute_v1
@@ -21,6 +23,7 @@ from provisioners.base import (
     TAG_REPLICA_ID,
     TAG_SERVICE,
     Accelerator,
+    Bundle,
     Instance,
     InstanceState,
     LaunchRequest,
@@ -36,12 +39,15 @@ from provisioners.errors import (
     TransientError,
 )
 from provisioners.gcp import GCPProvisioner
-from provisioners.gcp_resources import STATES
+from provisioners.gcp_resources import STATES, agent_firewall_name, firewall_name
 from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
 from tests.fakes import gcp_errors_bodies as bodies
 from tests.fakes.gcp_compute import FakeGCPCompute
 from tests.provisioners.contract_suite import *  # noqa: F403
 from tests.provisioners.contract_suite import CloudUnderTest, launch_outcome, terminate_fully
+from tests.provisioners.object_store_kits import GCSKit, new_installation_id
+from tests.provisioners.test_object_stores import fetch, make_bundle
+from tests.support.processes import free_port
 
 ZONE_A = Location("gcp", "us-central1", "us-central1-a")
 ZONE_B = Location("gcp", "us-east1", "us-east1-b")
@@ -56,10 +62,11 @@ def fake() -> Iterator[FakeGCPCompute]:
 
 
 @pytest.fixture
-def gcp(fake: FakeGCPCompute, monkeypatch: pytest.MonkeyPatch) -> GCPProvisioner:
+def gcp(fake: FakeGCPCompute, gcs_kit: GCSKit, monkeypatch: pytest.MonkeyPatch) -> GCPProvisioner:
     monkeypatch.setenv("SERVE_GCP_API_ENDPOINT", fake.url)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
-    return GCPProvisioner()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_kit.endpoint)
+    return GCPProvisioner(installation=new_installation_id())
 
 
 @pytest.fixture
@@ -135,7 +142,7 @@ def test_firewall_rule_opens_service_port_to_that_instance_only(
 ) -> None:
     inst = cloud.provisioner.launch(cloud.request())
     network_tags = fake.instance(inst.instance_id)["tags"]["items"]
-    (rule,) = fake.firewalls.values()
+    rule = fake.firewalls[firewall_name(inst.instance_id)]
     assert rule["direction"] == "INGRESS"
     assert rule["allowed"] == [{"IPProtocol": "tcp", "ports": ["8080"]}]
     assert rule["targetTags"] == network_tags == [inst.instance_id]
@@ -375,7 +382,7 @@ def test_terminate_says_false_until_instance_and_rule_are_gone(
     assert len(deletes) == 1, "a repeat polls the delete it started"
     fake.finish_operations()
     assert cloud.provisioner.terminate(inst.instance_id, inst.location) is False
-    assert fake.firewalls, "the rule's delete has only started"
+    assert fake.firewalls, "the rules' deletes have only started"
     fake.finish_operations()
     assert cloud.provisioner.terminate(inst.instance_id, inst.location) is True
     assert fake.firewalls == {} and fake.instances == {}
@@ -427,9 +434,9 @@ def test_firewall_rule_admits_only_serve_ingress_cidr(
     monkeypatch.setenv("SERVE_INGRESS_CIDR", "198.51.100.0/24")
     gcp = GCPProvisioner(project="test-project", api_endpoint=fake.url)
     cloud = CloudUnderTest(gcp, fake, ZONE_A, ZONE_B, "g2-standard-4")
-    cloud.provisioner.launch(cloud.request())
+    inst = cloud.provisioner.launch(cloud.request())
     fake.finish_operations()
-    (rule,) = fake.firewalls.values()
+    rule = fake.firewalls[firewall_name(inst.instance_id)]
     assert rule["sourceRanges"] == ["198.51.100.0/24"]
 
 
@@ -466,3 +473,116 @@ def test_terminate_while_the_instance_is_being_created_is_not_done_yet(
     fake.finish_operations()
     terminate_finishing_operations(cloud, fake, inst)
     assert fake.instances == {} and fake.firewalls == {}
+
+
+# ---- the agent's port -------------------------------------------------------------------------
+
+
+def test_agent_port_is_open_to_the_controller_cidr_only(
+    fake: FakeGCPCompute, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_INGRESS_CIDR", "0.0.0.0/0")
+    monkeypatch.setenv("SERVE_CONTROLLER_CIDR", "203.0.113.7/32")
+    monkeypatch.setenv("SERVE_AGENT_PORT", "47010")
+    gcp = GCPProvisioner(project="test-project", api_endpoint=fake.url)
+    cloud = CloudUnderTest(gcp, fake, ZONE_A, ZONE_B, "g2-standard-4")
+    inst = cloud.provisioner.launch(cloud.request())
+    fake.finish_operations()
+    service = fake.firewalls[firewall_name(inst.instance_id)]
+    agent = fake.firewalls[agent_firewall_name(inst.instance_id)]
+    assert agent["sourceRanges"] == ["203.0.113.7/32"]
+    assert agent["allowed"] == [{"IPProtocol": "tcp", "ports": ["47010"]}]
+    assert agent["targetTags"] == [inst.instance_id]
+    assert agent["description"] == service["description"], "the same ownership record"
+    assert service["allowed"] == [{"IPProtocol": "tcp", "ports": ["8080"]}]
+
+
+def test_a_leftover_agent_rule_is_listed_and_reaped(
+    cloud: CloudUnderTest, fake: FakeGCPCompute
+) -> None:
+    inst = cloud.provisioner.launch(cloud.request(spot=False))
+    fake.finish_operations()
+    fake.delete_outside_spotserve(inst.instance_id)
+    del fake.firewalls[firewall_name(inst.instance_id)]
+    (left,) = cloud.provisioner.list_owned("svc")
+    assert (left.instance_id, left.state) == (inst.instance_id, InstanceState.LOST)
+    terminate_fully(cloud, left)
+    assert fake.firewalls == {} and cloud.provisioner.list_owned("svc") == []
+
+
+def test_launch_refused_by_the_insert_call_closes_the_agent_port_too(
+    cloud: CloudUnderTest, fake: FakeGCPCompute
+) -> None:
+    fake.fail_insert_http(ZONE_A, 403, bodies.QUOTA_EXCEEDED_HTTP)
+    with pytest.raises(QuotaExceeded):
+        cloud.provisioner.launch(cloud.request(location=ZONE_A))
+    fake.finish_operations()
+    assert fake.firewalls == {}
+
+
+# ---- bundles in GCS ---------------------------------------------------------------------------
+
+
+def with_bundle(cloud: CloudUnderTest, bundle: Bundle, service: str = "svc") -> LaunchRequest:
+    return dataclasses.replace(cloud.request(service=service), bundle=bundle)
+
+
+def bundle_url_of(fake: FakeGCPCompute, instance_id: str) -> str:
+    items = {i["key"]: i["value"] for i in fake.instance(instance_id)["metadata"]["items"]}
+    script = items["startup-script"]
+    (line,) = [ln for ln in script.splitlines() if '"bundle_url"' in ln]
+    start = line.index('"bundle_url": "') + len('"bundle_url": "')
+    return line[start : line.index('"', start)]
+
+
+def test_launch_puts_the_bundle_in_gcs_and_the_boot_script_fetches_it_signed(
+    cloud: CloudUnderTest, fake: FakeGCPCompute, gcs_kit: GCSKit, tmp_path: Path
+) -> None:
+    bundle = make_bundle(tmp_path)
+    req = with_bundle(cloud, bundle)
+    inst = cloud.provisioner.launch(req)
+    url = bundle_url_of(fake, inst.instance_id)
+    assert "X-Goog-Signature=" in url
+    assert fetch(url) == bundle.path.read_bytes()
+    items = {i["key"]: i["value"] for i in fake.instance(inst.instance_id)["metadata"]["items"]}
+    assert items["startup-script"] == build_boot_script(
+        req, url, cloud="gcp", agent_port=agent_port(os.environ)
+    )
+
+
+def test_a_store_that_fails_fails_the_launch_and_creates_nothing(
+    cloud: CloudUnderTest, fake: FakeGCPCompute, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
+    gcp = GCPProvisioner(installation=new_installation_id())
+    with pytest.raises(TransientError):
+        gcp.launch(with_bundle(cloud, make_bundle(tmp_path)))
+    fake.finish_operations()
+    assert fake.instances == {} and fake.firewalls == {}
+
+
+def test_release_empties_the_services_bundles_and_no_other(
+    cloud: CloudUnderTest, gcs_kit: GCSKit, tmp_path: Path
+) -> None:
+    gcp = cloud.provisioner
+    for service in ("web", "web2"):
+        inst = gcp.launch(with_bundle(cloud, make_bundle(tmp_path, name=service), service))
+        terminate_fully(cloud, inst)
+    assert isinstance(gcp, GCPProvisioner)
+    bucket = gcp.bundles.ensure_bucket()
+    assert gcs_kit.keys(bucket, "bundles/web/")
+    assert gcp.release("web") is True
+    assert gcs_kit.keys(bucket, "bundles/web/") == []
+    assert len(gcs_kit.keys(bucket, "bundles/web2/")) == 1
+
+
+def test_gs_bucket_mounts_are_signed_for_the_replica(
+    cloud: CloudUnderTest, gcs_kit: GCSKit
+) -> None:
+    gcp = cloud.provisioner
+    assert isinstance(gcp, GCPProvisioner)
+    gcs_kit.gcs.create_bucket("datasets-for-gcp")
+    gcs_kit.write("datasets-for-gcp", "eval/a.json", b"{}")
+    (signed,) = gcp.sign_source("gs://datasets-for-gcp/eval/a.json", 600) or []
+    assert fetch(signed.url) == b"{}"
+    assert gcp.sign_source("s3://elsewhere/x", 600) is None
