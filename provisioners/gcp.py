@@ -63,6 +63,7 @@ from provisioners.gcp_errors import (
     SDK_ERRORS,
     from_api_error,
     from_operation_error,
+    gcp_calls,
 )
 from provisioners.gcp_history import InstanceHistory
 from provisioners.gcp_resources import (
@@ -156,12 +157,10 @@ class GCPProvisioner:
     def check(self) -> CheckResult:
         try:
             c = self._connect()
-            try:
+            with gcp_calls(None):
                 c.instances.aggregated_list(
                     request=self._owned_query(c, None, max_results=1), timeout=self._timeout
                 )
-            except SDK_ERRORS as exc:
-                raise from_api_error(exc, None) from exc
         except ProvisionError as err:
             hint = CREDENTIALS_HINT if isinstance(err, CredentialsError) else ""
             return CheckResult(self.cloud, usable=False, reason=str(err), hint=hint)
@@ -186,17 +185,16 @@ class GCPProvisioner:
 
     def get(self, instance_id: str, location: Location) -> Instance | None:
         c = self._connect()
-        try:
-            gce = c.instances.get(
-                project=c.project,
-                zone=location.zone,
-                instance=instance_id,
-                timeout=self._timeout,
-            )
-        except gexc.NotFound:
-            return self._vanished(c, instance_id, location)
-        except SDK_ERRORS as exc:
-            raise from_api_error(exc, location.key) from exc
+        with gcp_calls(location.key):
+            try:
+                gce = c.instances.get(
+                    project=c.project,
+                    zone=location.zone,
+                    instance=instance_id,
+                    timeout=self._timeout,
+                )
+            except gexc.NotFound:
+                return self._vanished(c, instance_id, location)
         return self._view(c, gce, location)
 
     def terminate(self, instance_id: str, location: Location) -> bool:
@@ -249,7 +247,7 @@ class GCPProvisioner:
         c = self._connect()
         wanted = None if regions is None else set(regions)
         found: dict[str, Instance] = {}
-        try:
+        with gcp_calls(None):
             pages = c.instances.aggregated_list(
                 request=self._owned_query(c, service), timeout=self._timeout
             )
@@ -265,8 +263,6 @@ class GCPProvisioner:
                 leftover = self._leftover(c, rule, service, wanted, found)
                 if leftover is not None:
                     found[leftover.instance_id] = leftover
-        except SDK_ERRORS as exc:
-            raise from_api_error(exc, None) from exc
         return list(found.values())
 
     @property
@@ -299,10 +295,8 @@ class GCPProvisioner:
         if credentials is None:
             import google.auth
 
-            try:
+            with gcp_calls(None):
                 credentials, found = google.auth.default(scopes=list(SCOPES))
-            except SDK_ERRORS as exc:
-                raise from_api_error(exc, None) from exc
             project = project or found
         if not project:
             raise CredentialsError(f"no GCP project is set; {CREDENTIALS_HINT}", code="no-project")
@@ -340,18 +334,17 @@ class GCPProvisioner:
         body = instance_body(
             request, name, script, self._gpu(request), self.agent_port, self.image, self.network
         )
-        try:
-            insert = compute_v1.InsertInstanceRequest(
-                project=c.project,
-                zone=request.location.zone,
-                instance_resource=body,
-                request_id=_request_id(request),
-            )
-            c.instances.insert_unary(request=insert, timeout=self._timeout)
-        except gexc.Conflict:
-            self._adopt(request, name)
-        except SDK_ERRORS as exc:
-            raise from_api_error(exc, request.location.key) from exc
+        with gcp_calls(request.location.key):
+            try:
+                insert = compute_v1.InsertInstanceRequest(
+                    project=c.project,
+                    zone=request.location.zone,
+                    instance_resource=body,
+                    request_id=_request_id(request),
+                )
+                c.instances.insert_unary(request=insert, timeout=self._timeout)
+            except gexc.Conflict:
+                self._adopt(request, name)
 
     def _adopt(self, request: LaunchRequest, name: str) -> None:
         """An instance of that name exists: it is this launch's only if the token matches."""
@@ -460,27 +453,24 @@ class GCPProvisioner:
         return tombstone(name, location, who, self._history(c, location, name))
 
     def _firewall_identity(self, c: _Clients, name: str, where: str) -> Identity | None:
-        try:
-            rule = c.firewalls.get(
-                project=c.project, firewall=firewall_name(name), timeout=self._timeout
-            )
-        except gexc.NotFound:
-            return None
-        except SDK_ERRORS as exc:
-            raise from_api_error(exc, where) from exc
+        with gcp_calls(where):
+            try:
+                rule = c.firewalls.get(
+                    project=c.project, firewall=firewall_name(name), timeout=self._timeout
+                )
+            except gexc.NotFound:
+                return None
         return identity_from_firewall(rule)
 
     def _history(self, c: _Clients, location: Location, name: str) -> InstanceHistory:
         """The instance's zone operations (insert, preemption), in one list call."""
         target = instance_url(c.project, location.zone, name)
-        try:
+        with gcp_calls(location.key):
             listing = compute_v1.ListZoneOperationsRequest(
                 project=c.project, zone=location.zone, filter=f'targetLink="{target}"'
             )
             ops = c.zone_ops.list(request=listing, timeout=self._timeout)
             return InstanceHistory.of(op for op in ops if op.target_link == target)
-        except SDK_ERRORS as exc:
-            raise from_api_error(exc, location.key) from exc
 
     def _owned_query(
         self, c: _Clients, service: str | None, max_results: int | None = None

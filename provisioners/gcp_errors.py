@@ -15,6 +15,7 @@ Invariant: no google exception leaves this module's callers; every failure becom
 from __future__ import annotations
 
 import contextlib
+from contextlib import AbstractContextManager
 from typing import Any
 
 import requests
@@ -28,6 +29,9 @@ from provisioners.errors import (
     ProvisionError,
     QuotaExceeded,
     TransientError,
+    kind_for_status,
+    mapped_errors,
+    with_hint,
 )
 
 CREDENTIALS_HINT = (
@@ -74,14 +78,10 @@ ERROR_TABLE: dict[str, type[ProvisionError]] = {
 SDK_ERRORS = (gexc.GoogleAPICallError, auth_exc.GoogleAuthError, requests.RequestException)
 """What a google-cloud-compute call can raise; `from_api_error` maps each of them."""
 
-_BY_HTTP_STATUS: dict[int, type[ProvisionError]] = {
-    400: InvalidRequest,
-    401: CredentialsError,
-    403: CredentialsError,
-    404: InvalidRequest,
-    409: InvalidRequest,
-    429: TransientError,
-}
+
+def gcp_calls(where: str | None) -> AbstractContextManager[None]:
+    """Every google-cloud-compute error raised in the block leaves it as our type."""
+    return mapped_errors(SDK_ERRORS, from_api_error, where)
 
 
 def from_operation_error(errors: list[dict[str, Any]], where: str) -> ProvisionError:
@@ -95,7 +95,7 @@ def from_operation_error(errors: list[dict[str, Any]], where: str) -> ProvisionE
     return InvalidRequest(str(first.get("message", "operation failed")), location=where, code=code)
 
 
-def from_api_error(exc: Exception, where: str | None) -> ProvisionError:
+def from_api_error(exc: BaseException, where: str | None) -> ProvisionError:
     """An exception raised by a google-cloud-compute call, as our type."""
     if isinstance(exc, auth_exc.GoogleAuthError):
         return CredentialsError(f"{exc}; {CREDENTIALS_HINT}", location=where, code="auth")
@@ -106,8 +106,7 @@ def from_api_error(exc: Exception, where: str | None) -> ProvisionError:
         if kind is not None:
             return _build(kind, exc.message, where, code)
     status = int(exc.code or 0)
-    kind = _BY_HTTP_STATUS.get(status, TransientError if status >= 500 else InvalidRequest)
-    return _build(kind, exc.message, where, str(status))
+    return _build(kind_for_status(status), exc.message, where, str(status))
 
 
 def _codes(exc: gexc.GoogleAPICallError) -> list[str]:
@@ -123,6 +122,5 @@ def _codes(exc: gexc.GoogleAPICallError) -> list[str]:
 def _build(
     kind: type[ProvisionError], message: str, where: str | None, code: str
 ) -> ProvisionError:
-    if kind is CredentialsError:
-        message = f"{message}; {CREDENTIALS_HINT}"
-    return kind(message, location=where, code=code)
+    hint = CREDENTIALS_HINT if kind is CredentialsError else None
+    return kind(with_hint(message, hint), location=where, code=code)
