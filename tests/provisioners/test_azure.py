@@ -5,7 +5,10 @@ of the ARM REST API (tests/fakes/azure_arm.py), pointed there by SERVE_AZURE_ARM
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import os
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +17,8 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import OSProfile, VirtualMachine, VirtualMachineProperties
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.network.models import NetworkSecurityGroup, SecurityRule
 
 from policies.types import Location
 from provisioners.azure import AzureProvisioner, _LocalEndpointToken
@@ -26,6 +31,7 @@ from provisioners.base import (
     TAG_REPLICA_ID,
     TAG_SERVICE,
     Accelerator,
+    Bundle,
     InstanceState,
     ResourceRequest,
     agent_port,
@@ -35,15 +41,18 @@ from provisioners.errors import (
     CapacityUnavailable,
     CredentialsError,
     InvalidRequest,
+    ProvisionError,
     QuotaExceeded,
     SpotUnavailable,
     TransientError,
 )
+from provisioners.object_store import SignsBucketSources, bucket_name
 from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
 from tests.fakes import azure_errors_bodies as bodies
 from tests.fakes.azure_arm import IP, NIC, NSG, VM, FakeAzureARM
 from tests.provisioners.contract_suite import *  # noqa: F403
 from tests.provisioners.contract_suite import CloudUnderTest, terminate_fully
+from tests.provisioners.object_store_kits import AzureKit, new_installation_id
 
 EAST_1 = Location("azure", "eastus", "eastus-1")
 WEST_2 = Location("azure", "westus2", "westus2-2")
@@ -138,16 +147,63 @@ def test_instances_report_the_agent_port_they_booted_with(
     assert got is not None and got.agent_port == 47001, "the tag, not today's setting"
 
 
-def test_security_group_opens_only_the_service_port(
+def test_security_group_opens_the_service_port_and_the_agent_port_only(
     cloud: CloudUnderTest, fake: FakeAzureARM
 ) -> None:
     inst = cloud.provisioner.launch(cloud.request())
-    (rule,) = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
-    props = rule["properties"]
-    assert (props["direction"], props["access"], props["protocol"]) == ("Inbound", "Allow", "Tcp")
-    assert props["destinationPortRange"] == "8080"
+    rules = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
+    by_name = {r["name"]: r["properties"] for r in rules}
+    assert set(by_name) == {"serve-port", "serve-agent"}
+    for props in by_name.values():
+        assert (props["direction"], props["access"], props["protocol"]) == (
+            "Inbound",
+            "Allow",
+            "Tcp",
+        )
+    assert by_name["serve-port"]["destinationPortRange"] == "8080"
+    assert by_name["serve-agent"]["destinationPortRange"] == str(agent_port(os.environ))
+    assert by_name["serve-agent"]["priority"] == 1001
     nic = fake.get(NIC, inst.instance_id + "-nic")["properties"]
     assert nic["networkSecurityGroup"]["id"].endswith(f"/{inst.instance_id}-nsg")
+
+
+def test_agent_port_is_open_only_to_the_controller_cidr(
+    fake: FakeAzureARM, azure: AzureProvisioner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_INGRESS_CIDR", "0.0.0.0/0")
+    monkeypatch.setenv("SERVE_CONTROLLER_CIDR", "192.0.2.7/32")
+    monkeypatch.setenv("SERVE_AGENT_PORT", "47010")
+    narrow = AzureProvisioner(poll_interval=0)
+    inst = narrow.launch(CloudUnderTest(narrow, fake, EAST_1, WEST_2, SIZE).request())
+    rules = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
+    by_name = {r["name"]: r["properties"] for r in rules}
+    assert by_name["serve-agent"]["sourceAddressPrefix"] == "192.0.2.7/32"
+    assert by_name["serve-agent"]["destinationPortRange"] == "47010"
+    assert by_name["serve-port"]["sourceAddressPrefix"] == "Internet"
+
+
+def test_fake_refuses_two_security_rules_with_one_priority_and_direction(
+    fake: FakeAzureARM,
+) -> None:
+    """ARM answers 400 SecurityRuleConflict ("Rules cannot have the same Priority and
+    Direction"): the adapter's two rules must not share a priority."""
+    network = NetworkManagementClient(
+        _LocalEndpointToken(), "sub-0000", base_url=fake.url, retry_total=0
+    )
+    rule = {"protocol": "Tcp", "direction": "Inbound", "access": "Allow", "priority": 1000}
+    body = NetworkSecurityGroup(
+        location="eastus",
+        security_rules=[
+            SecurityRule(name="a", destination_port_range="1", **rule),
+            SecurityRule(name="b", destination_port_range="2", **rule),
+        ],
+    )
+    with pytest.raises(HttpResponseError) as err:
+        network.network_security_groups.begin_create_or_update(
+            "spotserve", "twice", body, polling=False, enforce_https=False
+        )
+    assert err.value.status_code == 400
+    assert err.value.error is not None and err.value.error.code == "SecurityRuleConflict"
 
 
 def test_launch_returns_the_public_address(cloud: CloudUnderTest) -> None:
@@ -569,8 +625,10 @@ def test_service_port_is_open_only_to_the_ingress_cidr(
     monkeypatch.setenv("SERVE_INGRESS_CIDR", "198.51.100.0/24")
     narrow = AzureProvisioner(poll_interval=0)
     inst = narrow.launch(CloudUnderTest(narrow, fake, EAST_1, WEST_2, SIZE).request())
-    (rule,) = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
-    assert rule["properties"]["sourceAddressPrefix"] == "198.51.100.0/24"
+    rules = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
+    by_name = {r["name"]: r["properties"] for r in rules}
+    assert by_name["serve-port"]["sourceAddressPrefix"] == "198.51.100.0/24"
+    assert by_name["serve-agent"]["sourceAddressPrefix"] == "198.51.100.0/24", "by default"
 
 
 def test_open_ingress_is_the_internet_service_tag(
@@ -578,7 +636,129 @@ def test_open_ingress_is_the_internet_service_tag(
 ) -> None:
     monkeypatch.delenv("SERVE_INGRESS_CIDR", raising=False)
     monkeypatch.delenv("SERVE_AWS_INGRESS_CIDR", raising=False)
+    monkeypatch.delenv("SERVE_CONTROLLER_CIDR", raising=False)
     open_to_all = AzureProvisioner(poll_interval=0)
     inst = open_to_all.launch(cloud.request())
-    (rule,) = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
-    assert rule["properties"]["sourceAddressPrefix"] == "Internet"
+    rules = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
+    assert {r["properties"]["sourceAddressPrefix"] for r in rules} == {"Internet"}
+
+
+# ---- the bundle travels through the installation's Blob container (Azurite) ------------------
+
+
+def bundle_in(tmp_path: Path, content: bytes = b"") -> Bundle:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "bundle.tar.gz"
+    path.write_bytes(content or os.urandom(2048))
+    return Bundle(hashlib.sha256(path.read_bytes()).hexdigest(), path, path.stat().st_size)
+
+
+@pytest.fixture
+def staging(
+    azure_kit: AzureKit,
+    fake: FakeAzureARM,
+    azure: AzureProvisioner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AzureProvisioner:
+    """An adapter whose installation's container lives in Azurite."""
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azure_kit.connection_string)
+    return AzureProvisioner(installation=new_installation_id(), poll_interval=0)
+
+
+def custom_data_config(fake: FakeAzureARM, instance_id: str) -> dict[str, object]:
+    """The agent's boot config, as the VM's custom data carries it."""
+    encoded = fake.get(VM, instance_id)["properties"]["osProfile"]["customData"]
+    script = base64.b64decode(encoded).decode()
+    config = script.split("<<'SPOTSERVE_CONFIG'\n", 1)[1].split("\nSPOTSERVE_CONFIG", 1)[0]
+    return dict(json.loads(config))
+
+
+def test_launch_stages_the_bundle_and_boots_with_its_sas_url(
+    staging: AzureProvisioner, fake: FakeAzureARM, azure_kit: AzureKit, tmp_path: Path
+) -> None:
+    bundle = bundle_in(tmp_path)
+    request = replace(CloudUnderTest(staging, fake, EAST_1, WEST_2, SIZE).request(), bundle=bundle)
+    inst = staging.launch(request)
+    config = custom_data_config(fake, inst.instance_id)
+    assert config["bundle_digest"] == bundle.digest
+    url = str(config["bundle_url"])
+    container = bucket_name(staging.installation)
+    assert url.startswith(f"{azure_kit.endpoint}/{container}/bundles/svc/{bundle.digest}.tar.gz?")
+    with urllib.request.urlopen(url, timeout=10) as reply:  # no credentials: the SAS alone
+        assert reply.read() == bundle.path.read_bytes()
+
+
+def test_a_store_that_refuses_fails_the_launch_before_anything_is_created(
+    fake: FakeAzureARM,
+    azure: AzureProvisioner,
+    azure_kit: AzureKit,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wrong = azure_kit.connection_string.replace(
+        "AccountKey=", "AccountKey=" + base64.b64encode(b"not the key").decode() + "x"
+    )
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", wrong)
+    refused = AzureProvisioner(installation=new_installation_id(), poll_interval=0)
+    request = replace(
+        CloudUnderTest(refused, fake, EAST_1, WEST_2, SIZE).request(), bundle=bundle_in(tmp_path)
+    )
+    fake.requests.clear()
+    with pytest.raises(ProvisionError):
+        refused.launch(request)
+    assert [r for r in fake.requests if r.method in ("PUT", "PATCH")] == []
+    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
+
+
+def test_a_bundle_without_a_storage_account_names_what_to_set(
+    fake: FakeAzureARM, azure: AzureProvisioner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_KEY",
+        "SERVE_AZURE_STORAGE_ACCOUNT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    request = replace(
+        CloudUnderTest(azure, fake, EAST_1, WEST_2, SIZE).request(), bundle=bundle_in(tmp_path)
+    )
+    with pytest.raises(CredentialsError) as err:
+        azure.launch(request)
+    assert "SERVE_AZURE_STORAGE_ACCOUNT" in err.value.message
+    assert fake.names(VM) == []
+
+
+def test_release_empties_the_services_prefix_and_keeps_the_others(
+    staging: AzureProvisioner, fake: FakeAzureARM, azure_kit: AzureKit, tmp_path: Path
+) -> None:
+    cloud = CloudUnderTest(staging, fake, EAST_1, WEST_2, SIZE)
+    staging.launch(replace(cloud.request(service="web"), bundle=bundle_in(tmp_path / "a")))
+    staging.launch(replace(cloud.request(service="chat"), bundle=bundle_in(tmp_path / "b")))
+    container = bucket_name(staging.installation)
+    assert staging.release("web") is True
+    assert azure_kit.keys(container, "bundles/web/") == []
+    assert len(azure_kit.keys(container, "bundles/chat/")) == 1
+
+
+def test_release_without_a_storage_account_has_nothing_to_delete(
+    azure: AzureProvisioner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_KEY",
+        "SERVE_AZURE_STORAGE_ACCOUNT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    assert AzureProvisioner(installation="ctrl-x").release("web") is True
+
+
+def test_bucket_mounts_of_azure_blob_urls_are_signed_by_the_adapter(
+    staging: AzureProvisioner, azure_kit: AzureKit
+) -> None:
+    assert isinstance(staging, SignsBucketSources)
+    container = staging.bundle_store.ensure_bucket()
+    azure_kit.write(container, "data/weights.bin", b"weights")
+    (signed,) = staging.sign_source(azure_kit.source(container, "data/weights.bin"), 600) or []
+    with urllib.request.urlopen(signed.url, timeout=10) as reply:
+        assert reply.read() == b"weights"
+    assert staging.sign_source("s3://elsewhere/x", 600) is None
