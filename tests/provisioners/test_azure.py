@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import ComputeManagementClient
@@ -32,7 +33,9 @@ from provisioners.base import (
     TAG_SERVICE,
     Accelerator,
     Bundle,
+    Instance,
     InstanceState,
+    LaunchRequest,
     ResourceRequest,
     agent_port,
 )
@@ -48,11 +51,14 @@ from provisioners.errors import (
 )
 from provisioners.object_store import SignsBucketSources, bucket_name
 from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
+from replica_manager.agent_client import AgentClient, AgentUnreachable
 from tests.fakes import azure_errors_bodies as bodies
 from tests.fakes.azure_arm import IP, NIC, NSG, VM, FakeAzureARM
+from tests.fakes.azure_boot import PREEMPT_NOTICE_SECONDS, BootedVM
 from tests.provisioners.contract_suite import *  # noqa: F403
 from tests.provisioners.contract_suite import CloudUnderTest, terminate_fully
 from tests.provisioners.object_store_kits import AzureKit, new_installation_id
+from tests.support.processes import wait_until
 
 EAST_1 = Location("azure", "eastus", "eastus-1")
 WEST_2 = Location("azure", "westus2", "westus2-2")
@@ -762,3 +768,138 @@ def test_bucket_mounts_of_azure_blob_urls_are_signed_by_the_adapter(
     with urllib.request.urlopen(signed.url, timeout=10) as reply:
         assert reply.read() == b"weights"
     assert staging.sign_source("s3://elsewhere/x", 600) is None
+
+
+# ---- boot mode: the fake's VMs really run their custom data ---------------------------------
+
+
+@pytest.fixture
+def booting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[FakeAzureARM, AzureProvisioner]]:
+    server = FakeAzureARM(nic_reservation_seconds=NIC_HELD_SECONDS, boot=True, boot_root=tmp_path)
+    server.start()
+    monkeypatch.setenv("SERVE_AZURE_ARM_ENDPOINT", server.url)
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "sub-0000")
+    monkeypatch.setenv("SERVE_AZURE_SSH_PUBLIC_KEY", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ test")
+    monkeypatch.setenv("SERVE_TEST_LEAK", "must-not-reach-the-vm")
+    yield server, AzureProvisioner(poll_interval=0)
+    server.stop()
+
+
+def running(fake: FakeAzureARM, azure: AzureProvisioner, inst: Instance) -> BootedVM:
+    """The VM once ARM says it runs and its agent proves it holds the replica's token."""
+    wait_until(
+        lambda: (
+            (got := azure.get(inst.instance_id, inst.location))
+            and got.state == InstanceState.RUNNING
+        ),
+        "the VM to run",
+        30,
+    )
+    assert inst.agent_url is not None
+    wait_until(lambda: _hello(inst.agent_url, inst), "the agent to answer", 60, every=0.2)
+    booted = fake.farm.find(inst.instance_id) if fake.farm else None
+    assert booted is not None
+    return booted
+
+
+def _hello(url: str, inst: Instance) -> bool:
+    try:
+        AgentClient(url, TOKEN, None, timeout=2).hello()
+        return True
+    except AgentUnreachable:
+        return False
+
+
+TOKEN = "token-of-the-booted-vm"
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group is left (killed ones are reaped by init shortly)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def boot_request(fake: FakeAzureARM, azure: AzureProvisioner) -> LaunchRequest:
+    return replace(
+        CloudUnderTest(azure, fake, EAST_1, WEST_2, SIZE).request(spot=True), agent_token=TOKEN
+    )
+
+
+def test_boot_mode_vm_runs_its_custom_data_at_its_own_loopback_address(
+    booting: tuple[FakeAzureARM, AzureProvisioner],
+) -> None:
+    fake, azure = booting
+    inst = azure.launch(boot_request(fake, azure))
+    assert inst.address is not None and inst.address.startswith("127.78.")
+    vm = running(fake, azure, inst)
+    assert vm.address == inst.address
+    assert {p.name for p in vm.root.iterdir()} >= {"home", "agent", "replica.log", "boot.sh"}
+    environ = dict(
+        line.split("=", 1)
+        for line in Path(f"/proc/{vm.process.pid}/environ").read_text().split("\0")
+        if "=" in line
+    )
+    assert environ["SERVE_REPLICA_HOST"] == inst.address
+    assert environ["HOME"] == str(vm.root / "home")
+    assert environ["SERVE_METADATA_URL"] == f"{fake.url}/vm/{inst.instance_id}"
+    assert "SERVE_TEST_LEAK" not in environ, "the VM gets an explicit environment"
+
+
+def test_boot_mode_deleting_the_vm_kills_its_process_group(
+    booting: tuple[FakeAzureARM, AzureProvisioner],
+) -> None:
+    fake, azure = booting
+    inst = azure.launch(boot_request(fake, azure))
+    vm = running(fake, azure, inst)
+    azure.terminate(inst.instance_id, inst.location)
+    wait_until(lambda: not group_alive(vm.process.pid), "the VM's processes to die", 10)
+
+
+def test_boot_mode_eviction_posts_a_preempt_event_that_the_agent_reports(
+    booting: tuple[FakeAzureARM, AzureProvisioner],
+) -> None:
+    fake, azure = booting
+    inst = azure.launch(boot_request(fake, azure))
+    vm = running(fake, azure, inst)
+    fake.preempt(inst.instance_id, notice_seconds=PREEMPT_NOTICE_SECONDS)
+    assert inst.agent_url is not None
+    client = AgentClient(inst.agent_url, TOKEN, None, timeout=5)
+    client.hello()
+    notice = wait_until(client.notice, "the agent to report the Preempt event", 30)
+    assert notice["kind"] == "preemption" and notice["cloud"] == "azure"
+    assert [e["EventType"] for e in notice["detail"]] == ["Preempt"]
+    assert vm.alive(), "evicted only once the notice has run out"
+
+
+def test_boot_mode_eviction_kills_the_vm_when_the_notice_runs_out(
+    booting: tuple[FakeAzureARM, AzureProvisioner],
+) -> None:
+    fake, azure = booting
+    inst = azure.launch(boot_request(fake, azure))
+    vm = running(fake, azure, inst)
+    fake.preempt(inst.instance_id)
+    wait_until(lambda: not group_alive(vm.process.pid), "the evicted VM's processes to die", 10)
+    got = azure.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.PREEMPTED
+
+
+def test_metadata_service_wants_the_metadata_header_like_imds(
+    booting: tuple[FakeAzureARM, AzureProvisioner],
+) -> None:
+    fake, azure = booting
+    inst = azure.launch(boot_request(fake, azure))
+    running(fake, azure, inst)
+    url = f"{fake.url}/vm/{inst.instance_id}/metadata/scheduledevents"
+    version = {"api-version": "2020-07-01"}
+    assert httpx.get(url, params=version).status_code == 400
+    assert httpx.get(url, headers={"Metadata": "true"}).status_code == 400
+    forwarded = {"Metadata": "true", "X-Forwarded-For": "10.0.0.1"}
+    assert httpx.get(url, params=version, headers=forwarded).status_code == 400
+    reply = httpx.get(url, params=version, headers={"Metadata": "true"})
+    assert reply.status_code == 200
+    assert reply.json() == {"DocumentIncarnation": 1, "Events": []}
