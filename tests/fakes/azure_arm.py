@@ -617,12 +617,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("port", nargs="?", default="0")
     parser.add_argument("--boot", action="store_true", help="VMs run their custom data")
     parser.add_argument("--boot-root", type=Path, help="where the VMs' directories go")
+    parser.add_argument(
+        "--nic-reservation-seconds",
+        type=float,
+        default=180.0,
+        help="how long a deleted VM's NIC stays reserved (Azure: 180)",
+    )
     parser.add_argument("--subscription", default="sub-0000")
     parser.add_argument("--resource-group", default="spotserve")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # stop() then kills the VMs' processes too
     fake = FakeAzureARM(
-        args.subscription, (args.resource_group,), boot=args.boot, boot_root=args.boot_root
+        args.subscription,
+        (args.resource_group,),
+        nic_reservation_seconds=args.nic_reservation_seconds,
+        boot=args.boot,
+        boot_root=args.boot_root,
     )
     serve_until_interrupted(fake, [args.port])
 

@@ -1,0 +1,203 @@
+"""`serve up` of examples/hello with `cloud: azure`, on VMs that really boot.
+
+The controller is a real process configured as the README tells an operator (SERVE_CLOUDS=azure,
+SERVE_AZURE_ARM_ENDPOINT, AZURE_STORAGE_CONNECTION_STRING). It calls the ARM fake in boot mode
+(tests/fakes/azure_arm.py), whose VMs run their custom data: the boot script starts the replica
+agent, which fetches the bundle from Azurite through its SAS URL, gets its job from the
+controller over TLS and runs the app on the VM's own loopback address. Then: answers through
+the endpoint, the app's output in `serve logs --replica 1`, a VM whose processes die is
+replaced, and `serve down` leaves no VM, NIC, public IP, NSG or blob of the service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from provisioners.base import TAG_CONTROLLER_ID, TAG_REPLICA_ID, TAG_SERVICE
+from provisioners.object_store import bucket_name
+from tests.fakes.azure_arm import IP, NIC, NSG, VM, FakeAzureARM
+from tests.support import azurite as azurite_npm
+from tests.support.processes import REPO, ControllerProcess, Env, free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+NAME = "hello-az"
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+NIC_HELD_SECONDS = 2.0
+"""Azure holds a deleted VM's NIC for 180 s (`NicReservedForAnotherVm`); 2 here, so that
+`serve down` finishes quickly."""
+BOOT_TO_READY_SECONDS = 180
+"""Generous: the machine is shared; on a quiet one a replica is READY in well under 30 s."""
+
+
+def service_yaml(port: int) -> str:
+    """examples/hello/service.yaml, on Azure (an on-demand T4 VM in eastus, which the
+    catalog offers), with the workdir given absolutely and a port of its own."""
+    text = (REPO / "examples" / "hello" / "service.yaml").read_text()
+    text = text.replace("replicas: 2", "replicas: 1")
+    text = text.replace(
+        "initial_delay_seconds: 60", f"initial_delay_seconds: {BOOT_TO_READY_SECONDS}"
+    )
+    text = text.replace(
+        "resources:\n  ports: 8080\n  cpus: 1+\n",
+        f"resources:\n  cloud: azure\n  region: eastus\n  accelerators: T4:1\n"
+        f"  use_spot: false\n  ports: {port}\n",
+    )
+    text = text.replace("workdir: examples/hello", f"workdir: {REPO / 'examples' / 'hello'}")
+    assert "cloud: azure" in text and f"ports: {port}" in text
+    return text.replace("name: hello\n", f"name: {NAME}\n")
+
+
+@pytest.fixture(scope="module")
+def azurite() -> Iterator[azurite_npm.Azurite]:
+    why = azurite_npm.install()
+    if why is not None:
+        message = f"Azurite is not installed ({why}); {azurite_npm.INSTALL_HINT}"
+        if os.environ.get("SERVE_TEST_REQUIRE_EMULATORS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    with azurite_npm.azurite() as running:
+        yield running
+
+
+@pytest.fixture
+def arm(tmp_path: Path) -> Iterator[FakeAzureARM]:
+    fake = FakeAzureARM(
+        boot=True, boot_root=tmp_path / "vms", nic_reservation_seconds=NIC_HELD_SECONDS
+    )
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def azure_controller(
+    sqlite_env: Env, arm: FakeAzureARM, azurite: azurite_npm.Azurite
+) -> Iterator[ControllerProcess]:
+    sqlite_env.extra.update(
+        {
+            "SERVE_CLOUDS": "azure",
+            "SERVE_AZURE_ARM_ENDPOINT": arm.url,
+            "AZURE_SUBSCRIPTION_ID": arm.subscription,
+            "SERVE_AZURE_SSH_PUBLIC_KEY": "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ e2e",
+            "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+            "SERVE_AGENT_PORT": str(free_port()),
+        }
+    )
+    proc = ControllerProcess(sqlite_env).start()
+    yield proc
+    proc.kill()
+
+
+def test_hello_on_azure_vms_that_boot_answers_logs_heals_and_leaves_nothing(
+    azure_controller: ControllerProcess,
+    arm: FakeAzureARM,
+    azurite: azurite_npm.Azurite,
+    tmp_path: Path,
+) -> None:
+    env = azure_controller.env
+    spec = tmp_path / "service.yaml"
+    spec.write_text(service_yaml(free_port()))
+    started = time.monotonic()
+    up = env.serve("up", str(spec), "--detach")
+    assert up.returncode == 0, up.stdout + up.stderr
+
+    first = wait_until(lambda: ready(env), "a replica READY on a booted VM", BOOT_TO_READY_SECONDS)
+    up_to_ready = time.monotonic() - started
+    assert first[0]["cloud"] == "azure"
+    vm = vm_of(arm, first[0]["id"])
+    assert vm.address.startswith("127.78.")
+    installation = arm.tags_of(vm.name)[TAG_CONTROLLER_ID]
+    assert len(blobs_of(azurite, installation)) == 1, "the bundle came from Azurite"
+    endpoint = status_json(env)["endpoint"]
+
+    answer = httpx.post(f"{endpoint}/v1/chat/completions", json=CHAT, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"].startswith("Hello from replica")
+    words = streamed_words(endpoint)
+    assert len(words) >= 5 and "".join(words).startswith("Hello from replica")
+
+    wait_until(
+        lambda: "serving hello-1" in env.serve("logs", NAME, "--replica", "1").stdout,
+        "the app's output in `serve logs --replica 1`",
+        60,
+        every=1,
+    )
+
+    vm.kill()  # the VM's processes crash; ARM still says it runs
+    killed = time.monotonic()
+    replaced = wait_until(
+        lambda: [r for r in ready(env) if r["id"] != first[0]["id"]],
+        "a new replica READY in place of the dead one",
+        BOOT_TO_READY_SECONDS,
+        every=1,
+    )
+    kill_to_ready = time.monotonic() - killed
+    second = vm_of(arm, replaced[0]["id"])
+    assert second.address != vm.address
+    answer = httpx.post(f"{endpoint}/v1/chat/completions", json=CHAT, timeout=10)
+    assert answer.status_code == 200, answer.text
+
+    down = env.serve("down", NAME, timeout=180)
+    assert down.returncode == 0, down.stdout + down.stderr
+    wait_until(lambda: nothing_left(arm), "no VM, NIC, public IP or NSG left", 60, every=1)
+    assert blobs_of(azurite, installation) == []
+    assert not vm.alive() and not second.alive()
+    print(
+        f"serve up to READY {up_to_ready:.1f} s; killed VM to new replica READY {kill_to_ready:.1f} s"
+    )
+
+
+def status_json(env: Env) -> dict[str, Any]:
+    out = env.serve("status", NAME, "--json")
+    assert out.returncode == 0, out.stderr
+    found: dict[str, Any] = json.loads(out.stdout)
+    return found
+
+
+def ready(env: Env) -> list[dict[str, Any]]:
+    return [r for r in status_json(env)["replicas"] if r["status"] == "READY"]
+
+
+def vm_of(arm: FakeAzureARM, replica_id: int) -> Any:
+    """The booted VM of a replica, found by its tags as an operator would in the portal."""
+    for name in arm.names(VM):
+        tags = arm.tags_of(name)
+        if tags.get(TAG_SERVICE) == NAME and tags.get(TAG_REPLICA_ID) == str(replica_id):
+            booted = arm.farm.find(name) if arm.farm else None
+            assert booted is not None, f"VM {name} never booted"
+            return booted
+    raise AssertionError(f"no VM for replica {replica_id}: {arm.names(VM)}")
+
+
+def streamed_words(endpoint: str) -> list[str]:
+    body = {**CHAT, "stream": True}
+    words: list[str] = []
+    started = time.monotonic()
+    with httpx.stream("POST", f"{endpoint}/v1/chat/completions", json=body, timeout=10) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        for line in resp.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                words.append(json.loads(line[6:])["choices"][0]["delta"]["content"])
+    assert time.monotonic() - started > 0.1, "streamed, not sent at once"
+    return words
+
+
+def nothing_left(arm: FakeAzureARM) -> bool:
+    return all(arm.names(kind) == [] for kind in (VM, NIC, IP, NSG))
+
+
+def blobs_of(azurite: azurite_npm.Azurite, installation: str) -> list[str]:
+    """The service's bundles in the installation's container."""
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+    container = blobs.get_container_client(bucket_name(installation))
+    return list(container.list_blob_names(name_starts_with=f"bundles/{NAME}/"))
