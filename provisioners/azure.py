@@ -81,6 +81,7 @@ from provisioners.azure_inventory import (
     statuses_of,
     vm_instance,
 )
+from provisioners.azure_models import prepare_models
 from provisioners.azure_resources import (
     DEFAULT_IMAGE,
     Names,
@@ -207,6 +208,7 @@ class AzureProvisioner:
         return self.catalog.offers(self.cloud, resources)
 
     def launch(self, request: LaunchRequest) -> Instance:
+        prepare_models()  # before building the VM body in this thread
         names = Names(resource_name(request, max_len=57))
         # The bundle first: a store that refuses leaves nothing created in ARM.
         bundle_url = stage_bundle(self.bundle_store, request)
@@ -304,6 +306,7 @@ class AzureProvisioner:
         return self._catalog
 
     def _connect(self) -> _Clients:
+        prepare_models()  # before any thread reads a model from an answer
         if self._clients is None:
             if not self.subscription_id:
                 raise CredentialsError(f"AZURE_SUBSCRIPTION_ID is not set; {CREDENTIALS_HINT}")
