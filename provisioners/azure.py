@@ -222,6 +222,10 @@ class AzureProvisioner:
             )
             self._mark_nic(c, names, {**tags_for(request), TAG_VM_STATE: CREATED_MARK})
         except aexc.AzureError as exc:
+            if error_code(exc) == "InvalidResourceReference":
+                # The region's subnet we remembered is gone (someone deleted the virtual
+                # network): forget it, so that the next launch makes it again.
+                self._vnets.pop(request.location.region, None)
             refused = from_azure_error(exc, where)
             if not isinstance(refused, TransientError):
                 with contextlib.suppress(ProvisionError):

@@ -28,6 +28,9 @@ that reaches Succeeded runs its custom data as a local process with its own loop
 which is also its public IP's `ipAddress`; deleting or evicting it kills the process. Each
 VM gets an Instance Metadata Service of its own at `<fake>/vm/<name>` (Scheduled Events: a
 Spot eviction first posts a `Preempt` event), answered without a bearer token, as IMDS is.
+For a person trying it, `GET /_fake/vms` lists the booted VMs and
+`POST /_fake/vms/<name>/preempt[?notice_seconds=N]` or `.../crash` evicts one or kills its
+processes (no token either: these are the fake's own controls, not ARM's).
 """
 
 from __future__ import annotations
@@ -45,7 +48,11 @@ from typing import Any
 
 from policies.types import Location
 from tests.fakes import azure_errors_bodies as bodies
-from tests.fakes.azure_boot import SCHEDULED_EVENTS_API_VERSIONS, BootFarm
+from tests.fakes.azure_boot import (
+    PREEMPT_NOTICE_SECONDS,
+    SCHEDULED_EVENTS_API_VERSIONS,
+    BootFarm,
+)
 from tests.fakes.json_http import JsonHTTPFake, Reply, Request, serve_until_interrupted
 
 _RES = (
@@ -117,6 +124,8 @@ class FakeAzureARM(JsonHTTPFake):
         self.route("DELETE", _RES + r"/(?P<name>[^/]+)", self._delete)
         self.route("GET", _RES, self._list)
         self.route("GET", r"/vm/(?P<vm>[^/]+)/metadata/scheduledevents", self._scheduled_events)
+        self.route("GET", r"/_fake/vms", self._booted_vms)
+        self.route("POST", r"/_fake/vms/(?P<vm>[^/]+)/(?P<act>preempt|crash)", self._act_on_vm)
         self.route(
             "GET",
             r"/subscriptions/[^/]+/providers/[^/]+/locations/[^/]+/operations/(?P<op>[^/]+)",
@@ -208,7 +217,7 @@ class FakeAzureARM(JsonHTTPFake):
     def dispatch(self, request: Request) -> Reply:
         if self.stall_seconds:
             time.sleep(self.stall_seconds)
-        if request.path.startswith("/vm/"):  # the VMs' metadata service: no ARM token
+        if request.path.startswith(("/vm/", "/_fake/")):  # metadata, test controls: no token
             with self.lock:
                 self._advance()
                 return super().dispatch(request)
@@ -507,6 +516,34 @@ class FakeAzureARM(JsonHTTPFake):
         if booted is None:
             return Reply(404, {"error": "Not found"})
         return Reply(200, booted.scheduled_events())
+
+    def _booted_vms(self, m: re.Match[str], req: Request) -> Reply:
+        """The test/operator view of boot mode: each VM's address, process and directory."""
+        vms = list(self.farm.vms.values()) if self.farm else []
+        listed = [
+            {"name": v.name, "address": v.address, "pid": v.process.pid, "alive": v.alive(),
+             "dir": str(v.root)}
+            for v in vms
+        ]  # fmt: skip
+        return Reply(200, {"value": listed})
+
+    def _act_on_vm(self, m: re.Match[str], req: Request) -> Reply:
+        """`preempt` (a Spot eviction; `?notice_seconds=N`, default 30 as Azure gives) or
+        `crash` (its processes die; ARM still shows it running)."""
+        vm = self.resources.get((VM, m["vm"].lower()))
+        if vm is None:
+            return Reply(404, bodies.not_found(VM, m["vm"], "?"))
+        if m["act"] == "crash":
+            booted = self.farm.find(m["vm"]) if self.farm else None
+            if booted is None:
+                return Reply(409, bodies.arm_error("NotBooted", f"{m['vm']} has no process"))
+            booted.kill()
+            return Reply(200, {"name": vm["name"], "crashed": True})
+        if vm["properties"].get("priority") != "Spot":
+            return Reply(409, bodies.arm_error("NotSpot", "only Spot VMs are evicted"))
+        notice = float(req.query.get("notice_seconds", PREEMPT_NOTICE_SECONDS))
+        self.preempt(vm["name"], notice_seconds=notice)
+        return Reply(200, {"name": vm["name"], "evicted_in_seconds": notice})
 
     def stop(self) -> None:
         """Stop serving and kill every VM's process."""

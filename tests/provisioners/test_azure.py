@@ -53,7 +53,7 @@ from provisioners.object_store import SignsBucketSources, bucket_name
 from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
 from replica_manager.agent_client import AgentClient, AgentUnreachable
 from tests.fakes import azure_errors_bodies as bodies
-from tests.fakes.azure_arm import IP, NIC, NSG, VM, FakeAzureARM
+from tests.fakes.azure_arm import IP, NIC, NSG, VM, VNET, FakeAzureARM
 from tests.fakes.azure_boot import PREEMPT_NOTICE_SECONDS, BootedVM
 from tests.provisioners.contract_suite import *  # noqa: F403
 from tests.provisioners.contract_suite import CloudUnderTest, terminate_fully
@@ -210,6 +210,20 @@ def test_fake_refuses_two_security_rules_with_one_priority_and_direction(
         )
     assert err.value.status_code == 400
     assert err.value.error is not None and err.value.error.code == "SecurityRuleConflict"
+
+
+def test_a_virtual_network_deleted_behind_our_back_is_made_again(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    cloud.provisioner.launch(cloud.request(replica_id=1))
+    with fake.lock:
+        del fake.resources[(VNET, "spotserve-eastus-vnet")]
+    with pytest.raises(InvalidRequest) as err:
+        cloud.provisioner.launch(cloud.request(replica_id=2))
+    assert err.value.code == "InvalidResourceReference"
+    again = cloud.provisioner.launch(cloud.request(replica_id=3))
+    assert again.state == InstanceState.PENDING
+    assert fake.names(VNET) == ["spotserve-eastus-vnet"]
 
 
 def test_launch_returns_the_public_address(cloud: CloudUnderTest) -> None:
@@ -903,3 +917,26 @@ def test_metadata_service_wants_the_metadata_header_like_imds(
     reply = httpx.get(url, params=version, headers={"Metadata": "true"})
     assert reply.status_code == 200
     assert reply.json() == {"DocumentIncarnation": 1, "Events": []}
+
+
+def test_fake_controls_crash_a_vm_and_evict_another_over_http(
+    booting: tuple[FakeAzureARM, AzureProvisioner],
+) -> None:
+    """What the README's operator uses: the fake's own routes, beside ARM's."""
+    fake, azure = booting
+    crashed = azure.launch(boot_request(fake, azure))
+    evicted = azure.launch(replace(boot_request(fake, azure), replica_id=2))
+    crashed_vm = running(fake, azure, crashed)
+    running(fake, azure, evicted)
+    listed = httpx.get(f"{fake.url}/_fake/vms").json()["value"]
+    assert {v["name"] for v in listed} == {crashed.instance_id, evicted.instance_id}
+    assert httpx.post(f"{fake.url}/_fake/vms/{crashed.instance_id}/crash").status_code == 200
+    wait_until(lambda: not group_alive(crashed_vm.process.pid), "the crashed VM's processes", 10)
+    got = azure.get(crashed.instance_id, crashed.location)
+    assert got is not None and got.state == InstanceState.RUNNING, "ARM still shows it running"
+    reply = httpx.post(
+        f"{fake.url}/_fake/vms/{evicted.instance_id}/preempt", params={"notice_seconds": "0"}
+    )
+    assert reply.status_code == 200
+    got = azure.get(evicted.instance_id, evicted.location)
+    assert got is not None and got.state == InstanceState.PREEMPTED
