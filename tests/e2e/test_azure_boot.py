@@ -31,6 +31,7 @@ from tests.support.processes import REPO, ControllerProcess, Env, free_port, wai
 pytestmark = pytest.mark.slow
 
 NAME = "hello-azure"
+SECRET = "hello-secret-4f1c9a"
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 NIC_HELD_SECONDS = 2.0
 """Azure holds a deleted VM's NIC for 180 s (`NicReservedForAnotherVm`); 2 here, so that
@@ -97,7 +98,7 @@ def test_hello_on_azure_vms_that_boot_answers_logs_heals_and_leaves_nothing(
     spec = tmp_path / "service.yaml"
     spec.write_text(service_yaml(free_port()))
     started = time.monotonic()
-    up = env.serve("up", str(spec), "--detach")
+    up = env.serve("up", str(spec), "--detach", "--secret", f"HELLO_TOKEN={SECRET}")
     assert up.returncode == 0, up.stdout + up.stderr
 
     first = wait_until(
@@ -113,6 +114,12 @@ def test_hello_on_azure_vms_that_boot_answers_logs_heals_and_leaves_nothing(
     installation = arm.tags_of(vms[0].name)[TAG_CONTROLLER_ID]
     assert len(blobs_of(azurite, installation)) == 1, "one bundle, in Azurite"
     endpoint = status_json(env)["endpoint"]
+    for vm in vms:  # the secret reached the VM over the agent's TLS port, and only that way
+        assert SECRET in (vm.root / "agent" / "job.env").read_text()
+        assert SECRET not in (vm.root / "boot.sh").read_text()
+    with arm.lock:
+        held = json.dumps(list(arm.resources.values()))
+    assert SECRET not in held, "nothing ARM holds (tags, custom data) carries the secret"
 
     answer = httpx.post(f"{endpoint}/v1/chat/completions", json=CHAT, timeout=10)
     assert answer.status_code == 200, answer.text
