@@ -166,7 +166,6 @@ class AzureProvisioner:
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
         read_timeout: float = READ_TIMEOUT_SECONDS,
         network_wait_seconds: float = 60.0,
-        store: ObjectStore | None = None,
     ) -> None:
         self.installation = installation
         self.subscription_id = subscription_id or os.environ.get("AZURE_SUBSCRIPTION_ID") or None
@@ -188,7 +187,7 @@ class AzureProvisioner:
         self._credential = credential
         self._clients: _Clients | None = None
         self._vnets: dict[str, str] = {}
-        self._store: ObjectStore | None = store
+        self._store: ObjectStore | None = None
 
     def check(self) -> CheckResult:
         try:
