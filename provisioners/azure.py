@@ -7,6 +7,13 @@ A VM whose creation then fails (AllocationFailed, ZonalAllocationFailed, SkuNotA
 stays in provisioningState Failed with `ProvisioningState/failed/<code>` in its instance view,
 which `get` and `list_owned` report as REFUSED with the error `launch` would have raised.
 
+The bundle comes first: `launch` stages the version's bundle in the installation's Blob
+container (provisioners/azure_blob_store.py, made on first use) and hands the boot script its
+SAS URL, so a store that refuses fails the launch before anything exists in ARM. `release`
+empties the service's prefix there; `sign_source` signs Azure Blob file mounts for the agent.
+The NSG lets the service port in from SERVE_INGRESS_CIDR and the agent port only from
+SERVE_CONTROLLER_CIDR.
+
 Preemption: a Spot VM is created with eviction policy Delete, so Azure deletes it (and its
 disks) on eviction; while it is being deleted it shows provisioningState Deleting. Its NIC is
 attached with deleteOption Detach and therefore stays; its tags carry the ownership tags plus
@@ -57,6 +64,7 @@ from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network import models as nm
 
 from policies.types import Location, Offer
+from provisioners.azure_blob_store import NO_STORAGE_ACCOUNT, AzureBlobStore
 from provisioners.azure_errors import (
     CREDENTIALS_HINT,
     DELETE_NOT_YET,
@@ -73,6 +81,7 @@ from provisioners.azure_inventory import (
     statuses_of,
     vm_instance,
 )
+from provisioners.azure_models import prepare_models
 from provisioners.azure_resources import (
     DEFAULT_IMAGE,
     Names,
@@ -107,10 +116,12 @@ from provisioners.base import (
     LaunchRequest,
     ResourceRequest,
     agent_port,
+    controller_cidr,
     ingress_cidr,
 )
 from provisioners.catalog import Catalog, default_catalog
 from provisioners.errors import CredentialsError, ProvisionError, TransientError
+from provisioners.object_store import ObjectStore, SignedObject, stage_bundle
 from provisioners.replica_names import resource_name
 from provisioners.startup_script import build_boot_script
 
@@ -164,6 +175,7 @@ class AzureProvisioner:
         self.arm_endpoint = arm_endpoint or os.environ.get("SERVE_AZURE_ARM_ENDPOINT") or None
         self.image = image or os.environ.get("SERVE_AZURE_IMAGE") or DEFAULT_IMAGE
         self.ingress_source = nsg_source(ingress_cidr(os.environ))
+        self.controller_source = nsg_source(controller_cidr(os.environ))
         self.agent_port = agent_port(os.environ)
         self.poll_interval = poll_interval
         self.retry_total = retry_total
@@ -175,6 +187,7 @@ class AzureProvisioner:
         self._credential = credential
         self._clients: _Clients | None = None
         self._vnets: dict[str, str] = {}
+        self._store: ObjectStore | None = None
 
     def check(self) -> CheckResult:
         try:
@@ -194,8 +207,11 @@ class AzureProvisioner:
         return self.catalog.offers(self.cloud, resources)
 
     def launch(self, request: LaunchRequest) -> Instance:
+        prepare_models()  # before building the VM body in this thread
         names = Names(resource_name(request, max_len=57))
-        body = self._vm(request, names)  # refuses what Azure would (custom data size) first
+        # The bundle first: a store that refuses leaves nothing created in ARM.
+        bundle_url = stage_bundle(self.bundle_store, request)
+        body = self._vm(request, names, bundle_url)  # refuses what Azure would (size) first
         c = self._connect()
         where = request.location.key
         try:
@@ -205,6 +221,10 @@ class AzureProvisioner:
             )
             self._mark_nic(c, names, {**tags_for(request), TAG_VM_STATE: CREATED_MARK})
         except aexc.AzureError as exc:
+            if error_code(exc) == "InvalidResourceReference":
+                # The region's subnet we remembered is gone (someone deleted the virtual
+                # network): forget it, so that the next launch makes it again.
+                self._vnets.pop(request.location.region, None)
             refused = from_azure_error(exc, where)
             if not isinstance(refused, TransientError):
                 with contextlib.suppress(ProvisionError):
@@ -247,8 +267,28 @@ class AzureProvisioner:
         return ip_gone and nsg_gone
 
     def release(self, service: str) -> bool:
-        """Nothing kept per service yet (bundles arrive with the object store)."""
-        return True
+        """Empty the service's bundle prefix in the Blob container. Without a storage account
+        configured no bundle can have been staged by this configuration, and there is
+        nothing to ask: True, so that `serve down` of a service without a workdir
+        finishes."""
+        try:
+            return self.bundle_store.delete_service(service)
+        except CredentialsError as err:
+            if err.code == NO_STORAGE_ACCOUNT:
+                return True
+            raise
+
+    def sign_source(self, source: str, seconds: int) -> list[SignedObject] | None:
+        """Signed URLs for an Azure Blob file mount (`SignsBucketSources`), from the store."""
+        return self.bundle_store.sign_source(source, seconds)
+
+    @property
+    def bundle_store(self) -> ObjectStore:
+        """The installation's Blob container; made on first use (constructors do no I/O,
+        and the store's constructor none either)."""
+        if self._store is None:
+            self._store = AzureBlobStore(self.installation)
+        return self._store
 
     def list_owned(
         self, service: str | None = None, regions: Collection[str] | None = None
@@ -269,6 +309,7 @@ class AzureProvisioner:
         return self._catalog
 
     def _connect(self) -> _Clients:
+        prepare_models()  # before any thread reads a model from an answer
         if self._clients is None:
             if not self.subscription_id:
                 raise CredentialsError(f"AZURE_SUBSCRIPTION_ID is not set; {CREDENTIALS_HINT}")
@@ -302,7 +343,10 @@ class AzureProvisioner:
         deadline = time.monotonic() + self.network_wait_seconds
         subnet_id = self._subnet(c, request, deadline)
         nsg_poller = net.network_security_groups.begin_create_or_update(
-            rg, names.nsg, nsg_body(request, self.ingress_source), **c.options
+            rg,
+            names.nsg,
+            nsg_body(request, self.ingress_source, self.controller_source, self.agent_port),
+            **c.options,
         )
         ip_poller = net.public_ip_addresses.begin_create_or_update(
             rg, names.public_ip, public_ip_body(request), **c.options
@@ -329,7 +373,9 @@ class AzureProvisioner:
             self._vnets[region] = str(subnets[0].id)
         return self._vnets[region]
 
-    def _vm(self, request: LaunchRequest, names: Names) -> cm.VirtualMachine:
+    def _vm(
+        self, request: LaunchRequest, names: Names, bundle_url: str | None
+    ) -> cm.VirtualMachine:
         nic_id = (
             f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
             f"/providers/Microsoft.Network/networkInterfaces/{names.nic}"
@@ -337,7 +383,7 @@ class AzureProvisioner:
         if self._ssh_key is None:
             self._ssh_key = ssh_public_key()
         script = build_boot_script(
-            request, bundle_url=None, cloud=self.cloud, agent_port=self.agent_port
+            request, bundle_url=bundle_url, cloud=self.cloud, agent_port=self.agent_port
         )
         return vm_body(
             request, names.vm, nic_id, script, self._ssh_key, self.image, self.agent_port

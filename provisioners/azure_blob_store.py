@@ -105,6 +105,8 @@ _HINTS = {
     "ResourceNotFound": "check SERVE_AZURE_STORAGE_ACCOUNT",
 }
 
+NO_STORAGE_ACCOUNT = "no-account"
+"""The error code when no storage account is configured at all (nothing can be stored)."""
 SDK_ERRORS = (aexc.AzureError,)
 _METADATA = {k.replace("-", "_"): v for k, v in ownership_tags("").items()}
 _CONTROLLER_KEY = next(k for k, v in _METADATA.items() if not v)
@@ -323,7 +325,7 @@ class AzureBlobStore:
         }
         if not self.account and (self._key or "BlobEndpoint" not in self._connection):
             raise CredentialsError(
-                f"no storage account is set; {CREDENTIALS_HINT}", code="no-account"
+                f"no storage account is set; {CREDENTIALS_HINT}", code=NO_STORAGE_ACCOUNT
             )
         credential: Any = (
             {"account_name": self.account, "account_key": self._key}

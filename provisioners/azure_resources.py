@@ -1,12 +1,12 @@
 """Pure builders and readers for the Azure resources one replica owns.
 
-A replica on Azure is a VM plus its network security group (one inbound rule for the
-service port, from the ingress CIDR), public IP and NIC, all named after the VM and tagged
-with the ownership tags and the replica's location, so any one of them left alone still says
-whose it is. The NIC is attached with deleteOption Detach, so it outlives the VM: after a Spot
-eviction (eviction policy Delete removes the VM and its disks) the tagged NIC is the
-cloud-side record that a replica existed there, until `terminate` deletes it. The regional
-virtual network is shared by all replicas in a region and is not deleted per replica.
+A replica on Azure is a VM plus its network security group (two inbound rules: the service port
+from the ingress CIDR, the agent port from the controller's CIDR), public IP and NIC, all named
+after the VM and tagged with the ownership tags and the replica's location, so any one of them
+left alone still says whose it is. The NIC is attached with deleteOption Detach, so it outlives
+the VM: after a Spot eviction (eviction policy Delete removes the VM and its disks) the tagged
+NIC is the cloud-side record that a replica existed there, until `terminate` deletes it. The
+regional virtual network is shared by all replicas in a region and is not deleted per replica.
 Pure: no I/O.
 """
 
@@ -118,24 +118,39 @@ def nsg_source(cidr: str) -> str:
     return "Internet" if cidr.strip() == "0.0.0.0/0" else cidr.strip()
 
 
-def nsg_body(request: LaunchRequest, source: str) -> nm.NetworkSecurityGroup:
-    rule = nm.SecurityRule(
-        name="serve-port",
+AGENT_RULE_PRIORITY = 1001
+"""Right after the service port's rule (1000); NSG priorities are 100-4096, lower first."""
+
+
+def nsg_body(
+    request: LaunchRequest, source: str, agent_source: str, agent_port: int
+) -> nm.NetworkSecurityGroup:
+    """Two inbound rules: the service port from the ingress CIDR (the load balancer and the
+    probes), and the agent's TLS port from the controller's CIDR only."""
+    rules = [
+        _inbound_rule("serve-port", 1000, source, request.port),
+        _inbound_rule("serve-agent", AGENT_RULE_PRIORITY, agent_source, agent_port),
+    ]
+    return nm.NetworkSecurityGroup(
+        location=request.location.region,
+        tags=tags_for(request),
+        properties=nm.NetworkSecurityGroupPropertiesFormat(security_rules=rules),
+    )
+
+
+def _inbound_rule(name: str, priority: int, source: str, port: int) -> nm.SecurityRule:
+    return nm.SecurityRule(
+        name=name,
         properties=nm.SecurityRulePropertiesFormat(
             protocol="Tcp",
             direction="Inbound",
             access="Allow",
-            priority=1000,
+            priority=priority,
             source_address_prefix=source,
             source_port_range="*",
             destination_address_prefix="*",
-            destination_port_range=str(request.port),
+            destination_port_range=str(port),
         ),
-    )
-    return nm.NetworkSecurityGroup(
-        location=request.location.region,
-        tags=tags_for(request),
-        properties=nm.NetworkSecurityGroupPropertiesFormat(security_rules=[rule]),
     )
 
 

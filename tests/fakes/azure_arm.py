@@ -19,7 +19,18 @@ It refuses what ARM refuses, with ARM's bodies (tests/fakes/azure_errors_bodies.
 - customData that is not base64 or longer than 87,380 characters (65,535 bytes decoded) is a
   400 `InvalidParameter` ("OSProfile.customData");
 - references must exist; requests without a bearer token are refused.
+- two security rules of an NSG with the same priority and direction are a 400
+  `SecurityRuleConflict`, a priority outside 100-4096 a 400 `SecurityRuleInvalidPriority`.
 Spot VMs are evicted the way their eviction policy and the NIC's deleteOption say.
+
+Boot mode (`boot=True`, or `--boot` on the command line; tests/fakes/azure_boot.py): every VM
+that reaches Succeeded runs its custom data as a local process with its own loopback address,
+which is also its public IP's `ipAddress`; deleting or evicting it kills the process. Each
+VM gets an Instance Metadata Service of its own at `<fake>/vm/<name>` (Scheduled Events: a
+Spot eviction first posts a `Preempt` event), answered without a bearer token, as IMDS is.
+For a person trying it, `GET /_fake/vms` lists the booted VMs and
+`POST /_fake/vms/<name>/preempt[?notice_seconds=N]` or `.../crash` evicts one or kills its
+processes (no token either: these are the fake's own controls, not ARM's).
 """
 
 from __future__ import annotations
@@ -29,12 +40,19 @@ import binascii
 import copy
 import itertools
 import re
+import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from policies.types import Location
 from tests.fakes import azure_errors_bodies as bodies
+from tests.fakes.azure_boot import (
+    PREEMPT_NOTICE_SECONDS,
+    SCHEDULED_EVENTS_API_VERSIONS,
+    BootFarm,
+)
 from tests.fakes.json_http import JsonHTTPFake, Reply, Request, serve_until_interrupted
 
 _RES = (
@@ -65,6 +83,7 @@ class _VmClock:
     ready_at: float
     failure: dict[str, Any] | None = None
     gone_at: float | None = None
+    evict_at: float | None = None
 
 
 class FakeAzureARM(JsonHTTPFake):
@@ -76,8 +95,11 @@ class FakeAzureARM(JsonHTTPFake):
         groups: tuple[str, ...] = ("spotserve",),
         *,
         nic_reservation_seconds: float = 180.0,
+        boot: bool = False,
+        boot_root: Path | None = None,
     ) -> None:
         super().__init__()
+        self.farm = BootFarm(boot_root) if boot else None
         self.subscription = subscription
         self.groups = set(groups)
         self.resources: dict[Key, dict[str, Any]] = {}
@@ -101,6 +123,9 @@ class FakeAzureARM(JsonHTTPFake):
         self.route("PATCH", _RES + r"/(?P<name>[^/]+)", self._patch)
         self.route("DELETE", _RES + r"/(?P<name>[^/]+)", self._delete)
         self.route("GET", _RES, self._list)
+        self.route("GET", r"/vm/(?P<vm>[^/]+)/metadata/scheduledevents", self._scheduled_events)
+        self.route("GET", r"/_fake/vms", self._booted_vms)
+        self.route("POST", r"/_fake/vms/(?P<vm>[^/]+)/(?P<act>preempt|crash)", self._act_on_vm)
         self.route(
             "GET",
             r"/subscriptions/[^/]+/providers/[^/]+/locations/[^/]+/operations/(?P<op>[^/]+)",
@@ -130,20 +155,32 @@ class FakeAzureARM(JsonHTTPFake):
     def reject_credentials(self) -> None:
         self.auth_rejected = True
 
-    def preempt(self, instance_id: str) -> None:
-        """Evict a Spot VM. Eviction policy Delete deletes it like a DELETE would: it shows
-        provisioningState `Deleting` (for `vm_delete_seconds`, or until `release_deletions`
-        when deletions are held), then is gone with its disks ("Use Azure Spot Virtual
-        Machines", Eviction policy; "States and billing status of Azure Virtual Machines")."""
+    def preempt(self, instance_id: str, notice_seconds: float = 0.0) -> None:
+        """Evict a Spot VM. In boot mode a `Preempt` scheduled event is posted first, and the
+        eviction comes `notice_seconds` later (Azure gives at least 30 s). Eviction policy
+        Delete deletes the VM like a DELETE would: it shows provisioningState `Deleting` (for
+        `vm_delete_seconds`, or until `release_deletions` when deletions are held), then is
+        gone with its disks ("Use Azure Spot Virtual Machines", Eviction policy; "States and
+        billing status of Azure Virtual Machines")."""
         with self.lock:
             vm = self.resources[(VM, instance_id.lower())]
-            props = vm["properties"]
-            assert props.get("priority") == "Spot", "only Spot VMs are evicted"
-            if props.get("evictionPolicy") == "Delete":
-                self._start_deleting(vm)
-            else:
-                props["instanceView"] = _view("deallocated")
-            self.evicted.append(instance_id)
+            assert vm["properties"].get("priority") == "Spot", "only Spot VMs are evicted"
+            booted = self.farm.find(instance_id) if self.farm else None
+            if booted is not None:
+                booted.post_preempt(notice_seconds)
+            clock = self._clocks.setdefault(instance_id.lower(), _VmClock(ready_at=0.0))
+            clock.evict_at = time.monotonic() + notice_seconds
+            self._advance()
+
+    def _evict(self, vm: dict[str, Any]) -> None:
+        props = vm["properties"]
+        if props.get("evictionPolicy") == "Delete":
+            self._start_deleting(vm)
+        else:
+            props["instanceView"] = _view("deallocated")
+            if self.farm is not None:
+                self.farm.kill(vm["name"])
+        self.evicted.append(vm["name"])
 
     def delete_outside(self, instance_id: str) -> None:
         """Someone deletes the VM in the portal: a plain DELETE that spotserve did not make."""
@@ -180,6 +217,10 @@ class FakeAzureARM(JsonHTTPFake):
     def dispatch(self, request: Request) -> Reply:
         if self.stall_seconds:
             time.sleep(self.stall_seconds)
+        if request.path.startswith(("/vm/", "/_fake/")):  # metadata, test controls: no token
+            with self.lock:
+                self._advance()
+                return super().dispatch(request)
         token = request.headers.get("authorization", "")
         if self.auth_rejected or not token.startswith("Bearer "):
             with self.lock:
@@ -235,6 +276,8 @@ class FakeAzureARM(JsonHTTPFake):
                 nic = self._by_id(ref)
                 if nic is not None and self._reservation(nic["name"]):
                     return bodies.nic_reserved(self._reserved[nic["name"].lower()][1])
+        elif kind == NSG:
+            return _security_rules_problem(props.get("securityRules", []))
         elif kind == NIC:
             refs = [props.get("networkSecurityGroup", {}).get("id")]
             for config in props.get("ipConfigurations", []):
@@ -258,7 +301,10 @@ class FakeAzureARM(JsonHTTPFake):
             for subnet in props.get("subnets", []):
                 subnet["id"] = f"{resource['id']}/subnets/{subnet['name']}"
         elif kind == IP:
-            props.setdefault("ipAddress", f"203.0.113.{next(self._ids) % 250 + 2}")
+            address = (
+                self.farm.next_address() if self.farm else f"203.0.113.{next(self._ids) % 250 + 2}"
+            )
+            props.setdefault("ipAddress", address)
         elif kind == NIC:
             nsg = self._by_id(props.get("networkSecurityGroup", {}).get("id", ""))
             if nsg is not None:
@@ -369,7 +415,8 @@ class FakeAzureARM(JsonHTTPFake):
     # ---- time ---------------------------------------------------------------------------
 
     def _advance(self) -> None:
-        """Move every VM along its clock: creations end, deletions finish."""
+        """Move every VM along its clock: creations end (a VM in boot mode boots), evictions
+        come due, deletions finish."""
         now = time.monotonic()
         for name, clock in list(self._clocks.items()):
             vm = self.resources.get((VM, name))
@@ -384,11 +431,19 @@ class FakeAzureARM(JsonHTTPFake):
                     if clock.failure
                     else _view("running")
                 )
+                if not clock.failure:
+                    self._boot(vm)
+            if clock.evict_at is not None and now >= clock.evict_at:
+                clock.evict_at = None
+                self._evict(vm)
             gone = clock.gone_at is not None and now >= clock.gone_at
             if props["provisioningState"] == "Deleting" and gone and not self.hold_deletions:
                 self._remove_vm(vm)
 
     def _start_deleting(self, vm: dict[str, Any]) -> None:
+        """A VM being deleted is shut down first: in boot mode its process dies now."""
+        if self.farm is not None:
+            self.farm.kill(vm["name"])
         props = vm["properties"]
         props["provisioningState"] = "Deleting"
         statuses = props.get("instanceView", {}).get("statuses", [])
@@ -423,6 +478,78 @@ class FakeAzureARM(JsonHTTPFake):
     def _reservation(self, nic_name: str) -> bool:
         until = self._reserved.get(nic_name.lower(), (0.0, ""))[0]
         return time.monotonic() < until
+
+    # ---- boot mode ---------------------------------------------------------------------
+
+    def _boot(self, vm: dict[str, Any]) -> None:
+        """Run the VM's custom data, once per VM: a PUT that updates a running VM does not
+        run it again (cloud-init runs custom data on the first boot only)."""
+        if self.farm is None or self.farm.find(vm["name"]) is not None:
+            return
+        custom_data = vm["properties"].get("osProfile", {}).get("customData")
+        address = self._public_address(vm)
+        if custom_data and address:
+            self.farm.boot(vm["name"], custom_data, address, f"{self.url}/vm/{vm['name']}")
+
+    def _public_address(self, vm: dict[str, Any]) -> str | None:
+        for ref in vm["properties"].get("networkProfile", {}).get("networkInterfaces", []):
+            nic = self._by_id(ref["id"])
+            for config in (nic or {}).get("properties", {}).get("ipConfigurations", []):
+                ip_ref = config["properties"].get("publicIPAddress", {}).get("id", "")
+                ip = self._by_id(ip_ref)
+                if ip is not None:
+                    return str(ip["properties"]["ipAddress"])
+        return None
+
+    def _scheduled_events(self, m: re.Match[str], req: Request) -> Reply:
+        """Scheduled Events as IMDS answers them ("Azure Instance Metadata Service" and
+        "Scheduled Events for Linux VMs"): `Metadata: true` is required and a request
+        carrying X-Forwarded-For is refused (both 400), api-version must be a known one."""
+        if req.headers.get("metadata") != "true" or "x-forwarded-for" in req.headers:
+            return Reply(400, {"error": "Bad request. Required metadata header not specified"})
+        version = req.query.get("api-version")
+        if version is None:
+            return Reply(400, bodies.imds_no_api_version(SCHEDULED_EVENTS_API_VERSIONS))
+        if version not in SCHEDULED_EVENTS_API_VERSIONS:
+            return Reply(400, bodies.imds_bad_api_version(SCHEDULED_EVENTS_API_VERSIONS))
+        booted = self.farm.find(m["vm"]) if self.farm else None
+        if booted is None:
+            return Reply(404, {"error": "Not found"})
+        return Reply(200, booted.scheduled_events())
+
+    def _booted_vms(self, m: re.Match[str], req: Request) -> Reply:
+        """The test/operator view of boot mode: each VM's address, process and directory."""
+        vms = list(self.farm.vms.values()) if self.farm else []
+        listed = [
+            {"name": v.name, "address": v.address, "pid": v.process.pid, "alive": v.alive(),
+             "dir": str(v.root)}
+            for v in vms
+        ]  # fmt: skip
+        return Reply(200, {"value": listed})
+
+    def _act_on_vm(self, m: re.Match[str], req: Request) -> Reply:
+        """`preempt` (a Spot eviction; `?notice_seconds=N`, default 30 as Azure gives) or
+        `crash` (its processes die; ARM still shows it running)."""
+        vm = self.resources.get((VM, m["vm"].lower()))
+        if vm is None:
+            return Reply(404, bodies.not_found(VM, m["vm"], "?"))
+        if m["act"] == "crash":
+            booted = self.farm.find(m["vm"]) if self.farm else None
+            if booted is None:
+                return Reply(409, bodies.arm_error("NotBooted", f"{m['vm']} has no process"))
+            booted.kill()
+            return Reply(200, {"name": vm["name"], "crashed": True})
+        if vm["properties"].get("priority") != "Spot":
+            return Reply(409, bodies.arm_error("NotSpot", "only Spot VMs are evicted"))
+        notice = float(req.query.get("notice_seconds", PREEMPT_NOTICE_SECONDS))
+        self.preempt(vm["name"], notice_seconds=notice)
+        return Reply(200, {"name": vm["name"], "evicted_in_seconds": notice})
+
+    def stop(self) -> None:
+        """Stop serving and kill every VM's process."""
+        super().stop()
+        if self.farm is not None:
+            self.farm.stop()
 
     # ---- helpers -----------------------------------------------------------------------
 
@@ -476,6 +603,22 @@ def _matches(resource: dict[str, Any], odata_filter: str | None) -> bool:
     return bool(scale_set) and scale_set.lower() == wanted.lower()
 
 
+def _security_rules_problem(rules: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """ARM's refusal of an NSG's rules: a priority outside 100-4096, or two rules with the
+    same priority and direction ("Network security groups", Security rules)."""
+    seen: dict[tuple[object, object], str] = {}
+    for rule in rules:
+        props = rule.get("properties", {})
+        priority = props.get("priority")
+        if not isinstance(priority, int) or not 100 <= priority <= 4096:
+            return bodies.security_rule_invalid_priority(rule.get("name", ""), priority)
+        key = (priority, props.get("direction"))
+        if key in seen:
+            return bodies.security_rule_conflict(seen[key], rule.get("name", ""))
+        seen[key] = rule.get("name", "")
+    return None
+
+
 def _valid_custom_data(encoded: str) -> bool:
     if len(encoded) > CUSTOM_DATA_MAX_CHARS:
         return False
@@ -499,5 +642,37 @@ def _view(power: str) -> dict[str, Any]:
     }
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tests.fakes.azure_arm [--boot] [--boot-root DIR] [PORT]`: prints its URL."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.azure_arm")
+    parser.add_argument("port", nargs="?", default="0")
+    parser.add_argument("--boot", action="store_true", help="VMs run their custom data")
+    parser.add_argument("--boot-root", type=Path, help="where the VMs' directories go")
+    parser.add_argument(
+        "--nic-reservation-seconds",
+        type=float,
+        default=180.0,
+        help="how long a deleted VM's NIC stays reserved (Azure: 180)",
+    )
+    parser.add_argument("--subscription", default="sub-0000")
+    parser.add_argument("--resource-group", default="spotserve")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop() then kills the VMs' processes too
+    fake = FakeAzureARM(
+        args.subscription,
+        (args.resource_group,),
+        nic_reservation_seconds=args.nic_reservation_seconds,
+        boot=args.boot,
+        boot_root=args.boot_root,
+    )
+    serve_until_interrupted(fake, [args.port])
+
+
 if __name__ == "__main__":
-    serve_until_interrupted(FakeAzureARM())
+    main()

@@ -160,3 +160,40 @@ def provisioning_failed_status(failure: dict[str, Any]) -> dict[str, Any]:
         "displayStatus": "Provisioning failed",
         "message": failure["message"],
     }
+
+
+def security_rule_conflict(rule: str, other: str) -> dict[str, Any]:
+    """Two rules of one NSG with the same priority and direction (reported as such by
+    grycap/im#359, hashicorp/terraform-provider-azurerm#11137)."""
+    return arm_error(
+        "SecurityRuleConflict",
+        f"Security rule {rule} conflicts with rule {other}. Rules cannot have the same "
+        "Priority and Direction. To learn more, see aka.ms/nsgrules.",
+    )
+
+
+def security_rule_invalid_priority(rule: str, priority: object) -> dict[str, Any]:
+    """ "Network security groups", Security rules: priority "between 100 and 4096"."""
+    return arm_error(
+        "SecurityRuleInvalidPriority",
+        f"Security rule {rule} has invalid Priority. Value provided: {priority}. "
+        "Allowed values: 100-4096.",
+    )
+
+
+def imds_no_api_version(versions: tuple[str, ...]) -> dict[str, Any]:
+    """Instance Metadata Service without (or with an unknown) api-version ("Azure Instance
+    Metadata Service", Versions: the error lists the newest versions)."""
+    return {
+        "error": "Bad request. api-version was not specified in the request. For more "
+        "information refer to aka.ms/azureimds",
+        "newest-versions": list(reversed(versions))[:3],
+    }
+
+
+def imds_bad_api_version(versions: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "error": "Bad request. api-version is invalid or was not specified in the request. "
+        "For more information refer to aka.ms/azureimds",
+        "newest-versions": list(reversed(versions))[:3],
+    }

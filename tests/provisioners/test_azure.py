@@ -5,15 +5,21 @@ of the ARM REST API (tests/fakes/azure_arm.py), pointed there by SERVE_AZURE_ARM
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import os
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import OSProfile, VirtualMachine, VirtualMachineProperties
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.network.models import NetworkSecurityGroup, SecurityRule
 
 from policies.types import Location
 from provisioners.azure import AzureProvisioner, _LocalEndpointToken
@@ -26,7 +32,10 @@ from provisioners.base import (
     TAG_REPLICA_ID,
     TAG_SERVICE,
     Accelerator,
+    Bundle,
+    Instance,
     InstanceState,
+    LaunchRequest,
     ResourceRequest,
     agent_port,
 )
@@ -35,15 +44,21 @@ from provisioners.errors import (
     CapacityUnavailable,
     CredentialsError,
     InvalidRequest,
+    ProvisionError,
     QuotaExceeded,
     SpotUnavailable,
     TransientError,
 )
+from provisioners.object_store import SignsBucketSources, bucket_name
 from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
+from replica_manager.agent_client import AgentClient, AgentUnreachable
 from tests.fakes import azure_errors_bodies as bodies
-from tests.fakes.azure_arm import IP, NIC, NSG, VM, FakeAzureARM
+from tests.fakes.azure_arm import IP, NIC, NSG, VM, VNET, FakeAzureARM
+from tests.fakes.azure_boot import PREEMPT_NOTICE_SECONDS, BootedVM
 from tests.provisioners.contract_suite import *  # noqa: F403
 from tests.provisioners.contract_suite import CloudUnderTest, terminate_fully
+from tests.provisioners.object_store_kits import AzureKit, new_installation_id
+from tests.support.processes import wait_until
 
 EAST_1 = Location("azure", "eastus", "eastus-1")
 WEST_2 = Location("azure", "westus2", "westus2-2")
@@ -138,16 +153,77 @@ def test_instances_report_the_agent_port_they_booted_with(
     assert got is not None and got.agent_port == 47001, "the tag, not today's setting"
 
 
-def test_security_group_opens_only_the_service_port(
+def test_security_group_opens_the_service_port_and_the_agent_port_only(
     cloud: CloudUnderTest, fake: FakeAzureARM
 ) -> None:
     inst = cloud.provisioner.launch(cloud.request())
-    (rule,) = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
-    props = rule["properties"]
-    assert (props["direction"], props["access"], props["protocol"]) == ("Inbound", "Allow", "Tcp")
-    assert props["destinationPortRange"] == "8080"
+    rules = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
+    by_name = {r["name"]: r["properties"] for r in rules}
+    assert set(by_name) == {"serve-port", "serve-agent"}
+    for props in by_name.values():
+        assert (props["direction"], props["access"], props["protocol"]) == (
+            "Inbound",
+            "Allow",
+            "Tcp",
+        )
+    assert by_name["serve-port"]["destinationPortRange"] == "8080"
+    assert by_name["serve-agent"]["destinationPortRange"] == str(agent_port(os.environ))
+    assert by_name["serve-agent"]["priority"] == 1001
     nic = fake.get(NIC, inst.instance_id + "-nic")["properties"]
     assert nic["networkSecurityGroup"]["id"].endswith(f"/{inst.instance_id}-nsg")
+
+
+def test_agent_port_is_open_only_to_the_controller_cidr(
+    fake: FakeAzureARM, azure: AzureProvisioner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVE_INGRESS_CIDR", "0.0.0.0/0")
+    monkeypatch.setenv("SERVE_CONTROLLER_CIDR", "192.0.2.7/32")
+    monkeypatch.setenv("SERVE_AGENT_PORT", "47010")
+    narrow = AzureProvisioner(poll_interval=0)
+    inst = narrow.launch(CloudUnderTest(narrow, fake, EAST_1, WEST_2, SIZE).request())
+    rules = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
+    by_name = {r["name"]: r["properties"] for r in rules}
+    assert by_name["serve-agent"]["sourceAddressPrefix"] == "192.0.2.7/32"
+    assert by_name["serve-agent"]["destinationPortRange"] == "47010"
+    assert by_name["serve-port"]["sourceAddressPrefix"] == "Internet"
+
+
+def test_fake_refuses_two_security_rules_with_one_priority_and_direction(
+    fake: FakeAzureARM,
+) -> None:
+    """ARM answers 400 SecurityRuleConflict ("Rules cannot have the same Priority and
+    Direction"): the adapter's two rules must not share a priority."""
+    network = NetworkManagementClient(
+        _LocalEndpointToken(), "sub-0000", base_url=fake.url, retry_total=0
+    )
+    rule = {"protocol": "Tcp", "direction": "Inbound", "access": "Allow", "priority": 1000}
+    body = NetworkSecurityGroup(
+        location="eastus",
+        security_rules=[
+            SecurityRule(name="a", destination_port_range="1", **rule),
+            SecurityRule(name="b", destination_port_range="2", **rule),
+        ],
+    )
+    with pytest.raises(HttpResponseError) as err:
+        network.network_security_groups.begin_create_or_update(
+            "spotserve", "twice", body, polling=False, enforce_https=False
+        )
+    assert err.value.status_code == 400
+    assert err.value.error is not None and err.value.error.code == "SecurityRuleConflict"
+
+
+def test_a_virtual_network_deleted_behind_our_back_is_made_again(
+    cloud: CloudUnderTest, fake: FakeAzureARM
+) -> None:
+    cloud.provisioner.launch(cloud.request(replica_id=1))
+    with fake.lock:
+        del fake.resources[(VNET, "spotserve-eastus-vnet")]
+    with pytest.raises(InvalidRequest) as err:
+        cloud.provisioner.launch(cloud.request(replica_id=2))
+    assert err.value.code == "InvalidResourceReference"
+    again = cloud.provisioner.launch(cloud.request(replica_id=3))
+    assert again.state == InstanceState.PENDING
+    assert fake.names(VNET) == ["spotserve-eastus-vnet"]
 
 
 def test_launch_returns_the_public_address(cloud: CloudUnderTest) -> None:
@@ -569,8 +645,10 @@ def test_service_port_is_open_only_to_the_ingress_cidr(
     monkeypatch.setenv("SERVE_INGRESS_CIDR", "198.51.100.0/24")
     narrow = AzureProvisioner(poll_interval=0)
     inst = narrow.launch(CloudUnderTest(narrow, fake, EAST_1, WEST_2, SIZE).request())
-    (rule,) = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
-    assert rule["properties"]["sourceAddressPrefix"] == "198.51.100.0/24"
+    rules = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
+    by_name = {r["name"]: r["properties"] for r in rules}
+    assert by_name["serve-port"]["sourceAddressPrefix"] == "198.51.100.0/24"
+    assert by_name["serve-agent"]["sourceAddressPrefix"] == "198.51.100.0/24", "by default"
 
 
 def test_open_ingress_is_the_internet_service_tag(
@@ -578,7 +656,287 @@ def test_open_ingress_is_the_internet_service_tag(
 ) -> None:
     monkeypatch.delenv("SERVE_INGRESS_CIDR", raising=False)
     monkeypatch.delenv("SERVE_AWS_INGRESS_CIDR", raising=False)
+    monkeypatch.delenv("SERVE_CONTROLLER_CIDR", raising=False)
     open_to_all = AzureProvisioner(poll_interval=0)
     inst = open_to_all.launch(cloud.request())
-    (rule,) = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
-    assert rule["properties"]["sourceAddressPrefix"] == "Internet"
+    rules = fake.get(NSG, inst.instance_id + "-nsg")["properties"]["securityRules"]
+    assert {r["properties"]["sourceAddressPrefix"] for r in rules} == {"Internet"}
+
+
+# ---- the bundle travels through the installation's Blob container (Azurite) ------------------
+
+
+def bundle_in(tmp_path: Path, content: bytes = b"") -> Bundle:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "bundle.tar.gz"
+    path.write_bytes(content or os.urandom(2048))
+    return Bundle(hashlib.sha256(path.read_bytes()).hexdigest(), path, path.stat().st_size)
+
+
+@pytest.fixture
+def staging(
+    azure_kit: AzureKit,
+    fake: FakeAzureARM,
+    azure: AzureProvisioner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AzureProvisioner:
+    """An adapter whose installation's container lives in Azurite."""
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azure_kit.connection_string)
+    return AzureProvisioner(installation=new_installation_id(), poll_interval=0)
+
+
+def custom_data_config(fake: FakeAzureARM, instance_id: str) -> dict[str, object]:
+    """The agent's boot config, as the VM's custom data carries it."""
+    encoded = fake.get(VM, instance_id)["properties"]["osProfile"]["customData"]
+    script = base64.b64decode(encoded).decode()
+    config = script.split("<<'SPOTSERVE_CONFIG'\n", 1)[1].split("\nSPOTSERVE_CONFIG", 1)[0]
+    return dict(json.loads(config))
+
+
+def test_launch_stages_the_bundle_and_boots_with_its_sas_url(
+    staging: AzureProvisioner, fake: FakeAzureARM, azure_kit: AzureKit, tmp_path: Path
+) -> None:
+    bundle = bundle_in(tmp_path)
+    request = replace(CloudUnderTest(staging, fake, EAST_1, WEST_2, SIZE).request(), bundle=bundle)
+    inst = staging.launch(request)
+    config = custom_data_config(fake, inst.instance_id)
+    assert config["bundle_digest"] == bundle.digest
+    url = str(config["bundle_url"])
+    container = bucket_name(staging.installation)
+    assert url.startswith(f"{azure_kit.endpoint}/{container}/bundles/svc/{bundle.digest}.tar.gz?")
+    with urllib.request.urlopen(url, timeout=10) as reply:  # no credentials: the SAS alone
+        assert reply.read() == bundle.path.read_bytes()
+
+
+def test_a_store_that_refuses_fails_the_launch_before_anything_is_created(
+    fake: FakeAzureARM,
+    azure: AzureProvisioner,
+    azure_kit: AzureKit,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wrong = azure_kit.connection_string.replace(
+        "AccountKey=", "AccountKey=" + base64.b64encode(b"not the key").decode() + "x"
+    )
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", wrong)
+    refused = AzureProvisioner(installation=new_installation_id(), poll_interval=0)
+    request = replace(
+        CloudUnderTest(refused, fake, EAST_1, WEST_2, SIZE).request(), bundle=bundle_in(tmp_path)
+    )
+    fake.requests.clear()
+    with pytest.raises(ProvisionError):
+        refused.launch(request)
+    assert [r for r in fake.requests if r.method in ("PUT", "PATCH")] == []
+    assert [fake.names(kind) for kind in (VM, NIC, IP, NSG)] == [[], [], [], []]
+
+
+def test_a_bundle_without_a_storage_account_names_what_to_set(
+    fake: FakeAzureARM, azure: AzureProvisioner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_KEY",
+        "SERVE_AZURE_STORAGE_ACCOUNT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    request = replace(
+        CloudUnderTest(azure, fake, EAST_1, WEST_2, SIZE).request(), bundle=bundle_in(tmp_path)
+    )
+    with pytest.raises(CredentialsError) as err:
+        azure.launch(request)
+    assert "SERVE_AZURE_STORAGE_ACCOUNT" in err.value.message
+    assert fake.names(VM) == []
+
+
+def test_release_empties_the_services_prefix_and_keeps_the_others(
+    staging: AzureProvisioner, fake: FakeAzureARM, azure_kit: AzureKit, tmp_path: Path
+) -> None:
+    cloud = CloudUnderTest(staging, fake, EAST_1, WEST_2, SIZE)
+    staging.launch(replace(cloud.request(service="web"), bundle=bundle_in(tmp_path / "a")))
+    staging.launch(replace(cloud.request(service="chat"), bundle=bundle_in(tmp_path / "b")))
+    container = bucket_name(staging.installation)
+    assert staging.release("web") is True
+    assert azure_kit.keys(container, "bundles/web/") == []
+    assert len(azure_kit.keys(container, "bundles/chat/")) == 1
+
+
+def test_release_without_a_storage_account_has_nothing_to_delete(
+    azure: AzureProvisioner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_KEY",
+        "SERVE_AZURE_STORAGE_ACCOUNT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    assert AzureProvisioner(installation="ctrl-x").release("web") is True
+
+
+def test_bucket_mounts_of_azure_blob_urls_are_signed_by_the_adapter(
+    staging: AzureProvisioner, azure_kit: AzureKit
+) -> None:
+    assert isinstance(staging, SignsBucketSources)
+    container = staging.bundle_store.ensure_bucket()
+    azure_kit.write(container, "data/weights.bin", b"weights")
+    (signed,) = staging.sign_source(azure_kit.source(container, "data/weights.bin"), 600) or []
+    with urllib.request.urlopen(signed.url, timeout=10) as reply:
+        assert reply.read() == b"weights"
+    assert staging.sign_source("s3://elsewhere/x", 600) is None
+
+
+# ---- boot mode: the fake's VMs really run their custom data ---------------------------------
+
+
+@pytest.fixture
+def booting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[FakeAzureARM, AzureProvisioner]]:
+    server = FakeAzureARM(nic_reservation_seconds=NIC_HELD_SECONDS, boot=True, boot_root=tmp_path)
+    server.start()
+    monkeypatch.setenv("SERVE_AZURE_ARM_ENDPOINT", server.url)
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "sub-0000")
+    monkeypatch.setenv("SERVE_AZURE_SSH_PUBLIC_KEY", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ test")
+    monkeypatch.setenv("SERVE_TEST_LEAK", "must-not-reach-the-vm")
+    yield server, AzureProvisioner(poll_interval=0)
+    server.stop()
+
+
+def running(fake: FakeAzureARM, azure: AzureProvisioner, inst: Instance) -> BootedVM:
+    """The VM once ARM says it runs and its agent proves it holds the replica's token."""
+    wait_until(
+        lambda: (
+            (got := azure.get(inst.instance_id, inst.location))
+            and got.state == InstanceState.RUNNING
+        ),
+        "the VM to run",
+        30,
+    )
+    assert inst.agent_url is not None
+    wait_until(lambda: _hello(inst.agent_url, inst), "the agent to answer", 60, every=0.2)
+    booted = fake.farm.find(inst.instance_id) if fake.farm else None
+    assert booted is not None
+    return booted
+
+
+def _hello(url: str, inst: Instance) -> bool:
+    try:
+        AgentClient(url, TOKEN, None, timeout=2).hello()
+        return True
+    except AgentUnreachable:
+        return False
+
+
+TOKEN = "token-of-the-booted-vm"
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group is left (killed ones are reaped by init shortly)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def boot_request(fake: FakeAzureARM, azure: AzureProvisioner) -> LaunchRequest:
+    return replace(
+        CloudUnderTest(azure, fake, EAST_1, WEST_2, SIZE).request(spot=True), agent_token=TOKEN
+    )
+
+
+def test_boot_mode_vm_runs_its_custom_data_at_its_own_loopback_address(
+    booting: tuple[FakeAzureARM, AzureProvisioner],
+) -> None:
+    fake, azure = booting
+    inst = azure.launch(boot_request(fake, azure))
+    assert inst.address is not None and inst.address.startswith("127.78.")
+    vm = running(fake, azure, inst)
+    assert vm.address == inst.address
+    assert {p.name for p in vm.root.iterdir()} >= {"home", "agent", "replica.log", "boot.sh"}
+    environ = dict(
+        line.split("=", 1)
+        for line in Path(f"/proc/{vm.process.pid}/environ").read_text().split("\0")
+        if "=" in line
+    )
+    assert environ["SERVE_REPLICA_HOST"] == inst.address
+    assert environ["HOME"] == str(vm.root / "home")
+    assert environ["SERVE_METADATA_URL"] == f"{fake.url}/vm/{inst.instance_id}"
+    assert "SERVE_TEST_LEAK" not in environ, "the VM gets an explicit environment"
+
+
+def test_boot_mode_deleting_the_vm_kills_its_process_group(
+    booting: tuple[FakeAzureARM, AzureProvisioner],
+) -> None:
+    fake, azure = booting
+    inst = azure.launch(boot_request(fake, azure))
+    vm = running(fake, azure, inst)
+    azure.terminate(inst.instance_id, inst.location)
+    wait_until(lambda: not group_alive(vm.process.pid), "the VM's processes to die", 10)
+
+
+def test_boot_mode_eviction_posts_a_preempt_event_that_the_agent_reports(
+    booting: tuple[FakeAzureARM, AzureProvisioner],
+) -> None:
+    fake, azure = booting
+    inst = azure.launch(boot_request(fake, azure))
+    vm = running(fake, azure, inst)
+    fake.preempt(inst.instance_id, notice_seconds=PREEMPT_NOTICE_SECONDS)
+    assert inst.agent_url is not None
+    client = AgentClient(inst.agent_url, TOKEN, None, timeout=5)
+    client.hello()
+    notice = wait_until(client.notice, "the agent to report the Preempt event", 30)
+    assert notice["kind"] == "preemption" and notice["cloud"] == "azure"
+    assert [e["EventType"] for e in notice["detail"]] == ["Preempt"]
+    assert vm.alive(), "evicted only once the notice has run out"
+
+
+def test_boot_mode_eviction_kills_the_vm_when_the_notice_runs_out(
+    booting: tuple[FakeAzureARM, AzureProvisioner],
+) -> None:
+    fake, azure = booting
+    inst = azure.launch(boot_request(fake, azure))
+    vm = running(fake, azure, inst)
+    fake.preempt(inst.instance_id)
+    wait_until(lambda: not group_alive(vm.process.pid), "the evicted VM's processes to die", 10)
+    got = azure.get(inst.instance_id, inst.location)
+    assert got is not None and got.state == InstanceState.PREEMPTED
+
+
+def test_metadata_service_wants_the_metadata_header_like_imds(
+    booting: tuple[FakeAzureARM, AzureProvisioner],
+) -> None:
+    fake, azure = booting
+    inst = azure.launch(boot_request(fake, azure))
+    running(fake, azure, inst)
+    url = f"{fake.url}/vm/{inst.instance_id}/metadata/scheduledevents"
+    version = {"api-version": "2020-07-01"}
+    assert httpx.get(url, params=version).status_code == 400
+    assert httpx.get(url, headers={"Metadata": "true"}).status_code == 400
+    forwarded = {"Metadata": "true", "X-Forwarded-For": "10.0.0.1"}
+    assert httpx.get(url, params=version, headers=forwarded).status_code == 400
+    reply = httpx.get(url, params=version, headers={"Metadata": "true"})
+    assert reply.status_code == 200
+    assert reply.json() == {"DocumentIncarnation": 1, "Events": []}
+
+
+def test_fake_controls_crash_a_vm_and_evict_another_over_http(
+    booting: tuple[FakeAzureARM, AzureProvisioner],
+) -> None:
+    """What the README's operator uses: the fake's own routes, beside ARM's."""
+    fake, azure = booting
+    crashed = azure.launch(boot_request(fake, azure))
+    evicted = azure.launch(replace(boot_request(fake, azure), replica_id=2))
+    crashed_vm = running(fake, azure, crashed)
+    running(fake, azure, evicted)
+    listed = httpx.get(f"{fake.url}/_fake/vms").json()["value"]
+    assert {v["name"] for v in listed} == {crashed.instance_id, evicted.instance_id}
+    assert httpx.post(f"{fake.url}/_fake/vms/{crashed.instance_id}/crash").status_code == 200
+    wait_until(lambda: not group_alive(crashed_vm.process.pid), "the crashed VM's processes", 10)
+    got = azure.get(crashed.instance_id, crashed.location)
+    assert got is not None and got.state == InstanceState.RUNNING, "ARM still shows it running"
+    reply = httpx.post(
+        f"{fake.url}/_fake/vms/{evicted.instance_id}/preempt", params={"notice_seconds": "0"}
+    )
+    assert reply.status_code == 200
+    got = azure.get(evicted.instance_id, evicted.location)
+    assert got is not None and got.state == InstanceState.PREEMPTED
