@@ -49,7 +49,7 @@ from botocore.exceptions import ClientError, NoCredentialsError
 from policies.types import Location, Offer
 from provisioners.aws_errors import AWS_ERRORS, CREDENTIALS_HINT, aws_calls, classify, error_code
 from provisioners.aws_images import default_image_parameter
-from provisioners.aws_instances import TAG_PORT, TAG_TERMINATED_BY, finished, to_instance
+from provisioners.aws_instances import finished, to_instance
 from provisioners.aws_network import (
     Ingress,
     aws_tags,
@@ -61,8 +61,11 @@ from provisioners.base import (
     CONNECT_TIMEOUT_SECONDS,
     MANAGED_BY,
     READ_TIMEOUT_SECONDS,
+    TAG_AGENT_PORT,
     TAG_MANAGED_BY,
+    TAG_PORT,
     TAG_SERVICE,
+    TAG_TERMINATED_BY,
     CheckResult,
     Instance,
     LaunchRequest,
@@ -76,7 +79,7 @@ from provisioners.errors import CredentialsError, InvalidRequest, ProvisionError
 from provisioners.object_store import SignedObject, stage_bundle
 from provisioners.replica_names import resource_name
 from provisioners.s3_store import S3BundleStore
-from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
+from provisioners.startup_script import build_boot_script
 
 log = logging.getLogger(__name__)
 

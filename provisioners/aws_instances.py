@@ -29,8 +29,10 @@ from provisioners.base import (
     MANAGED_BY,
     TAG_CONTROLLER_ID,
     TAG_LAUNCH_TOKEN,
+    TAG_PORT,
     TAG_REPLICA_ID,
     TAG_SERVICE,
+    TAG_TERMINATED_BY,
     Instance,
     InstanceState,
 )
@@ -42,10 +44,6 @@ from provisioners.errors import (
     TransientError,
 )
 from provisioners.startup_script import recorded_agent_port
-
-TAG_PORT = "serve-port"
-TAG_TERMINATED_BY = "serve-terminated-by"
-"""Set to `spotserve` on an instance just before spotserve terminates it."""
 
 PREEMPTION_REASONS = frozenset({"Server.SpotInstanceTermination", "Server.SpotInstanceShutdown"})
 SELF_SHUTDOWN = "Client.InstanceInitiatedShutdown"

@@ -19,13 +19,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from provisioners.aws_errors import error_code
-from provisioners.base import TAG_LAUNCH_TOKEN, TAG_MANAGED_BY, LaunchRequest
+from provisioners.base import TAG_CREATED_AT, TAG_LAUNCH_TOKEN, TAG_MANAGED_BY, LaunchRequest
 from provisioners.errors import InvalidRequest
 
 SERVICE_PORT_DESCRIPTION = "spotserve replica port"
 AGENT_PORT_DESCRIPTION = "spotserve replica agent"
 
-TAG_CREATED_AT = "serve-created-at"
 SWEEP_MIN_AGE_S = 600.0
 _FILTER_VALUES = 100
 LIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")

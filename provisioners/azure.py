@@ -68,6 +68,7 @@ from provisioners.azure_blob_store import NO_STORAGE_ACCOUNT, AzureBlobStore
 from provisioners.azure_errors import (
     CREDENTIALS_HINT,
     DELETE_NOT_YET,
+    azure_calls,
     error_code,
     from_azure_error,
 )
@@ -103,13 +104,13 @@ from provisioners.azure_states import (
     CREATED_MARK,
     DELETING_MARK,
     PENDING_MARK,
-    TAG_VM_STATE,
     Reading,
     needs_instance_view,
 )
 from provisioners.base import (
     CONNECT_TIMEOUT_SECONDS,
     READ_TIMEOUT_SECONDS,
+    TAG_VM_STATE,
     CheckResult,
     Instance,
     InstanceState,
@@ -192,10 +193,8 @@ class AzureProvisioner:
     def check(self) -> CheckResult:
         try:
             c = self._connect()
-            try:
+            with azure_calls(None):
                 next(iter(c.compute.virtual_machines.list(self.resource_group, **c.options)), None)
-            except aexc.AzureError as exc:
-                raise from_azure_error(exc, None) from exc
         except ProvisionError as err:
             hint = CREDENTIALS_HINT if isinstance(err, CredentialsError) else ""
             return CheckResult(self.cloud, usable=False, reason=str(err), hint=hint)
@@ -236,7 +235,7 @@ class AzureProvisioner:
     def get(self, instance_id: str, location: Location) -> Instance | None:
         c = self._connect()
         names = Names(instance_id)
-        try:
+        with azure_calls(location.key):
             vm = self._find(c.compute.virtual_machines.get, names.vm, c, expand="instanceView")
             if vm is None:
                 return self._leftover(c, names)
@@ -246,15 +245,13 @@ class AzureProvisioner:
             if provisioning(vm) == "Deleting":  # evicted, or deleted by us? the NIC says
                 nic_marker = marker(self._find(c.network.network_interfaces.get, names.nic, c))
             ip = self._find(c.network.public_ip_addresses.get, names.public_ip, c)
-        except aexc.AzureError as exc:
-            raise from_azure_error(exc, location.key) from exc
         view = vm.properties.instance_view if vm.properties else None
         return vm_instance(vm, statuses_of(view), nic_marker, ip_of(ip))
 
     def terminate(self, instance_id: str, location: Location) -> bool:
         c = self._connect()
         names = Names(instance_id)
-        try:
+        with azure_calls(location.key):
             self._mark_deleting(c, names)
             if not self._gone(c.compute.virtual_machines.begin_delete, names.vm, c):
                 return False
@@ -262,8 +259,6 @@ class AzureProvisioner:
                 return False
             ip_gone = self._gone(c.network.public_ip_addresses.begin_delete, names.public_ip, c)
             nsg_gone = self._gone(c.network.network_security_groups.begin_delete, names.nsg, c)
-        except aexc.AzureError as exc:
-            raise from_azure_error(exc, location.key) from exc
         return ip_gone and nsg_gone
 
     def release(self, service: str) -> bool:
@@ -294,12 +289,10 @@ class AzureProvisioner:
         self, service: str | None = None, regions: Collection[str] | None = None
     ) -> list[Instance]:
         c = self._connect()
-        try:
+        with azure_calls(None):
             found = self._inventory(c, service, regions)
             for parts in found.values():
                 self._add_instance_view(c, parts)
-        except aexc.AzureError as exc:
-            raise from_azure_error(exc, None) from exc
         return [instance_of(name, parts) for name, parts in found.items()]
 
     @property

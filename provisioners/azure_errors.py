@@ -19,6 +19,8 @@ Invariant: no azure exception leaves the adapter; every failure becomes a `Provi
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 from azure.core import exceptions as aexc
 
 from provisioners.errors import (
@@ -29,6 +31,9 @@ from provisioners.errors import (
     QuotaExceeded,
     SpotUnavailable,
     TransientError,
+    kind_for_status,
+    mapped_errors,
+    with_hint,
 )
 
 CREDENTIALS_HINT = (
@@ -86,22 +91,18 @@ DELETE_NOT_YET: frozenset[str] = frozenset(
 away (the VM holding a NIC, the NIC holding an IP or NSG): not an error for `terminate`, just
 "not yet"."""
 
-_BY_HTTP_STATUS: dict[int, type[ProvisionError]] = {
-    400: InvalidRequest,
-    401: CredentialsError,
-    403: CredentialsError,
-    404: InvalidRequest,
-    409: InvalidRequest,
-    429: TransientError,
-}
-
 _HINTS = {
     "ResourceGroupNotFound": "create it with `az group create -n <group> -l <region>` or set "
     "SERVE_AZURE_RESOURCE_GROUP to an existing group",
 }
 
 
-def from_azure_error(exc: Exception, where: str | None) -> ProvisionError:
+def azure_calls(where: str | None) -> AbstractContextManager[None]:
+    """Every azure-mgmt (or credential) error raised in the block leaves it as our type."""
+    return mapped_errors((aexc.AzureError,), from_azure_error, where)
+
+
+def from_azure_error(exc: BaseException, where: str | None) -> ProvisionError:
     """An exception raised by an azure-mgmt call (or by the credential), as our type."""
     if isinstance(exc, aexc.ClientAuthenticationError) and exc.response is None:
         return CredentialsError(f"{exc.message}; {CREDENTIALS_HINT}", location=where, code="auth")
@@ -130,13 +131,10 @@ def _typed(code: str, message: str, status: int, where: str | None) -> Provision
     if code == "OperationNotAllowed":
         kind = next((k for p, k in OPERATION_NOT_ALLOWED_PHRASES if p in message.lower()), kind)
     if kind is None:
-        kind = _BY_HTTP_STATUS.get(status, TransientError if status >= 500 else InvalidRequest)
+        kind = kind_for_status(status)
         code = code or str(status)
-    if kind is CredentialsError:
-        message = f"{message}; {CREDENTIALS_HINT}"
-    elif code in _HINTS:
-        message = f"{message}; {_HINTS[code]}"
-    return kind(message, location=where, code=code)
+    hint = CREDENTIALS_HINT if kind is CredentialsError else _HINTS.get(code)
+    return kind(with_hint(message, hint), location=where, code=code)
 
 
 def _code_and_message(exc: aexc.HttpResponseError) -> tuple[str, str]:

@@ -16,13 +16,8 @@ from azure.mgmt.compute import models as cm
 from azure.mgmt.network import models as nm
 
 from provisioners.azure_resources import from_tags, owner_of
-from provisioners.azure_states import (
-    TAG_VM_STATE,
-    Status,
-    leftover_reading,
-    vm_reading,
-)
-from provisioners.base import TAG_SPOT, Instance
+from provisioners.azure_states import Status, leftover_reading, vm_reading
+from provisioners.base import TAG_SPOT, TAG_VM_STATE, Instance
 
 
 @dataclass

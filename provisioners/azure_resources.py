@@ -23,9 +23,12 @@ from provisioners.azure_errors import from_failed_provisioning
 from provisioners.azure_states import Reading
 from provisioners.base import (
     MANAGED_BY,
+    TAG_AGENT_PORT,
     TAG_CONTROLLER_ID,
     TAG_LAUNCH_TOKEN,
+    TAG_LOCATION,
     TAG_MANAGED_BY,
+    TAG_PORT,
     TAG_REPLICA_ID,
     TAG_SERVICE,
     TAG_SPOT,
@@ -33,10 +36,8 @@ from provisioners.base import (
     LaunchRequest,
 )
 from provisioners.errors import InvalidRequest
-from provisioners.startup_script import TAG_AGENT_PORT, recorded_agent_port
+from provisioners.startup_script import recorded_agent_port
 
-TAG_PORT = "serve-port"
-TAG_LOCATION = "serve-location"
 ADMIN_USER = "spotserve"
 DEFAULT_IMAGE = "microsoft-dsvm:ubuntu-hpc:2204:latest"
 """Ubuntu 22.04 HPC image with NVIDIA drivers and CUDA (publisher:offer:sku:version)."""

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 from provisioners.base import InstanceState
 
-TAG_VM_STATE = "serve-vm-state"
 PENDING_MARK = "pending"
 CREATED_MARK = "created"
 DELETING_MARK = "deleting"

@@ -28,6 +28,21 @@ TAG_REPLICA_ID = "serve-replica-id"
 TAG_LAUNCH_TOKEN = "serve-launch-token"
 TAG_CONTROLLER_ID = "serve-controller-id"
 TAG_SPOT = "serve-spot"
+TAG_PORT = "serve-port"
+"""The replica's service port, so an instance found by a scan can be probed."""
+TAG_LOCATION = "serve-location"
+"""`cloud/region/zone` on resources whose API does not say where they are (a GCP
+firewall rule, an Azure NIC)."""
+TAG_AGENT_PORT = "serve-agent-port"
+"""The agent port an instance booted with: a later change of SERVE_AGENT_PORT does not
+lose the way to older replicas."""
+TAG_TERMINATED_BY = "serve-terminated-by"
+"""Set to `spotserve` on an AWS instance just before spotserve terminates it (so its end is
+not read as lost)."""
+TAG_CREATED_AT = "serve-created-at"
+"""On an AWS security group: when it was made (the sweep leaves young ones alone)."""
+TAG_VM_STATE = "serve-vm-state"
+"""On an Azure NIC: how far its VM got (pending, created, deleting); the NIC outlives it."""
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 30.0

@@ -91,9 +91,9 @@ same on every REST API we call (EC2 answers with codes, the others with statuses
 
 
 def kind_for_status(status: int) -> type[ProvisionError]:
-    """A 5xx (or no answer, 0) may succeed later; any other unknown refusal goes to the
+    """A 5xx may succeed later; any other unknown refusal (or none given, 0) goes to the
     operator rather than being retried blindly."""
-    if status >= 500 or status == 0:
+    if status >= 500:
         return TransientError
     return HTTP_STATUS_TYPES.get(status, InvalidRequest)
 

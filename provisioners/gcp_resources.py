@@ -25,9 +25,12 @@ from google.cloud import compute_v1
 
 from policies.types import Location
 from provisioners.base import (
+    TAG_AGENT_PORT,
     TAG_CONTROLLER_ID,
     TAG_LAUNCH_TOKEN,
+    TAG_LOCATION,
     TAG_MANAGED_BY,
+    TAG_PORT,
     TAG_REPLICA_ID,
     TAG_SERVICE,
     TAG_SPOT,
@@ -36,10 +39,8 @@ from provisioners.base import (
     LaunchRequest,
 )
 from provisioners.gcp_history import InstanceHistory
-from provisioners.startup_script import TAG_AGENT_PORT, recorded_agent_port
+from provisioners.startup_script import recorded_agent_port
 
-TAG_PORT = "serve-port"
-TAG_LOCATION = "serve-location"
 FIREWALL_SUFFIX = "-port"
 AGENT_FIREWALL_SUFFIX = "-agent"
 DESCRIPTION_PREFIX = "spotserve-owned "

@@ -38,14 +38,11 @@ import tokenize
 from collections.abc import Mapping
 from pathlib import Path
 
-from provisioners.base import LaunchRequest
+from provisioners.base import TAG_AGENT_PORT, LaunchRequest
 from provisioners.errors import InvalidRequest
 
 DEFAULT_LOG = "/var/log/spotserve-replica.log"
 WORKDIR = "~/serve_workdir"
-TAG_AGENT_PORT = "serve-agent-port"
-"""Tag or label, next to the ownership tags, recording the agent port an instance booted
-with: a later change of SERVE_AGENT_PORT does not lose the way to older replicas."""
 AGENT_SOURCE = Path(__file__).parent / "agent" / "replica_agent.py"
 SHIPPED_HEADER = "spotserve replica agent; documented in provisioners/agent/replica_agent.py"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -30,6 +30,7 @@ from provisioners.aws_images import (
     PROPRIETARY_DRIVER_GPU_PARAMETER,
 )
 from provisioners.base import (
+    TAG_AGENT_PORT,
     TAG_CONTROLLER_ID,
     TAG_LAUNCH_TOKEN,
     TAG_REPLICA_ID,
@@ -51,7 +52,7 @@ from provisioners.errors import (
     TransientError,
 )
 from provisioners.s3_store import S3BundleStore
-from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
+from provisioners.startup_script import build_boot_script
 from tests.fakes.moto_ec2 import MotoEC2
 from tests.provisioners.contract_suite import *  # noqa: F403
 from tests.provisioners.contract_suite import CloudUnderTest

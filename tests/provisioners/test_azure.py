@@ -27,6 +27,7 @@ from provisioners.azure_ssh import ssh_public_key
 from provisioners.base import (
     CONNECT_TIMEOUT_SECONDS,
     READ_TIMEOUT_SECONDS,
+    TAG_AGENT_PORT,
     TAG_LAUNCH_TOKEN,
     TAG_MANAGED_BY,
     TAG_REPLICA_ID,
@@ -50,7 +51,7 @@ from provisioners.errors import (
     TransientError,
 )
 from provisioners.object_store import SignsBucketSources, bucket_name
-from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
+from provisioners.startup_script import build_boot_script
 from replica_manager.agent_client import AgentClient, AgentUnreachable
 from tests.fakes import azure_errors_bodies as bodies
 from tests.fakes.azure_arm import IP, NIC, NSG, VM, VNET, FakeAzureARM

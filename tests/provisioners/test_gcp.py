@@ -17,6 +17,7 @@ from google.cloud import compute_v1
 
 from policies.types import Location, Offer
 from provisioners.base import (
+    TAG_AGENT_PORT,
     TAG_CONTROLLER_ID,
     TAG_LAUNCH_TOKEN,
     TAG_MANAGED_BY,
@@ -40,7 +41,7 @@ from provisioners.errors import (
 )
 from provisioners.gcp import GCPProvisioner
 from provisioners.gcp_resources import STATES, agent_firewall_name, firewall_name
-from provisioners.startup_script import TAG_AGENT_PORT, build_boot_script
+from provisioners.startup_script import build_boot_script
 from tests.fakes import gcp_errors_bodies as bodies
 from tests.fakes.gcp_compute import FakeGCPCompute
 from tests.provisioners.contract_suite import *  # noqa: F403
