@@ -25,7 +25,7 @@ from controller.db.request_counts import RequestCounts
 from controller.leader import leader_lock
 from controller.reconcile import Reconciler
 from controller.settings import Settings
-from controller.timings import Timings
+from controller.timings import Round, Timings
 from provisioners.local import LocalProvisioner
 from provisioners.registry import make_provisioners
 from replica_manager.agent_sync import AgentSync
@@ -187,10 +187,10 @@ class ControllerRuntime:
             return
         self._db_failures = 0
         with self._lock:
-            for name in names:
-                running = self._running.get(name)
-                if running is None or running.done():
-                    self._running[name] = self._pool.submit(self._tick_one, name)
+            due = [n for n in names if n not in self._running or self._running[n].done()]
+            round_ = self.timings.round_started(len(due))
+            for name in due:
+                self._running[name] = self._pool.submit(self._tick_one, name, round_)
 
     def still_leading(self) -> bool:
         """The fence checked before every provider mutation: a controller that lost the
@@ -241,7 +241,7 @@ class ControllerRuntime:
             delay,
         )
 
-    def _tick_one(self, name: str) -> None:
+    def _tick_one(self, name: str, round_: Round | None = None) -> None:
         assert self.reconciler is not None
         started = self.timings.tick_started(name)
         try:
@@ -252,6 +252,9 @@ class ControllerRuntime:
             self._back_off(exc)
         except Exception:
             log.exception("reconcile of %s failed; will retry next tick", name)
+        finally:
+            if round_ is not None:
+                round_.ticked()
 
     def stop(self) -> None:
         if self.scheduler.running:

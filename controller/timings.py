@@ -1,6 +1,7 @@
 """How long the controller's own work takes, kept in memory for operators and the scale
-benchmark: one service's tick, the time between two ticks of a service (how long a
-service waits to be reconciled again, the period plus any queueing), and each probe.
+benchmark: one service's tick; a cycle, the time from the start of a round (every service
+handed to the tick pool) until every service of it was ticked once; the interval between two
+ticks of a service (the period plus any queueing); and each probe.
 
 Bounded: the newest `SAMPLES` of each; reading them costs a sort, writing them an append.
 """
@@ -30,6 +31,7 @@ Sample = tuple[float, float]
 class Timings:
     ticks: deque[Sample] = field(default_factory=lambda: deque(maxlen=SAMPLES))
     cycles: deque[Sample] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    intervals: deque[Sample] = field(default_factory=lambda: deque(maxlen=SAMPLES))
     probes: deque[Sample] = field(default_factory=lambda: deque(maxlen=SAMPLES))
     _last_start: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -40,8 +42,12 @@ class Timings:
             last = self._last_start.get(service)
             self._last_start[service] = now
         if last is not None:
-            self.cycles.append((time.time(), now - last))
+            self.intervals.append((time.time(), now - last))
         return now
+
+    def round_started(self, services: int) -> Round | None:
+        """A round of `services` ticks; None when there is nothing to tick."""
+        return Round(self, time.monotonic(), services) if services else None
 
     def tick_done(self, started: float) -> None:
         self.ticks.append((time.time(), time.monotonic() - started))
@@ -55,15 +61,16 @@ class Timings:
 
     def summary(self, since: float = 0.0) -> dict[str, float | int | None]:
         """Quantiles of the samples taken since `since` (epoch seconds)."""
-        ticks, cycles, probes = (
+        ticks, cycles, intervals, probes = (
             [v for t, v in list(samples) if t >= since]
-            for samples in (self.ticks, self.cycles, self.probes)
+            for samples in (self.ticks, self.cycles, self.intervals, self.probes)
         )
         return {
             "tick_p50_ms": _ms(quantile(ticks, 0.5)),
             "tick_p99_ms": _ms(quantile(ticks, 0.99)),
             "cycle_p50_s": _round(quantile(cycles, 0.5)),
             "cycle_p99_s": _round(quantile(cycles, 0.99)),
+            "tick_interval_p99_s": _round(quantile(intervals, 0.99)),
             "probe_p99_ms": _ms(quantile(probes, 0.99)),
             "ticks": len(ticks),
             "probes": len(probes),
@@ -76,3 +83,18 @@ def _ms(seconds: float | None) -> float | None:
 
 def _round(seconds: float | None) -> float | None:
     return round(seconds, 3) if seconds is not None else None
+
+
+class Round:
+    """Counts the ticks of one round down; the last one to finish records the cycle."""
+
+    def __init__(self, timings: Timings, started: float, services: int) -> None:
+        self._timings, self._started, self._left = timings, started, services
+        self._lock = threading.Lock()
+
+    def ticked(self) -> None:
+        with self._lock:
+            self._left -= 1
+            done = self._left == 0
+        if done:
+            self._timings.cycles.append((time.time(), time.monotonic() - self._started))
