@@ -4,9 +4,10 @@ A dashboard polls the listing every second or two; with 2,000 replicas, reading 
 replica row and building every model each time cost more than the rest of the controller.
 A service's view is kept with the key it was built from: its row's listed columns, which
 include `replicas_revision` (bumped with every write to one of its replicas, in the same
-transaction). A listing reads the service rows (one query), and the replicas and versions
-of only the services whose key moved. Everything is in the database, so a standby
-controller's listing is as fresh as the leader's.
+transaction), but not the running cost and uptime, which move all the time and are put
+into the kept view at each listing. A listing reads the service rows (one query), and the
+replicas and versions of only the services whose key moved. Everything is in the database,
+so a standby controller's listing is as fresh as the leader's.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import select
 
 from controller.api.schemas import ServicePublic
-from controller.api.views import LISTED_COLUMNS, service_view
+from controller.api.views import LISTED_COLUMNS, cost_view, service_view
 from controller.db import Database, ReplicaRow, ServiceRow
 from controller.services import latest_versions
 from controller.settings import Settings
@@ -37,11 +38,12 @@ _SERVICE_COLUMNS = (
     "target_replicas",
     "policy_name",
     "policy_state",
+    "replicas_revision",
     "cost_so_far",
     "on_demand_cost_so_far",
-    "cost_updated_at",
-    "replicas_revision",
 )
+_KEYED = len(_SERVICE_COLUMNS) - 2
+"""The columns a kept view depends on: all but the running cost."""
 
 
 class ServiceListing:
@@ -82,8 +84,8 @@ class ServiceListing:
         views = []
         for r in rows:
             _, view = fresh.get(r.id) or known[r.id]
-            if r.id not in fresh and r.ready_since is not None:
-                view = view.model_copy(update={"uptime_seconds": now - r.ready_since})
+            if r.id not in fresh:
+                view = view.model_copy(update=_moving(view, r, now))
             views.append(view)
         with self._lock:
             self._views = {r.id: fresh.get(r.id) or known[r.id] for r in rows}
@@ -91,5 +93,16 @@ class ServiceListing:
 
 
 def _key(row: Any) -> tuple[Any, ...]:
-    """Hashable and comparable: the policy state is a dict, compared by its items."""
-    return tuple(repr(v) if isinstance(v, dict) else v for v in row)
+    """Comparable: the policy state is a dict, compared by its repr."""
+    return tuple(repr(v) if isinstance(v, dict) else v for v in row[:_KEYED])
+
+
+def _moving(view: ServicePublic, row: Any, now: float) -> dict[str, Any]:
+    """What changes in a service's view while nothing else does: uptime and cost so far."""
+    cost = view.cost
+    return {
+        "uptime_seconds": now - row.ready_since if row.ready_since is not None else None,
+        "cost": cost_view(
+            cost.per_hour, cost.on_demand_per_hour, row.cost_so_far, row.on_demand_cost_so_far
+        ),
+    }

@@ -94,7 +94,6 @@ def service_view(
     replicas = row.replicas if replicas is None else replicas
     alive = [r for r in replicas if ReplicaStatus(r.status) in ALIVE]
     per_hour, od_per_hour = hourly_rates(replicas, row.target_replicas)
-    savings = 1 - row.cost_so_far / row.on_demand_cost_so_far if row.on_demand_cost_so_far else None
     return ServicePublic(
         name=row.name,
         status=row.status,
@@ -110,15 +109,22 @@ def service_view(
         load_balancing_policy=spec.service.load_balancing_policy,
         policy=row.policy_name or ("spothedge" if spec.any_spot else "on_demand"),
         policy_state=row.policy_state or {},
-        cost=CostPublic(
-            per_hour=round(per_hour, 4),
-            on_demand_per_hour=round(od_per_hour, 4),
-            so_far=round(row.cost_so_far, 4),
-            on_demand_so_far=round(row.on_demand_cost_so_far, 4),
-            savings_fraction=round(savings, 4) if savings is not None else None,
-        ),
+        cost=cost_view(per_hour, od_per_hour, row.cost_so_far, row.on_demand_cost_so_far),
         replicas=[replica_view(r) for r in replicas],
         spec=version.redacted,
+    )
+
+
+def cost_view(
+    per_hour: float, on_demand_per_hour: float, so_far: float, on_demand_so_far: float
+) -> CostPublic:
+    savings = 1 - so_far / on_demand_so_far if on_demand_so_far else None
+    return CostPublic(
+        per_hour=round(per_hour, 4),
+        on_demand_per_hour=round(on_demand_per_hour, 4),
+        so_far=round(so_far, 4),
+        on_demand_so_far=round(on_demand_so_far, 4),
+        savings_fraction=round(savings, 4) if savings is not None else None,
     )
 
 

@@ -63,3 +63,20 @@ def test_a_listing_of_unchanged_services_keeps_their_uptime_current(
     first = json.loads(listing.json(now=200.0))[0]
     again = json.loads(listing.json(now=260.0))[0]
     assert (first["uptime_seconds"], again["uptime_seconds"]) == (100.0, 160.0)
+
+
+def test_a_listing_of_unchanged_replicas_shows_the_cost_as_it_grows(
+    db_url: str, tmp_path: Path
+) -> None:
+    db = Database(db_url)
+    db.upgrade()
+    settings = Settings.from_env({"SERVE_HOME": str(tmp_path)})
+    create_service(db, settings, SystemClock(), "a", load_spec_text(SPEC))
+    listing = ServiceListing(db, settings)
+    assert json.loads(listing.json(now=1.0))[0]["cost"]["so_far"] == 0
+    with db.session() as s:
+        s.query(ServiceRow).update(
+            {ServiceRow.cost_so_far: 1.5, ServiceRow.on_demand_cost_so_far: 6.0}
+        )
+    cost = json.loads(listing.json(now=2.0))[0]["cost"]
+    assert (cost["so_far"], cost["savings_fraction"]) == (1.5, 0.75)
