@@ -67,7 +67,15 @@ def clear_state(settings: Settings) -> None:
         settings.state_path.unlink(missing_ok=True)
 
 
+GIL_SWITCH_SECONDS = 0.001
+"""How long a thread may hold the GIL while others wait (Python's default is 5 ms). Up to
+eight ticks run at once beside the API, the load balancers' syncs and the probe loop; with
+shorter slices the short jobs wait less behind the long ones (scale benchmark, 100 x 20:
+lb-sync p99 65 -> 37-57 ms, probe p99 14 -> 5-8 ms, cycle p99 0.97 -> 0.73-0.81 s)."""
+
+
 def main() -> int:
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     settings = Settings.from_env()
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     configure_logging(
