@@ -83,7 +83,9 @@ class ControllerRuntime:
         self._resume_at = 0.0
         self.token = ""
         self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="service")
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.tick_workers, thread_name_prefix="service"
+        )
         self._io_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cloud")
         self._agent_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="agent")
         self._running: dict[str, Future[None]] = {}

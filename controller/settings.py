@@ -66,6 +66,11 @@ class Settings:
     launch_wait_seconds: float = 10.0
     sweep_seconds: float = 600.0
     events_per_service: int = 1000
+    tick_workers: int = 8
+    """Services ticked at once. Fewer share the GIL with less else, more get through a
+    large fleet sooner, since a tick also waits (database, launches): scale benchmark,
+    100 x 20 with 4 workers: tick p50 22 ms, cycle p99 0.67 s, listing p99 86 ms (8: 52 ms,
+    0.73-0.81 s, 115-150 ms); 500 x 4 with 4: cycle p99 12.0 s (8: 7.1 s)."""
     visibility_grace_seconds: float = VISIBILITY_GRACE_SECONDS
 
     @classmethod
@@ -109,6 +114,7 @@ class Settings:
             launch_wait_seconds=_float(env, "SERVE_LAUNCH_WAIT_SECONDS", 10.0),
             sweep_seconds=_float(env, "SERVE_SWEEP_SECONDS", 600.0),
             events_per_service=_int(env, "SERVE_EVENTS_PER_SERVICE", 1000),
+            tick_workers=max(1, _int(env, "SERVE_TICK_WORKERS", 8)),
             visibility_grace_seconds=_float(
                 env, "SERVE_VISIBILITY_GRACE_SECONDS", VISIBILITY_GRACE_SECONDS
             ),
