@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import os
 import threading
 import urllib.parse
-from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from azure.core import exceptions as aexc
 from azure.storage.blob import (
@@ -51,7 +50,14 @@ from azure.storage.blob import (
 )
 
 from provisioners.base import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, Bundle
-from provisioners.errors import CredentialsError, InvalidRequest, ProvisionError, TransientError
+from provisioners.errors import (
+    CredentialsError,
+    InvalidRequest,
+    ProvisionError,
+    TransientError,
+    kind_for_status,
+    mapped_methods,
+)
 from provisioners.object_store import (
     BUNDLE_CONTENT_TYPE,
     MAX_URL_SECONDS,
@@ -97,8 +103,6 @@ ERROR_TABLE: dict[str, type[ProvisionError]] = {
     "OperationTimedOut": TransientError,
 }
 
-BY_STATUS: dict[int, type[ProvisionError]] = {401: CredentialsError, 403: CredentialsError}
-
 _HINTS = {
     "KeyBasedAuthenticationNotPermitted": "the account refuses its keys: unset "
     "AZURE_STORAGE_KEY/AZURE_STORAGE_CONNECTION_STRING to sign in with Entra ID",
@@ -113,11 +117,8 @@ _CONTROLLER_KEY = next(k for k, v in _METADATA.items() if not v)
 _BLOCK = 8 * 1024 * 1024
 _KEY_MARGIN = datetime.timedelta(minutes=5)
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
-
-def classify(exc: Exception) -> ProvisionError:
+def classify(exc: BaseException) -> ProvisionError:
     """The vocabulary error for anything azure-storage-blob raised; the one mapping."""
     if isinstance(exc, aexc.ClientAuthenticationError) and exc.response is None:
         return CredentialsError(f"{exc.message}; {CREDENTIALS_HINT}", code="auth")
@@ -125,8 +126,7 @@ def classify(exc: Exception) -> ProvisionError:
         return TransientError(f"could not reach Blob Storage: {exc}")
     code = _code(exc)
     status = int(exc.status_code or 0)
-    kind = ERROR_TABLE.get(code) or BY_STATUS.get(status)
-    kind = kind or (TransientError if status >= 500 or status == 429 else InvalidRequest)
+    kind = ERROR_TABLE.get(code) or kind_for_status(status)
     message = str(exc.message or exc.reason or "request failed").splitlines()[0]
     if kind is CredentialsError:
         message = f"{message}; {CREDENTIALS_HINT}"
@@ -135,17 +135,7 @@ def classify(exc: Exception) -> ProvisionError:
     return kind(message, code=code or str(status))
 
 
-def _mapped(method: Callable[P, R]) -> Callable[P, R]:
-    """No azure exception leaves a public method: each becomes a `ProvisionError`."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except SDK_ERRORS as exc:
-            raise classify(exc) from exc
-
-    return wrapper
+_mapped = mapped_methods(SDK_ERRORS, classify)
 
 
 class AzureBlobStore:

@@ -16,8 +16,13 @@ SDK exception leaves `provisioners/`. What the replica manager does next is part
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class ProvisionError(Exception):
@@ -120,3 +125,24 @@ def mapped_errors(
         raise
     except sdk_errors as exc:
         raise classify(exc, location) from exc
+
+
+def mapped_methods(
+    sdk_errors: tuple[type[BaseException], ...], classify: Callable[[BaseException], ProvisionError]
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A decorator for an object's public methods: no SDK exception leaves them, each
+    becomes the vocabulary error (what `mapped_errors` does for a block)."""
+
+    def decorate(method: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(method)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return method(*args, **kwargs)
+            except ProvisionError:
+                raise
+            except sdk_errors as exc:
+                raise classify(exc) from exc
+
+        return wrapper
+
+    return decorate

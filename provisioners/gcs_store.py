@@ -28,8 +28,8 @@ import datetime
 import functools
 import os
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import google.auth
 import requests
@@ -43,7 +43,14 @@ from google.cloud import storage  # type: ignore[attr-defined]
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from provisioners.base import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, Bundle
-from provisioners.errors import CredentialsError, InvalidRequest, ProvisionError, TransientError
+from provisioners.errors import (
+    CredentialsError,
+    InvalidRequest,
+    ProvisionError,
+    TransientError,
+    kind_for_status,
+    mapped_methods,
+)
 from provisioners.object_store import (
     BUNDLE_CONTENT_TYPE,
     SignedObject,
@@ -83,16 +90,6 @@ REASONS: dict[str, type[ProvisionError]] = {
 }
 """Reasons whose meaning differs from their status (a 403 rate limit is no auth problem)."""
 
-BY_STATUS: dict[int, type[ProvisionError]] = {
-    400: InvalidRequest,
-    401: CredentialsError,
-    403: CredentialsError,
-    404: InvalidRequest,
-    409: InvalidRequest,
-    412: InvalidRequest,
-    429: TransientError,
-}
-
 _TIMEOUT = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
 _RETRY = DEFAULT_RETRY.with_delay(initial=0.5, maximum=2.0).with_timeout(4.0)
 """google-cloud-storage's retry (429, 5xx, connection errors) with a few seconds' budget
@@ -103,11 +100,8 @@ _SIGNING_FAILED = "Error calling the IAM signBlob API"
 
 SDK_ERRORS = (gexc.GoogleAPIError, auth_exc.GoogleAuthError, requests.RequestException)
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
-
-def classify(exc: Exception) -> ProvisionError:
+def classify(exc: BaseException) -> ProvisionError:
     """The vocabulary error for anything google-cloud-storage raised; the one mapping."""
     if isinstance(exc, auth_exc.TransportError) and _SIGNING_FAILED not in str(exc):
         return TransientError(f"could not reach Google's token or IAM endpoint: {exc}")
@@ -118,23 +112,13 @@ def classify(exc: Exception) -> ProvisionError:
         status = int(exc.code or 0)
         reasons = [str(e.get("reason", "")) for e in exc.errors if isinstance(e, dict)]
         kind = next((REASONS[r] for r in reasons if r in REASONS), None)
-        kind = kind or BY_STATUS.get(status, TransientError if status >= 500 else InvalidRequest)
+        kind = kind or kind_for_status(status)
         message = f"{exc.message}; {CREDENTIALS_HINT}" if kind is CredentialsError else exc.message
         return kind(message, code=next(iter(reasons), "") or str(status))
     return TransientError(f"could not reach Cloud Storage: {exc}")
 
 
-def _mapped(method: Callable[P, R]) -> Callable[P, R]:
-    """No google exception leaves a public method: each becomes a `ProvisionError`."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except SDK_ERRORS as exc:
-            raise classify(exc) from exc
-
-    return wrapper
+_mapped = mapped_methods(SDK_ERRORS, classify)
 
 
 class IamSigning(gcreds.Signing):

@@ -18,11 +18,10 @@ codes); a code not in it is a `TransientError` when S3 answered 5xx, else an
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
@@ -40,7 +39,14 @@ from botocore.exceptions import (
 )
 
 from provisioners.base import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, Bundle
-from provisioners.errors import CredentialsError, InvalidRequest, ProvisionError, TransientError
+from provisioners.errors import (
+    CredentialsError,
+    InvalidRequest,
+    ProvisionError,
+    TransientError,
+    kind_for_status,
+    mapped_methods,
+)
 from provisioners.object_store import (
     BUNDLE_CONTENT_TYPE,
     SignedObject,
@@ -128,16 +134,13 @@ _PRIVATE = {
     "RestrictPublicBuckets": True,
 }
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
-
-def classify(exc: Exception) -> ProvisionError:
+def classify(exc: BaseException) -> ProvisionError:
     """The vocabulary error for anything boto3 raised; the one place S3 errors are mapped."""
     cause = exc.__context__ if isinstance(exc, S3UploadFailedError) else exc
     if isinstance(cause, ClientError):
         code, message, status = _code(cause), _message(cause), _status(cause)
-        kind = ERROR_TYPES.get(code) or (TransientError if status >= 500 else InvalidRequest)
+        kind = ERROR_TYPES.get(code) or kind_for_status(status)
         if kind is CredentialsError:
             message = f"{message}; {CREDENTIALS_HINT}"
         elif code in _HINTS:
@@ -152,17 +155,7 @@ def classify(exc: Exception) -> ProvisionError:
     return InvalidRequest(str(exc))
 
 
-def _mapped(method: Callable[P, R]) -> Callable[P, R]:
-    """No boto3 exception leaves a public method: each becomes a `ProvisionError`."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
-            raise classify(exc) from exc
-
-    return wrapper
+_mapped = mapped_methods((ClientError, BotoCoreError, S3UploadFailedError), classify)
 
 
 class S3BundleStore:
