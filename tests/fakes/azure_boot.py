@@ -25,12 +25,10 @@ address without any setup, and several VMs can use the same ports.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import itertools
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.fakes.boot_process import power_off, run_boot_script
+
 SCHEDULED_EVENTS_API_VERSIONS = ("2017-03-01", "2017-08-01", "2017-11-01", "2019-01-01",
                                  "2019-08-01", "2020-07-01")  # fmt: skip
 """The api-versions Scheduled Events answers ("Azure Metadata Service: Scheduled Events for
@@ -46,7 +46,6 @@ Linux VMs", Version and Region Availability)."""
 PREEMPT_NOTICE_SECONDS = 30
 """A Spot eviction's Preempt event comes at least 30 s before it (same page, Event
 Properties: NotBefore)."""
-_SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 @dataclass
@@ -72,12 +71,8 @@ class BootedVM:
         return self.process.poll() is None
 
     def kill(self) -> None:
-        """Power off: SIGKILL to the whole process group (the agent, setup, run, the app)."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=10)
+        """Power off: the whole process group ends."""
+        power_off(self.process)
 
     def scheduled_events(self) -> dict[str, Any]:
         return {"DocumentIncarnation": self.incarnation, "Events": list(self.events)}
@@ -130,27 +125,15 @@ class BootFarm:
     def boot(self, name: str, custom_data: str, address: str, metadata_url: str) -> BootedVM:
         """Run `custom_data` (base64) with bash in a new empty directory for VM `name`."""
         vm_dir = self.root / f"{name}-{next(self._serial)}"
-        vm_dir.mkdir(parents=True)
-        (vm_dir / "boot.sh").write_bytes(base64.b64decode(custom_data))
-        env = {
-            "PATH": f"{self._image_bin()}:{_SYSTEM_PATH}",
-            "HOME": str(vm_dir / "home"),
-            "SERVE_AGENT_DIR": str(vm_dir / "agent"),
-            "SERVE_REPLICA_LOG": str(vm_dir / "replica.log"),
-            "SERVE_REPLICA_HOST": address,
-            "SERVE_METADATA_URL": metadata_url,
-            "LANG": "C.UTF-8",
-        }
-        with (vm_dir / "console.out").open("wb") as console:
-            process = subprocess.Popen(
-                ["/bin/bash", str(vm_dir / "boot.sh")],
-                env=env,
-                cwd=vm_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=console,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = run_boot_script(
+            vm_dir,
+            base64.b64decode(custom_data),
+            script_name="boot.sh",
+            console_name="console.out",
+            address=address,
+            metadata_url=metadata_url,
+            python=self.python,
+        )
         vm = BootedVM(name, address, vm_dir, process)
         with self._lock:
             self.vms[name.lower()] = vm
@@ -176,12 +159,3 @@ class BootFarm:
         if self._made_root is not None:
             self._made_root.cleanup()
             self._made_root, self._root = None, None
-
-    def _image_bin(self) -> Path:
-        """`python3` on the VMs' PATH, as a VM image has it."""
-        bin_dir = self.root / "bin"
-        python = bin_dir / "python3"
-        if not python.exists():
-            bin_dir.mkdir(exist_ok=True)
-            python.symlink_to(self.python)
-        return bin_dir

@@ -27,13 +27,11 @@ on its own (a test killing it) is a VM whose OS halted: the fake shows it TERMIN
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,11 +42,11 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from tests.fakes.boot_process import power_off, run_boot_script
 from tests.fakes.json_http import LoopbackServer
 
 PREEMPTED_PATH = "/computeMetadata/v1/instance/preempted"
 _INSTANCE_PATH = re.compile(r"^/instances/(?P<name>[^/]+)(?P<rest>/.*)$")
-SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 @dataclass
@@ -77,11 +75,7 @@ class BootedInstance:
         return self.process.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL to the whole process group (the agent and every program it started)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=10)
+        power_off(self.process)
 
 
 class InstanceBooter:
@@ -136,34 +130,16 @@ class InstanceBooter:
 
     def boot(self, name: str, address: str, script: str) -> BootedInstance:
         directory = self.root / f"{name}-{next(self._boots)}"
-        directory.mkdir(parents=True)
-        bin_dir = self.root / "bin"
-        bin_dir.mkdir(exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            (bin_dir / "python3").symlink_to(self.python)
-        (directory / "startup-script").write_text(script)
-        env = {
-            "PATH": f"{bin_dir}:{SYSTEM_PATH}",
-            "LANG": "C.UTF-8",
-            "HOME": str(directory / "home"),
-            "SERVE_AGENT_DIR": str(directory / "agent"),
-            "SERVE_REPLICA_LOG": str(directory / "replica.log"),
-            "SERVE_REPLICA_HOST": address,
-            "SERVE_METADATA_URL": f"{self.metadata_url}/instances/{name}",
-        }
-        (directory / "home").mkdir()
         started_at = time.time()
-        with (directory / "serial-port-1").open("wb") as console:
-            process = subprocess.Popen(
-                ["/bin/bash", str(directory / "startup-script")],
-                env=env,
-                cwd=directory,
-                stdin=subprocess.DEVNULL,
-                stdout=console,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        (directory / "pid").write_text(f"{process.pid}\n")
+        process = run_boot_script(
+            directory,
+            script.encode(),
+            script_name="startup-script",
+            console_name="serial-port-1",
+            address=address,
+            metadata_url=f"{self.metadata_url}/instances/{name}",
+            python=self.python,
+        )
         inst = BootedInstance(name, address, directory, process, started_at)
         with self._lock:
             self.instances[name] = inst
