@@ -12,7 +12,7 @@ from controller.db.service_store import ServiceStore
 from controller.lb_process import stop_lb
 from controller.settings import Settings
 from replica_manager.cleanup import Cleaner
-from replica_manager.lifecycle import ALIVE
+from replica_manager.lifecycle import HELD
 from replica_manager.offer_book import OfferBook
 from replica_manager.records import ReplicaStatus as S
 from replica_manager.store import ReplicaStore
@@ -29,7 +29,7 @@ class Teardown:
     def step(self, name: str, lb_pid: int | None) -> None:
         """One tick's worth of teardown; safe to repeat after a crash."""
         for r in self.store.replicas(name):
-            if r.status in ALIVE:
+            if r.status in HELD:
                 self.store.transition(r, S.SHUTTING_DOWN, "service is going down")
         self.cleaner.terminate_ending(name, teardown=True)
         stop_lb(lb_pid, name)

@@ -207,6 +207,18 @@ class InstanceState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class PreemptionNotice:
+    """The cloud's warning that it will take a running spot instance: AWS's instance action
+    (two minutes ahead), GCE's `preempted` flag and Azure's `Preempt` scheduled event (about
+    30 s), the local market's `--notice`."""
+
+    deadline: float
+    """When the cloud takes the instance (seconds since the epoch)."""
+    detail: str = ""
+    seen_at: float = 0.0
+
+
+@dataclass(frozen=True)
 class Instance:
     """An adapter's view of one instance it owns."""
 
@@ -226,6 +238,8 @@ class Instance:
     """Why a REFUSED instance was refused, as the error `launch` would have raised."""
     agent_port: int | None = None
     """The replica agent's TLS port, for clouds whose replicas run the agent."""
+    notice: PreemptionNotice | None = None
+    """A RUNNING instance the cloud has announced it will take (adapters that can see it)."""
 
     @property
     def url(self) -> str | None:

@@ -26,6 +26,7 @@ from provisioners.base import (
     Instance,
     InstanceState,
     LaunchRequest,
+    PreemptionNotice,
     ResourceRequest,
 )
 from provisioners.bundle_unpack import unpack
@@ -56,6 +57,9 @@ class LocalRecord:
     state: str = InstanceState.RUNNING.value
     detail: str = ""
     boot_until: float = 0.0
+    noticed_at: float = 0.0
+    preempt_at: float = 0.0
+    """Set by a preemption notice: the instance is taken at `preempt_at`."""
 
 
 @dataclass
@@ -96,9 +100,7 @@ class LocalProvisioner:
             if market is None:
                 raise InvalidRequest(f"no local zone {zone!r}", location=str(request.location))
             if request.spot and market.spot_capacity is not None:
-                used = sum(
-                    1 for r in self._records() if r.zone == zone and r.spot and self._live(r)
-                )
+                used = sum(1 for r in self._records() if r.zone == zone and self._holds_spot(r))
                 if used >= market.spot_capacity:
                     raise CapacityUnavailable(
                         f"no spot capacity left in {zone} ({used}/{market.spot_capacity} in use)",
@@ -189,7 +191,7 @@ class LocalProvisioner:
             return [self._instance(self._refresh(r)) for r in records]
 
     def preempt(self, instance_id: str, reason: str) -> None:
-        """Take a spot instance away the way a cloud does: no warning the app can act on."""
+        """Take a spot instance away the way a cloud does: its processes die at once."""
         with self._lock:
             record = self._load(instance_id)
             if record is None or not self._live(record):
@@ -199,21 +201,34 @@ class LocalProvisioner:
             self._save(replace(record, state=InstanceState.PREEMPTED.value, detail=reason))
 
     def enforce_market(self) -> None:
-        """Preempt the newest spot instances of any zone running over its spot capacity."""
+        """Take the newest spot instances of any zone running over its spot capacity: at
+        once, or, where the zone gives notice, warn them and take them when it runs out."""
         with self._lock:
-            for zone in self.market.read().zones:
+            now = time.time()
+            for record in self._records():
+                if record.preempt_at and now >= record.preempt_at:
+                    self.preempt(record.instance_id, record.detail)
+            state = self.market.read()
+            for zone in state.zones:
                 if zone.spot_capacity is None:
                     continue
-                live = [
-                    r for r in self._records() if r.zone == zone.zone and r.spot and self._live(r)
-                ]
+                live = [r for r in self._records() if r.zone == zone.zone and self._holds_spot(r)]
                 live.sort(key=lambda r: r.created_at, reverse=True)
                 excess = len(live) - zone.spot_capacity
+                lead = state.notice_seconds(zone)
+                reason = f"spot capacity in {zone.zone} dropped to {zone.spot_capacity}"
                 for record in live[: max(0, excess)]:
-                    self.preempt(
-                        record.instance_id,
-                        f"spot capacity in {zone.zone} dropped to {zone.spot_capacity}",
-                    )
+                    if lead > 0:
+                        self._save(
+                            replace(record, noticed_at=now, preempt_at=now + lead, detail=reason)
+                        )
+                    else:
+                        self.preempt(record.instance_id, reason)
+
+    def _holds_spot(self, record: LocalRecord) -> bool:
+        """A running spot instance not yet warned: what counts against the zone's capacity
+        (a warned one is already being taken back)."""
+        return record.spot and not record.preempt_at and self._live(record)
 
     def drive_market(self, now: float) -> None:
         """Apply the market driver's capacities for `now`, then preempt what no longer fits."""
@@ -269,6 +284,9 @@ class LocalProvisioner:
         state = InstanceState(record.state)
         if state == InstanceState.RUNNING and time.time() < record.boot_until:
             state = InstanceState.PENDING
+        notice = None
+        if record.preempt_at and state == InstanceState.RUNNING:
+            notice = PreemptionNotice(record.preempt_at, record.detail, record.noticed_at)
         return Instance(
             instance_id=record.instance_id,
             location=Location(CLOUD, REGION, record.zone),
@@ -281,6 +299,7 @@ class LocalProvisioner:
             port=record.port,
             detail=record.detail,
             controller_id=record.tags.get(TAG_CONTROLLER_ID, ""),
+            notice=notice,
         )
 
     def tags_of(self, instance_id: str) -> dict[str, str]:

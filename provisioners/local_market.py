@@ -26,7 +26,8 @@ class ZoneMarket:
     """`boot_seconds`: how long a new instance in the zone stays PENDING before it counts
     as running (a VM booting; a huge value is a VM stuck creating). `api_delay_seconds`:
     how long each launch and terminate call in the zone takes to answer (a slow or hung
-    cloud API)."""
+    cloud API). `notice_seconds`: how long before taking a spot instance the zone warns it
+    (0: no warning; the driver's `notice_seconds` applies then)."""
 
     zone: str
     spot_capacity: int | None = None
@@ -34,6 +35,7 @@ class ZoneMarket:
     on_demand_price: float = 3.0
     boot_seconds: float = 0.0
     api_delay_seconds: float = 0.0
+    notice_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class MarketState:
 
     def zone(self, name: str) -> ZoneMarket | None:
         return next((z for z in self.zones if z.zone == name), None)
+
+    def notice_seconds(self, zone: ZoneMarket) -> float:
+        """The zone's warning ahead of a preemption, else the driver's."""
+        return zone.notice_seconds or float(self.driver.get("notice_seconds") or 0.0)
 
     def with_zone(self, updated: ZoneMarket) -> MarketState:
         zones = [updated if z.zone == updated.zone else z for z in self.zones]

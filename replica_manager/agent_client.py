@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from provisioners.base import PreemptionNotice
+
 NONCE_BYTES = 32
 MAX_REPLY_BYTES = 8 << 20
 
@@ -74,6 +76,14 @@ class AgentStatus:
     exit_code: int | None
     since: float
     """When the agent entered the phase (its clock, seconds since the epoch)."""
+    notice: PreemptionNotice | None = None
+    """The cloud's preemption notice, once the agent has seen one."""
+
+
+def _notice(raw: dict[str, Any]) -> PreemptionNotice:
+    seen = float(raw.get("seen_at") or 0.0)
+    detail = json.dumps(raw.get("detail"))[:200]
+    return PreemptionNotice(float(raw.get("deadline") or seen), f"{raw['cloud']}: {detail}", seen)
 
 
 @dataclass(frozen=True)
@@ -126,11 +136,13 @@ class AgentClient:
         raw = self._json(self._request("GET", "/v1/status"))
         try:
             code = raw.get("exit_code")
+            notice = raw.get("notice")
             return AgentStatus(
                 phase=AgentPhase(raw["phase"]),
                 detail=str(raw.get("detail") or ""),
                 exit_code=None if code is None else int(code),
                 since=float(raw.get("since") or 0.0),
+                notice=None if not notice else _notice(notice),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise AgentError(f"agent at {self.url} sent a status we cannot read: {raw}") from exc

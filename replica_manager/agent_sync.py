@@ -7,7 +7,8 @@ A VM cannot reach the controller, so the controller reaches the VM's agent each 
   receives `setup`, `run`, the envs, the secrets and signed URLs for its bucket mounts;
   the certificate is pinned in the replica's row from then on;
 - an agent that reports a failed boot step or an exited program ends the replica with that
-  reason (`serve status` and events show it);
+  reason (`serve status` and events show it); one that saw the cloud's preemption notice
+  in the instance metadata has its replica drained;
 - new log bytes are appended to the replica's log under SERVE_HOME, where `serve logs`
   reads them, while the replica lives and after it is gone.
 An agent that does not answer yet (the VM is booting) is tried again next tick; its
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from common.clock import Clock
-from provisioners.base import Provisioner
+from provisioners.base import PreemptionNotice, Provisioner
 from provisioners.errors import ProvisionError
 from provisioners.object_store import SignsBucketSources
 from replica_manager.agent_client import (
@@ -41,7 +42,7 @@ from replica_manager.store import ReplicaStore
 
 log = logging.getLogger(__name__)
 
-FOLLOWED = frozenset({S.STARTING, S.READY, S.NOT_READY})
+FOLLOWED = frozenset({S.STARTING, S.READY, S.NOT_READY, S.DRAINING})
 LOG_BYTES_PER_TICK = 1 << 20
 SIGNED_URL_SECONDS = 3600
 AGENT_TIMEOUT_SECONDS = 10.0
@@ -51,11 +52,13 @@ BAD_REQUEST = 400
 
 @dataclass(frozen=True)
 class AgentVerdict:
-    """What the agent said that ends the replica: `lost` (not trusted) or a failure."""
+    """What the agent said that ends the replica: `lost` (not trusted), a failure, or the
+    cloud's `notice` that it will take the instance (drain it)."""
 
     record: ReplicaRecord
     reason: str
     lost: bool = False
+    notice: PreemptionNotice | None = None
 
 
 @dataclass
@@ -98,6 +101,8 @@ class AgentSync:
         except Exception:  # one replica's agent must not stop the others' sync
             log.exception("agent sync of %s replica %s", record.service, record.replica_id)
             return None
+        if status.notice is not None and record.status != S.DRAINING:
+            return AgentVerdict(record, "the cloud announced a preemption", notice=status.notice)
         if status.phase == AgentPhase.FAILED:
             return AgentVerdict(record, f"replica agent: {status.detail}")
         if status.phase == AgentPhase.EXITED:

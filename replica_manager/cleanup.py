@@ -31,7 +31,7 @@ from provisioners.errors import ProvisionError
 from replica_manager.execute import always_leading
 from replica_manager.failpoints import failpoint
 from replica_manager.in_flight import InFlight
-from replica_manager.lifecycle import ALIVE, ENDING, TERMINAL_RETENTION_SECONDS
+from replica_manager.lifecycle import ENDING, HELD, TERMINAL_RETENTION_SECONDS
 from replica_manager.records import ReplicaRecord
 from replica_manager.records import ReplicaStatus as S
 from replica_manager.store import ReplicaStore
@@ -169,7 +169,7 @@ class Cleaner:
             if inst.launch_token in in_flight:
                 continue  # its launch call is still running and will record it
             row = rows.get(inst.launch_token)
-            if row is not None and row.status in ALIVE:
+            if row is not None and row.status in HELD:
                 if row.instance_id is None:
                     self._adopt(row, inst)
                 continue

@@ -2,6 +2,9 @@
 
 PENDING -> PROVISIONING -> STARTING -> READY <-> NOT_READY -> SHUTTING_DOWN -> (row deleted),
 with terminal failures kept visible for diagnosis until `TERMINAL_RETENTION_SECONDS` pass.
+A replica whose cloud announced its preemption is DRAINING: out of the load balancers' lists
+and replaced at once (it is not ALIVE), yet still HELD (its instance serves the requests in
+flight, is paid for and is no orphan) until the cloud takes it or the notice runs out.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ FAILURES = frozenset(
 )
 # Replicas that hold (or are about to hold) an instance we want.
 ALIVE = frozenset({S.PENDING, S.PROVISIONING, S.STARTING, S.READY, S.NOT_READY})
+# Replicas whose instance we keep for now: the alive ones and those draining.
+HELD = ALIVE | {S.DRAINING}
 # Replicas whose instance, if any, must be (or has been) terminated.
 ENDING = FAILURES | {S.SHUTTING_DOWN}
 # Failures that say the user's program is broken, not the cloud.
@@ -26,13 +31,16 @@ APP_FAILURES = frozenset({S.FAILED_INITIAL_DELAY, S.FAILED_PROBING, S.FAILED})
 TRANSITIONS: dict[S, frozenset[S]] = {
     S.PENDING: frozenset({S.PROVISIONING, S.FAILED_PROVISION, S.SHUTTING_DOWN}),
     S.PROVISIONING: frozenset(
-        {S.STARTING, S.FAILED_PROVISION, S.PREEMPTED, S.FAILED, S.SHUTTING_DOWN}
+        {S.STARTING, S.FAILED_PROVISION, S.PREEMPTED, S.FAILED, S.SHUTTING_DOWN, S.DRAINING}
     ),
     S.STARTING: frozenset(
-        {S.READY, S.FAILED_INITIAL_DELAY, S.PREEMPTED, S.FAILED, S.SHUTTING_DOWN}
+        {S.READY, S.FAILED_INITIAL_DELAY, S.PREEMPTED, S.FAILED, S.SHUTTING_DOWN, S.DRAINING}
     ),
-    S.READY: frozenset({S.NOT_READY, S.PREEMPTED, S.FAILED, S.SHUTTING_DOWN}),
-    S.NOT_READY: frozenset({S.READY, S.FAILED_PROBING, S.PREEMPTED, S.FAILED, S.SHUTTING_DOWN}),
+    S.READY: frozenset({S.NOT_READY, S.PREEMPTED, S.FAILED, S.SHUTTING_DOWN, S.DRAINING}),
+    S.NOT_READY: frozenset(
+        {S.READY, S.FAILED_PROBING, S.PREEMPTED, S.FAILED, S.SHUTTING_DOWN, S.DRAINING}
+    ),
+    S.DRAINING: frozenset({S.PREEMPTED, S.SHUTTING_DOWN}),
     S.SHUTTING_DOWN: frozenset(),
     **{failed: frozenset({S.SHUTTING_DOWN}) for failed in FAILURES},
 }

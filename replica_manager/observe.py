@@ -12,7 +12,12 @@ What an instance's state means for its replica:
 - TERMINATED (its program ended): FAILED, which counts toward the service's failure streak
   only if the replica was never ready;
 - still not running `provisioning_deadline` after its launch: FAILED_PROVISION, terminated,
-  and the location is avoided like a refusal.
+  and the location is avoided like a refusal;
+- a preemption notice (from the adapter's listing or the replica's agent): DRAINING at once,
+  which takes it out of the load balancers' lists, tells the policy its zone was preempted
+  (the paper's signal, now ahead of the loss) and lets the placement launch its replacement;
+  when the cloud then takes it, PREEMPTED with no second event for the policy; if the cloud
+  has not taken it `drain_grace` after the notice's deadline, it is terminated.
 Listing is per cloud and per region the service uses; a cloud that answers with a transient
 error (throttling) is left alone by this service for a growing while.
 """
@@ -26,7 +31,13 @@ from dataclasses import dataclass, field
 
 from common.clock import Clock
 from policies.types import LocationEvent, LocationEventKind
-from provisioners.base import VISIBILITY_GRACE_SECONDS, Instance, InstanceState, Provisioner
+from provisioners.base import (
+    VISIBILITY_GRACE_SECONDS,
+    Instance,
+    InstanceState,
+    PreemptionNotice,
+    Provisioner,
+)
 from provisioners.errors import LaunchTimedOut, ProvisionError, TransientError
 from replica_manager.agent_sync import AgentSync
 from replica_manager.probe import ProbeBoard, ProbeResult
@@ -37,7 +48,9 @@ from replica_manager.store import ReplicaStore
 log = logging.getLogger(__name__)
 
 PROBED = frozenset({S.STARTING, S.READY, S.NOT_READY})
+FOLLOWED = frozenset({S.PROVISIONING, *PROBED, S.DRAINING})
 MAX_CLOUD_BACKOFF_SECONDS = 60.0
+DRAIN_GRACE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,7 @@ class Observer:
     probe_policy: ProbePolicy
     provisioning_deadline: float = 600.0
     visibility_grace: float = VISIBILITY_GRACE_SECONDS
+    drain_grace: float = DRAIN_GRACE_SECONDS
     agents: AgentSync | None = None
     _backoff: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
     _applied: dict[str, dict[int, int]] = field(default_factory=dict)
@@ -78,7 +92,7 @@ class Observer:
         """One pass over the service's replicas (`records`, if the caller just read them)."""
         seen = Observation()
         everyone = self.store.replicas(template.service) if records is None else records
-        live = [r for r in everyone if r.instance_id and r.status in (S.PROVISIONING, *PROBED)]
+        live = [r for r in everyone if r.instance_id and r.status in FOLLOWED]
         instances = self._instances(template.service, live)
         followed = []
         for record in live:
@@ -112,7 +126,10 @@ class Observer:
         ended: dict[int, ReplicaRecord] = {}
         for verdict in self.agents.sync(template, records):
             current = verdict.record
-            if verdict.lost:
+            if verdict.notice is not None:
+                if current.status in PROBED:
+                    ended[current.row_id] = self._drain(current, verdict.notice, seen)
+            elif verdict.lost:
                 ended[current.row_id] = self._lost(current, verdict.reason, seen)
             elif current.status in PROBED:
                 ended[current.row_id] = self.store.transition(current, S.FAILED, verdict.reason)
@@ -170,6 +187,10 @@ class Observer:
         if record.instance_id not in instances:
             return record  # the cloud did not answer this tick; look again next tick
         inst = instances[record.instance_id]
+        if record.status == S.DRAINING:
+            return self._follow_drain(record, inst)
+        if inst is not None and inst.notice is not None and inst.state == InstanceState.RUNNING:
+            return self._drain(record, inst.notice, seen)
         if inst is None:
             if (
                 record.status == S.PROVISIONING
@@ -219,6 +240,52 @@ class Observer:
         seen.events.append(
             LocationEvent(LocationEventKind.PREEMPTED, record.location, now, record.spot)
         )
+        return record
+
+    def _drain(
+        self, record: ReplicaRecord, notice: PreemptionNotice, seen: Observation
+    ) -> ReplicaRecord:
+        now = self.clock.now()
+        left = max(0.0, notice.deadline - now)
+        where = f"{'spot' if record.spot else 'on-demand'} in {record.location}"
+        record = self.store.transition(
+            record,
+            S.DRAINING,
+            f"preemption notice, taken in {left:.0f}s: {notice.detail}".rstrip(": "),
+            drain_deadline=notice.deadline,
+        )
+        lead = notice.deadline - notice.seen_at if notice.seen_at else left
+        self.store.event(
+            record.service,
+            "preemption_notice",
+            f"replica {record.replica_id} ({where}): the cloud takes it in {left:.0f}s; "
+            f"drained from the load balancers and replaced now",
+            replica_id=record.replica_id,
+            data={
+                "location": record.location.key,
+                "spot": record.spot,
+                "lead_seconds": round(lead, 1),
+                "seconds_left": round(left, 1),
+            },
+        )
+        seen.events.append(
+            LocationEvent(LocationEventKind.PREEMPTED, record.location, now, record.spot)
+        )
+        return record
+
+    def _follow_drain(self, record: ReplicaRecord, inst: Instance | None) -> ReplicaRecord:
+        """A draining replica ends when the cloud takes it (already told to the policy at
+        the notice) or, should the cloud not take it, some time after the deadline."""
+        if inst is None or inst.state not in (InstanceState.RUNNING, InstanceState.UNKNOWN):
+            why = (inst.detail if inst else "") or "the cloud took the instance"
+            return self.store.transition(record, S.PREEMPTED, f"after its notice: {why}")
+        deadline = record.drain_deadline or record.status_changed_at
+        if self.clock.now() > deadline + self.drain_grace:
+            return self.store.transition(
+                record,
+                S.SHUTTING_DOWN,
+                f"drained; the cloud had not taken it {self.drain_grace:g}s after its notice",
+            )
         return record
 
     def _lost(self, record: ReplicaRecord, why: str, seen: Observation) -> ReplicaRecord:

@@ -22,6 +22,7 @@ class ReplicaStatus(enum.StrEnum):
     STARTING = "STARTING"
     READY = "READY"
     NOT_READY = "NOT_READY"
+    DRAINING = "DRAINING"
     SHUTTING_DOWN = "SHUTTING_DOWN"
     FAILED_PROVISION = "FAILED_PROVISION"
     FAILED_INITIAL_DELAY = "FAILED_INITIAL_DELAY"
@@ -85,3 +86,5 @@ class ReplicaRecord:
     agent_cert_sha256: str | None = None
     job_sent_at: float | None = None
     log_offset: int = 0
+    drain_deadline: float | None = None
+    """When the cloud said it takes the instance (a preemption notice); None otherwise."""

@@ -29,6 +29,7 @@ class ReplicaChanges(TypedDict, total=False):
     last_probe_at: float
     job_sent_at: float
     log_offset: int
+    drain_deadline: float
 
 
 class ReplicaStore(Protocol):

@@ -32,6 +32,10 @@ def lb_sync(
                 )
             ).all()
         )
-        policy = latest_spec(row).service.load_balancing_policy
+        service = latest_spec(row).service
     rt.rates.record(name, body.request_count, body.window_seconds, rt.clock.now())
-    return LbSyncResponse(ready_replicas=ready, load_balancing_policy=policy)
+    return LbSyncResponse(
+        ready_replicas=ready,
+        load_balancing_policy=service.load_balancing_policy,
+        resume_streams=service.resume_streams,
+    )

@@ -31,6 +31,7 @@ class ZoneChange(BaseModel):
     on_demand_price: float | None = Field(None, ge=0)
     boot_seconds: float | None = Field(None, ge=0, le=1e9)
     api_delay_seconds: float | None = Field(None, ge=0, le=3600)
+    notice_seconds: float | None = Field(None, ge=0, le=3600)
     model_config = {"extra": "forbid"}
 
 
@@ -43,6 +44,7 @@ class DriverChange(BaseModel):
     capacity: int = Field(4, ge=0, le=10_000)
     mean_available_seconds: float = Field(300.0, gt=0)
     mean_unavailable_seconds: float = Field(60.0, gt=0)
+    notice_seconds: float = Field(0.0, ge=0, le=3600)
     model_config = {"extra": "forbid"}
 
 
@@ -69,6 +71,7 @@ def _view(local: LocalProvisioner) -> dict[str, Any]:
             "on_demand_price": z.on_demand_price,
             "boot_seconds": z.boot_seconds,
             "api_delay_seconds": z.api_delay_seconds,
+            "notice_seconds": z.notice_seconds,
         }
         for z in state.zones
     ]
@@ -94,6 +97,8 @@ def set_zone(
         changes["boot_seconds"] = body.boot_seconds
     if body.api_delay_seconds is not None:
         changes["api_delay_seconds"] = body.api_delay_seconds
+    if body.notice_seconds is not None:
+        changes["notice_seconds"] = body.notice_seconds
     state = local.market.set_zone(zone, **changes)
     if state.driver.get("mode") != "manual":
         local.market.write(replace(state, driver={"mode": "manual"}))

@@ -45,6 +45,8 @@ class ReplicaPublic(BaseModel):
     launched_at: float | None
     ready_at: float | None
     created_at: float
+    drain_deadline: float | None = None
+    """DRAINING: when the cloud said it takes the instance (seconds since the epoch)."""
 
 
 class CostPublic(BaseModel):
@@ -104,6 +106,7 @@ class LbSyncRequest(BaseModel):
 class LbSyncResponse(BaseModel):
     ready_replicas: list[str]
     load_balancing_policy: str
+    resume_streams: bool = False
 
 
 class ErrorBody(BaseModel):

@@ -28,6 +28,7 @@ _VIEW_FIELDS = (
     "launched_at",
     "ready_at",
     "created_at",
+    "drain_deadline",
 )
 LISTED_COLUMNS = (
     *_VIEW_FIELDS,
@@ -70,6 +71,7 @@ def _replica_view(row: Any) -> ReplicaPublic:
         launched_at=row.launched_at,
         ready_at=row.ready_at,
         created_at=row.created_at,
+        drain_deadline=row.drain_deadline,
     )
 
 

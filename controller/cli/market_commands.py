@@ -33,8 +33,9 @@ def _print(market: dict[str, Any], as_json: bool) -> None:
         typer.echo(json.dumps(market, indent=2))
         return
     table = Table(title="Local spot market", title_justify="left", box=None, header_style="bold")
-    for col in ("ZONE", "SPOT CAPACITY", "SPOT IN USE", "SPOT $/H", "ON-DEMAND $/H"):
+    for col in ("ZONE", "SPOT CAPACITY", "SPOT IN USE", "SPOT $/H", "ON-DEMAND $/H", "NOTICE"):
         table.add_column(col)
+    driver_notice = float(market["driver"].get("notice_seconds") or 0.0)
     for z in market["zones"]:
         cap = "unlimited" if z["spot_capacity"] is None else str(z["spot_capacity"])
         table.add_row(
@@ -43,6 +44,7 @@ def _print(market: dict[str, Any], as_json: bool) -> None:
             str(z["spot_in_use"]),
             f"{z['spot_price']:.2f}",
             f"{z['on_demand_price']:.2f}",
+            _notice_text(z.get("notice_seconds") or driver_notice),
         )
     console.print(table)
     driver = market["driver"]
@@ -52,6 +54,16 @@ def _print(market: dict[str, Any], as_json: bool) -> None:
         console.print(f"driven by a random model (seed {driver['seed']})")
     else:
         console.print("set by hand (`serve market set ZONE --spot-capacity N`)")
+
+
+def _notice_text(seconds: float) -> str:
+    return f"{seconds:g}s" if seconds else "none"
+
+
+NOTICE_HELP = (
+    "warn spot replicas this many seconds before taking them (as clouds do: AWS 120, "
+    "GCP and Azure about 30); 0 takes them at once"
+)
 
 
 @market_app.command("show")
@@ -77,14 +89,25 @@ def set_zone(
     api_delay_seconds: float | None = typer.Option(
         None, "--api-delay", min=0, help="each launch/terminate call takes this long"
     ),
+    notice_seconds: float | None = typer.Option(
+        None, "--notice", min=0, max=3600, help=NOTICE_HELP
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Set a zone by hand. Lowering capacity preempts its newest spot replicas at once."""
-    changes = (spot_capacity, spot_price, on_demand_price, boot_seconds, api_delay_seconds)
+    """Set a zone by hand. Lowering capacity preempts its newest spot replicas: at once, or
+    `--notice` seconds after warning them."""
+    changes = (
+        spot_capacity,
+        spot_price,
+        on_demand_price,
+        boot_seconds,
+        api_delay_seconds,
+        notice_seconds,
+    )
     if not unlimited and all(c is None for c in changes):
         raise fail(
             "say what to change: --spot-capacity N, --unlimited, --spot-price, "
-            "--on-demand-price, --boot-seconds or --api-delay"
+            "--on-demand-price, --boot-seconds, --api-delay or --notice"
         )
     client = _client()
     current = next(
@@ -101,6 +124,7 @@ def set_zone(
         "on_demand_price": on_demand_price,
         "boot_seconds": boot_seconds,
         "api_delay_seconds": api_delay_seconds,
+        "notice_seconds": notice_seconds,
     }
     _print(client.json("PUT", f"/api/v1/market/zones/{zone}", json=body), as_json)
 
@@ -111,6 +135,7 @@ def replay(
     trace: Path = typer.Argument(..., help="a directory of spot traces (../shared/traces/aws1)"),
     speedup: float = typer.Option(600.0, "--speedup", help="trace seconds per real second"),
     offset_hours: float = typer.Option(0.0, "--offset-hours", help="start this far in"),
+    notice_seconds: float = typer.Option(0.0, "--notice", min=0, max=3600, help=NOTICE_HELP),
 ) -> None:
     """Drive zone capacities from a recorded spot trace, faster than real time."""
     body = {
@@ -118,6 +143,7 @@ def replay(
         "path": str(trace.resolve()),
         "speedup": speedup,
         "offset_seconds": offset_hours * 3600,
+        "notice_seconds": notice_seconds,
     }
     _print(_client().json("PUT", "/api/v1/market/driver", json=body), False)
 
@@ -129,6 +155,7 @@ def random_model(
     capacity: int = typer.Option(4, "--capacity", help="spot capacity while available"),
     mean_available: float = typer.Option(300.0, "--mean-available", help="seconds"),
     mean_unavailable: float = typer.Option(60.0, "--mean-unavailable", help="seconds"),
+    notice_seconds: float = typer.Option(0.0, "--notice", min=0, max=3600, help=NOTICE_HELP),
 ) -> None:
     """Drive zone capacities with a seeded random on/off model."""
     body = {
@@ -137,6 +164,7 @@ def random_model(
         "capacity": capacity,
         "mean_available_seconds": mean_available,
         "mean_unavailable_seconds": mean_unavailable,
+        "notice_seconds": notice_seconds,
     }
     _print(_client().json("PUT", "/api/v1/market/driver", json=body), False)
 

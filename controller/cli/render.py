@@ -19,6 +19,7 @@ STATUS_STYLE = {
     "NOT_READY": "yellow",
     "NO_REPLICA": "yellow",
     "PREEMPTED": "yellow",
+    "DRAINING": "yellow",
     "SHUTTING_DOWN": "magenta",
 }
 
@@ -26,6 +27,15 @@ STATUS_STYLE = {
 def status_text(status: str) -> Text:
     style = STATUS_STYLE.get(status, "red" if "FAILED" in status else "white")
     return Text(status, style=style)
+
+
+def replica_status_text(replica: dict[str, Any], now: float | None = None) -> Text:
+    """A draining replica says how long the cloud leaves it."""
+    text = status_text(replica["status"])
+    deadline = replica.get("drain_deadline")
+    if replica["status"] == "DRAINING" and deadline:
+        text.append(f" ({duration(deadline - (now or time.time()))} left)", style="dim")
+    return text
 
 
 def ago(ts: float | None, now: float | None = None) -> str:
@@ -93,7 +103,7 @@ def replicas_table(services: list[dict[str, Any]], now: float | None = None) -> 
                 r.get("url") or "-",
                 ago(r.get("launched_at") or r.get("created_at"), now),
                 r["resources"],
-                status_text(r["status"]),
+                replica_status_text(r, now),
                 f"{r['cloud']}/{r['region']}",
                 r["zone"],
             )
@@ -121,7 +131,7 @@ def reasons(services: list[dict[str, Any]]) -> Text:
             lines.append(f"{svc['name']}: ", style="bold")
             lines.append(svc["status_reason"] + "\n")
         for r in svc["replicas"]:
-            if "FAILED" in r["status"] or r["status"] == "PREEMPTED":
+            if "FAILED" in r["status"] or r["status"] in ("PREEMPTED", "DRAINING"):
                 lines.append(f"{svc['name']} replica {r['id']} {r['status']}: ", style="dim")
                 lines.append(r["status_reason"] + "\n", style="dim")
     return lines

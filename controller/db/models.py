@@ -110,6 +110,7 @@ class ReplicaRow(Base):
     agent_cert_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     job_sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     log_offset: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    drain_deadline: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     service: Mapped[ServiceRow] = relationship(back_populates="replicas")
 

@@ -57,6 +57,7 @@ def to_record(row: Any, service: str) -> ReplicaRecord:
         agent_cert_sha256=row.agent_cert_sha256,
         job_sent_at=row.job_sent_at,
         log_offset=row.log_offset,
+        drain_deadline=row.drain_deadline,
     )
 
 

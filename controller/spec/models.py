@@ -147,6 +147,9 @@ class ServiceSection(Strict):
     load_balancing_policy: Literal["least_load", "round_robin"] = "least_load"
     ports: int | None = Field(None, ge=1, le=65535)
     tls: TLS | None = None
+    # Our extension of SkyPilot's format: a streamed OpenAI-compatible answer cut off by a
+    # dying replica continues on another (load_balancer/, README "Preemptions").
+    resume_streams: bool = False
 
     @field_validator("readiness_probe", mode="before")
     @classmethod

@@ -30,6 +30,8 @@ cloud's instance metadata address when watching for preemption notices (for fake
 from __future__ import annotations
 
 import argparse
+import datetime
+import email.utils
 import hashlib
 import hmac
 import http.client
@@ -58,7 +60,9 @@ JOB_BODY_LIMIT = 1 << 20
 BODY_LIMIT = 64 << 10
 LOG_READ_LIMIT = 4 << 20
 NONCE_BYTES = 32
-NOTICE_SECONDS = 5.0
+NOTICE_SECONDS = 2.0
+NOTICE_LEAD = {"aws": 120.0, "gcp": 30.0, "azure": 30.0}
+"""The lead each cloud documents, for a notice that does not say when."""
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 Json = Dict[str, Any]
 
@@ -144,6 +148,7 @@ class Agent:
                 "detail": self.detail,
                 "exit_code": self.exit_code,
                 "since": self.since,
+                "notice": self.notice,
             }
 
     def accept(self, job: Json) -> str:
@@ -476,6 +481,20 @@ def read_notice(cloud: str, base: str) -> Any:
     return None
 
 
+def notice_deadline(cloud: str, found: Any, seen: float) -> float:
+    """When the cloud takes the instance: AWS's `time` (ISO 8601), Azure's `NotBefore`
+    (RFC 1123), else the cloud's documented lead from when the notice was seen."""
+    try:
+        if cloud == "aws" and isinstance(found, dict) and found.get("time"):
+            at = datetime.datetime.fromisoformat(str(found["time"]).replace("Z", "+00:00"))
+            return at.timestamp()
+        if cloud == "azure" and isinstance(found, list) and found[0].get("NotBefore"):
+            return email.utils.parsedate_to_datetime(found[0]["NotBefore"]).timestamp()
+    except (ValueError, TypeError, IndexError, AttributeError):
+        pass
+    return seen + NOTICE_LEAD.get(cloud, 30.0)
+
+
 def watch_notices(agent: Agent) -> None:
     """Poll the cloud's metadata until a preemption notice appears; it then stays."""
     base = os.environ.get("SERVE_METADATA_URL") or METADATA.get(agent.config.cloud)
@@ -488,9 +507,11 @@ def watch_notices(agent: Agent) -> None:
                 say("notice_unreadable", reason=str(exc))
             complained, found = True, None
         if found:
+            seen = time.time()
+            deadline = notice_deadline(agent.config.cloud, found, seen)
             notice = {"kind": "preemption", "cloud": agent.config.cloud, "detail": found}
-            agent.notice = {**notice, "seen_at": time.time()}
-            say("notice", kind="preemption")
+            agent.notice = {**notice, "seen_at": seen, "deadline": deadline}
+            say("notice", kind="preemption", lead_seconds=round(deadline - seen, 1))
             return
         time.sleep(NOTICE_SECONDS)
 

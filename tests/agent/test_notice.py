@@ -34,6 +34,11 @@ def test_a_preemption_in_the_metadata_is_reported_as_the_notice(
         time.sleep(0.05)
     assert notice["kind"] == "preemption" and notice["cloud"] == cloud
     assert notice["detail"]
+    lead = notice["deadline"] - notice["seen_at"]
+    if cloud == "gcp":  # GCE's flag does not say when: its documented 30 s
+        assert lead == 30.0
+    else:  # the fake's AWS `time` and Azure `NotBefore` lie in 2030
+        assert notice["deadline"] > 1.8e9
 
 
 def test_no_notice_while_the_cloud_has_none_then_the_notice_once_it_has(
@@ -51,7 +56,10 @@ def test_no_notice_while_the_cloud_has_none_then_the_notice_once_it_has(
         assert time.monotonic() < deadline, agent.log.read_text()
         time.sleep(0.05)
     assert notice["detail"] == {"action": "terminate", "time": "2030-01-01T00:02:00Z"}
-    assert client.status().phase == AgentPhase.WAITING_FOR_JOB
+    status = client.status()
+    assert status.phase == AgentPhase.WAITING_FOR_JOB
+    assert status.notice is not None, "the status the controller reads each tick carries it"
+    assert status.notice.deadline == 1893456120.0  # 2030-01-01T00:02:00Z, AWS's `time`
 
 
 def test_a_local_replica_has_no_notice(boot_agent: Boot) -> None:

@@ -3,6 +3,7 @@ processes, the replica environment, and the simulated spot market."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,8 @@ import httpx
 import pytest
 
 from policies.types import Location
-from provisioners.base import InstanceState, LaunchRequest, ResourceRequest
+from provisioners.base import Instance, InstanceState, LaunchRequest, ResourceRequest
+from provisioners.errors import CapacityUnavailable
 from provisioners.local import LocalProvisioner
 from provisioners.local_market import ZoneMarket
 from tests.provisioners.contract_suite import *  # noqa: F403
@@ -116,6 +118,41 @@ def test_lowering_spot_capacity_preempts_newest_spot_replica_first(
     assert states[new.instance_id] == InstanceState.PREEMPTED
     assert states[old.instance_id] == InstanceState.RUNNING
     assert states[on_demand.instance_id] == InstanceState.RUNNING
+
+
+def test_a_zone_with_notice_warns_its_spot_replica_then_takes_it_at_the_deadline(
+    local: LocalProvisioner, cloud: CloudUnderTest
+) -> None:
+    old = local.launch(_server(cloud, location=A, replica_id=1))
+    new = local.launch(_server(cloud, location=A, replica_id=2))
+    local.market.set_zone("local-a", notice_seconds=3)
+    started = time.time()
+    local.market.set_zone("local-a", spot_capacity=1)
+    local.enforce_market()
+
+    warned = {i.instance_id: i for i in local.list_owned("svc")}[new.instance_id]
+    assert warned.state == InstanceState.RUNNING and warned.notice is not None
+    assert started + 3 <= warned.notice.deadline <= time.time() + 3
+    assert "capacity in local-a dropped to 1" in warned.notice.detail
+    assert {i.instance_id: i for i in local.list_owned("svc")}[old.instance_id].notice is None
+    wait_until(lambda: _answers(new), "the warned replica to answer", 15)
+    with pytest.raises(CapacityUnavailable):  # the one unwarned replica holds the capacity
+        local.launch(cloud.request(A, replica_id=3))
+
+    taken = wait_until(
+        lambda: (i := local.get(new.instance_id, A)) and i.state == InstanceState.PREEMPTED and i,
+        "the warned replica to be taken at its deadline",
+        15,
+    )
+    assert time.time() >= started + 3 and taken.notice is None
+    assert local.get(old.instance_id, A).state == InstanceState.RUNNING  # type: ignore[union-attr]
+
+
+def _answers(inst: Instance) -> bool:
+    try:
+        return httpx.get(f"{inst.url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_on_demand_is_always_available(local: LocalProvisioner, cloud: CloudUnderTest) -> None:

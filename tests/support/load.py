@@ -52,3 +52,31 @@ class SteadyClient:
                 self.failures.append(f"{resp.status_code}: {resp.text[:200]}")
         except httpx.HTTPError as exc:
             self.failures.append(f"{type(exc).__name__}: {exc}")
+
+
+@dataclass
+class StreamingClient(SteadyClient):
+    """Streamed chat requests, one after another; a stream that ends without `[DONE]` is
+    truncated (the user saw an answer cut off)."""
+
+    truncated: int = 0
+    completed: int = 0
+
+    def _one(self, client: httpx.Client) -> None:
+        self.sent += 1
+        body = {**CHAT, "stream": True}
+        try:
+            with client.stream("POST", f"{self.endpoint}/v1/chat/completions", json=body) as r:
+                if r.status_code != 200:
+                    self.failures.append(f"{r.status_code}: {r.read()[:200]!r}")
+                    return
+                done = any(line == "data: [DONE]" for line in r.iter_lines())
+        except httpx.HTTPError as exc:
+            self.truncated += 1
+            self.failures.append(f"stream cut: {type(exc).__name__}: {exc}")
+            return
+        if done:
+            self.completed += 1
+        else:
+            self.truncated += 1
+            self.failures.append("stream ended without [DONE]")
