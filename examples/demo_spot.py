@@ -2,9 +2,10 @@
 
 Starts its own controller (own SERVE_HOME and ports, fast ticks), brings up
 examples/hello/spot.yaml (2 replicas + 1 spot hedge, dynamic on-demand fallback), and
-while a client keeps sending requests it preempts one zone, then every zone, then gives
-the capacity back, showing replicas and events as they change. Everything is taken down
-at the end.
+while a client keeps sending requests it preempts one zone with a 10 s preemption notice
+(the replica drains and is replaced before it is taken), then every zone with the same
+notice, then gives the capacity back, showing replicas and events as they change.
+Everything is taken down at the end.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ ENV = {
 }
 ENV["SERVE_CONTROLLER_URL"] = f"http://127.0.0.1:{ENV['SERVE_CONTROLLER_PORT']}"
 console = Console()
+NOTICE = "10"
 
 
 def serve(*args: str) -> str:
@@ -151,20 +153,20 @@ def main() -> int:
     try:
         with Live(console=console, refresh_per_second=4) as live:
             watch(live, client, "1. Three spot replicas spread over three zones", settled(3, 0))
-            serve("market", "set", "local-a", "--spot-capacity", "0")
+            serve("market", "set", "local-a", "--spot-capacity", "0", "--notice", NOTICE)
             watch(
                 live,
                 client,
-                "2. local-a loses its spot capacity: preempted, on-demand "
-                "bridges, spot moves to another zone",
+                f"2. local-a warns its spot replica {NOTICE} s ahead: it drains (DRAINING) "
+                "while its replacement starts, then the cloud takes it",
                 settled(3, 0),
             )
             for zone in ("local-b", "local-c"):
-                serve("market", "set", zone, "--spot-capacity", "0")
+                serve("market", "set", zone, "--spot-capacity", "0", "--notice", NOTICE)
             watch(
                 live,
                 client,
-                "3. No spot anywhere: fall back to 2 on-demand replicas",
+                f"3. No spot anywhere ({NOTICE} s notice): fall back to 2 on-demand replicas",
                 settled(0, 2),
             )
             for zone in ("local-a", "local-b", "local-c"):
@@ -183,7 +185,7 @@ def main() -> int:
         serve("controller", "stop")
     console.print(
         f"client requests: {client.ok} answered, {client.failed} failed "
-        "(failures, if any, fall in step 3, when every spot replica vanished at once)"
+        "(each preemption came with a notice, so none should fail)"
     )
     return 0
 

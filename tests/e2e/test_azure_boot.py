@@ -202,3 +202,57 @@ def blobs_of(azurite: azurite_npm.Azurite, installation: str) -> list[str]:
     blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
     container = blobs.get_container_client(bucket_name(installation))
     return list(container.list_blob_names(name_starts_with=f"bundles/{NAME}/"))
+
+
+SPOT_SERVICE = """
+  replica_policy: {min_replicas: 1, max_replicas: 1, num_overprovision: 0}
+"""
+NOTICE_SECONDS = 45
+
+
+def test_a_spot_vm_warned_by_a_scheduled_preempt_event_drains_and_is_replaced_first(
+    azure_controller: ControllerProcess, arm: FakeAzureARM, tmp_path: Path
+) -> None:
+    """The agent reads Azure's Scheduled Events; the controller drains the replica at the
+    `Preempt` event (NotBefore 45 s ahead) and launches its replacement before the eviction."""
+    env = azure_controller.env
+    text = service_yaml(free_port()).replace("use_spot: false", "use_spot: true")
+    spec = tmp_path / "spot.yaml"
+    spec.write_text(text.replace("  replicas: 2\n", SPOT_SERVICE))
+    up = env.serve("up", str(spec), "--detach", "--secret", f"HELLO_TOKEN={SECRET}")
+    assert up.returncode == 0, up.stdout + up.stderr
+    first = wait_until(lambda: ready(env), "a spot replica READY", BOOT_TO_READY_SECONDS)[0]
+    assert first["spot"] is True
+    victim = vm_of(arm, first["id"])
+
+    arm.preempt(victim.name, notice_seconds=NOTICE_SECONDS)
+    draining = wait_until(
+        lambda: [r for r in status_json(env)["replicas"] if r["status"] == "DRAINING"],
+        "the warned replica DRAINING",
+        30,
+        every=0.5,
+    )
+    assert draining[0]["id"] == first["id"] and victim.alive(), "drained before the eviction"
+    url = f"{env.url}/api/v1/services/{NAME}/events"
+    notice = [e for e in httpx.get(url).json() if e["kind"] == "preemption_notice"]
+    assert len(notice) == 1 and 30 <= notice[0]["data"]["lead_seconds"] <= NOTICE_SECONDS
+    replacement = wait_until(
+        lambda: [r for r in status_json(env)["replicas"] if r["id"] > first["id"]],
+        "a replacement launched at the notice",
+        30,
+        every=0.5,
+    )
+    assert victim.alive() and replacement, "launched while the warned VM still runs"
+    wait_until(
+        lambda: any(
+            r["id"] == first["id"] and r["status"] == "PREEMPTED"
+            for r in status_json(env)["replicas"]
+        ),
+        "the evicted replica PREEMPTED",
+        NOTICE_SECONDS + 60,
+        every=1,
+    )
+    wait_until(lambda: ready(env), "the replacement READY", BOOT_TO_READY_SECONDS, every=1)
+    down = env.serve("down", NAME, timeout=180)
+    assert down.returncode == 0, down.stdout + down.stderr
+    wait_until(lambda: nothing_left(arm), "no VM, NIC, public IP or NSG left", 60, every=1)
