@@ -91,7 +91,11 @@ def test_lb_sync_needs_the_token(name: str, api: httpx.Client, auth: dict[str, s
     assert api.post(f"/api/v1/services/{name}/lb-sync", json={}).status_code == 401
     synced = api.post(f"/api/v1/services/{name}/lb-sync", json={"request_count": 3}, headers=auth)
     assert synced.status_code == 200
-    assert synced.json() == {"ready_replicas": [], "load_balancing_policy": "least_load"}
+    assert synced.json() == {
+        "ready_replicas": [],
+        "load_balancing_policy": "least_load",
+        "resume_streams": False,
+    }
 
 
 def test_invalid_spec_is_422_with_the_field_path(
