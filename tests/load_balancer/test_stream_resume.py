@@ -134,6 +134,17 @@ def test_the_openai_client_reads_a_resumed_stream_as_one_answer(procs: ProcessFa
     assert {c.id for c in chunks} == {chunks[0].id}
 
 
+def test_a_stream_cut_after_its_last_allowed_token_just_ends_with_done(
+    procs: ProcessFactory,
+) -> None:
+    first, second = procs.hello("1", token_delay=0.3), procs.hello("2", token_delay=0.0)
+    lb = _lb(procs, [first.url, second.url], "--resume-streams")
+    events = _stream_killing(lb.url, CHAT_PATH, {**CHAT, "max_tokens": 3}, first)
+    assert sum(map(_is_content, events)) == 3 and events[-1] == "[DONE]"
+    assert _metric(lb, "lb_stream_resumes_total") == 0
+    assert _metric(lb, "lb_stream_resume_failures_total") == 0
+
+
 def test_a_continuation_answered_with_an_error_ends_the_stream_with_an_error_event(
     procs: ProcessFactory,
 ) -> None:
