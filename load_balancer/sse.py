@@ -20,13 +20,23 @@ class SseSplitter:
         self._pending = b""
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Return the events ``data`` completes, each with its blank line; keep the rest."""
+        """Return the events ``data`` completes, each with its blank line; keep the rest.
+
+        Linear in the buffer: each terminator is searched for from where the last one
+        ended, and a search that found nothing is not repeated.
+        """
         buffer = self._pending + data if self._pending else data
         events: list[bytes] = []
         start = 0
-        while (end := _event_end(buffer, start)) > 0:
+        lf, crlf = buffer.find(b"\n\n"), buffer.find(b"\r\n\r\n")
+        while lf >= 0 or crlf >= 0:
+            end = crlf + 4 if crlf >= 0 and (lf < 0 or crlf + 2 < lf) else lf + 2
             events.append(buffer[start:end])
             start = end
+            if 0 <= lf < end:
+                lf = buffer.find(b"\n\n", end)
+            if 0 <= crlf < end:
+                crlf = buffer.find(b"\r\n\r\n", end)
         self._pending = buffer[start:]
         return events
 
@@ -40,17 +50,10 @@ class SseSplitter:
         return pending
 
 
-def _event_end(buffer: bytes, start: int) -> int:
-    """Offset just past the first blank line at or after ``start``, or -1."""
-    lf = buffer.find(b"\n\n", start)
-    crlf = buffer.find(b"\r\n\r\n", start)
-    if crlf >= 0 and (lf < 0 or crlf + 2 < lf):
-        return crlf + 4
-    return lf + 2 if lf >= 0 else -1
-
-
 def event_data(event: bytes) -> bytes | None:
     """The event's ``data`` field (several data lines joined by LF), or None without one."""
+    if event.startswith(b"data: ") and event.find(b"\n") == len(event) - 2:
+        return event[6:-2]  # the usual one-line event, ``data: ...\n\n``
     lines = [line[5:] for line in event.splitlines() if line.startswith(b"data:")]
     if not lines:
         return None
