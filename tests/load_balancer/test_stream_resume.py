@@ -9,7 +9,6 @@ Each test waits on events it has read, never on time.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +73,11 @@ def _without_varying(events: list[str]) -> list[Any]:
     ]
 
 
-def _metric(lb: Proc, name: str) -> float:
-    text = httpx.get(lb.url + "/-/metrics", timeout=5).text
-    match = re.search(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.MULTILINE)
-    assert match, f"no {name} in /-/metrics"
-    return float(match.group(1))
+def _metric(lb: Proc, name: str, **labels: str) -> float:
+    for line in httpx.get(lb.url + "/-/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} {labels} in /-/metrics")
 
 
 def _assert_resumed_as_if_uninterrupted(resumed: list[str], reference: list[str]) -> None:
@@ -143,6 +142,23 @@ def test_a_stream_cut_after_its_last_allowed_token_just_ends_with_done(
     assert sum(map(_is_content, events)) == 3 and events[-1] == "[DONE]"
     assert _metric(lb, "lb_stream_resumes_total") == 0
     assert _metric(lb, "lb_stream_resume_failures_total") == 0
+
+
+def test_a_client_that_leaves_during_a_continuation_releases_it(procs: ProcessFactory) -> None:
+    first, second = procs.hello("1", token_delay=0.05), procs.hello("2", token_delay=0.05)
+    lb = _lb(procs, [first.url, second.url], "--resume-streams")
+    with httpx.stream("POST", lb.url + CHAT_PATH, json=CHAT, timeout=10) as response:
+        events = []
+        for line in response.iter_lines():
+            events += [line[6:]] if line.startswith("data: ") else []
+            if sum(map(_is_content, events)) == 3 and first.process.poll() is None:
+                first.kill_group()
+            if sum(map(_is_content, events)) == 5:
+                assert json.loads(events[-1])["system_fingerprint"] == "replica-2"
+                break
+    wait_until(lambda: _metric(lb, "lb_errors_total", kind="client_disconnected") == 1, "seen")
+    wait_until(lambda: _metric(lb, "lb_replica_in_flight", replica=second.url) == 0, "released")
+    assert _uninterrupted(lb.url, CHAT_PATH, CHAT)[-1] == "[DONE]"
 
 
 def test_a_continuation_answered_with_an_error_ends_the_stream_with_an_error_event(

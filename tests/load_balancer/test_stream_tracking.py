@@ -49,6 +49,16 @@ def test_splitter_hands_out_only_whole_events_across_reads() -> None:
     assert splitter.feed(b"data: [DO") == [] and splitter.take_pending() == b"data: [DO"
 
 
+def test_splitter_cuts_lf_and_crlf_events_of_one_read_in_order() -> None:
+    read = b"data: a\n\ndata: b\r\n\r\ndata: c\n\ndata: d\r\n\r\ndata: e"
+    assert SseSplitter().feed(read) == [
+        b"data: a\n\n",
+        b"data: b\r\n\r\n",
+        b"data: c\n\n",
+        b"data: d\r\n\r\n",
+    ]
+
+
 def test_event_data_joins_data_lines_and_ignores_comments() -> None:
     assert event_data(b"event: x\ndata: a\ndata:b\n\n") == b"a\nb"
     assert event_data(b": keep-alive\n\n") is None
