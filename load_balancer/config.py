@@ -39,6 +39,9 @@ class LBConfig:
     max_connections: int
     replay_buffer_bytes: int
     event_loop: str = "uvloop"
+    resume_streams: bool = False
+    max_resumes: int = 2
+    resume_text_bytes: int = 256 << 10
 
     @property
     def standalone(self) -> bool:
@@ -102,6 +105,25 @@ def _parser() -> argparse.ArgumentParser:
         help="request bytes kept for replay on retry; larger bodies are not retried",
     )
     p.add_argument(
+        "--resume-streams",
+        action="store_true",
+        help="continue a streamed OpenAI answer that a replica cut off on another replica "
+        "(in controller mode the controller's resume_streams setting overrides this)",
+    )
+    p.add_argument(
+        "--max-resumes",
+        type=int,
+        default=2,
+        help="continuation attempts per broken stream (default 2)",
+    )
+    p.add_argument(
+        "--resume-text-bytes",
+        type=int,
+        default=256 << 10,
+        help="streamed text kept per request for a continuation; a longer answer is no "
+        "longer resumable (default 256 KiB)",
+    )
+    p.add_argument(
         "--event-loop",
         choices=("uvloop", "asyncio"),
         default="uvloop",
@@ -130,6 +152,8 @@ def _check_client_limits(args: argparse.Namespace) -> None:
         raise ConfigError("--request-head-timeout must be > 0 seconds")
     if args.max_head_bytes < 1024 or args.max_connections < 1:
         raise ConfigError("--max-head-bytes must be >= 1024 and --max-connections >= 1")
+    if args.max_resumes < 1 or args.resume_text_bytes < 1:
+        raise ConfigError("--max-resumes and --resume-text-bytes must be >= 1")
 
 
 def parse_config(argv: list[str] | None = None) -> LBConfig:
@@ -174,4 +198,7 @@ def parse_config(argv: list[str] | None = None) -> LBConfig:
         max_connections=args.max_connections,
         replay_buffer_bytes=args.replay_buffer_bytes,
         event_loop=args.event_loop,
+        resume_streams=args.resume_streams,
+        max_resumes=args.max_resumes,
+        resume_text_bytes=args.resume_text_bytes,
     )

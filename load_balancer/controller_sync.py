@@ -2,7 +2,8 @@
 
 Contract: ``POST {controller}/api/v1/services/{name}/lb-sync`` with a bearer token and
 ``{"request_count", "window_seconds"}``; 200 answers ``{"ready_replicas": [...],
-"load_balancing_policy": ...}``. Invariants: a request is reported exactly once (the reported
+"load_balancing_policy": ..., "resume_streams": bool}`` (the last two may be absent: the
+current setting stays). Invariants: a request is reported exactly once (the reported
 total advances only after a 200); on any failure the last known replicas keep serving.
 """
 
@@ -24,7 +25,18 @@ from load_balancer.structured_log import log_event
 from load_balancer.telemetry import REPLICA_SLOTS
 
 Assignments = list[tuple[str, int]]
-ApplyFn = Callable[[Assignments, "str | None"], None]
+
+
+@dataclass(frozen=True)
+class SyncUpdate:
+    """What one sync tells the workers; None keeps a worker's current setting."""
+
+    assignments: Assignments
+    policy: str | None = None
+    resume_streams: bool | None = None
+
+
+ApplyFn = Callable[[SyncUpdate], None]
 
 
 class SyncResponse(BaseModel):
@@ -32,6 +44,7 @@ class SyncResponse(BaseModel):
 
     ready_replicas: list[str]
     load_balancing_policy: Literal["least_load", "round_robin"] | None = None
+    resume_streams: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +132,8 @@ class ControllerSync:
             urls = [normalise_replica_url(u) for u in answer.ready_replicas]
         except (ValidationError, ValueError) as exc:
             return self._failed("sync_bad_answer", str(exc)[:300])
-        self._apply(self._slots.assign(urls), answer.load_balancing_policy)
+        assignments = self._slots.assign(urls)
+        self._apply(SyncUpdate(assignments, answer.load_balancing_policy, answer.resume_streams))
         return SyncOutcome(True)
 
     def _read_token(self) -> str:

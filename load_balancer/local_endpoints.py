@@ -87,6 +87,7 @@ class LocalRequest(_LocalExchange):
                 "service": self.app.config.service_label,
                 "ready_replicas": len(self.app.replicas.ready),
                 "policy": self.app.replicas.policy_name,
+                "resume_streams": self.app.resume_streams,
             }
             return 200, json.dumps(body).encode(), b""
         if self.path == b"/-/metrics":

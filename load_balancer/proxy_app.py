@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from load_balancer.balancing import ReplicaSet
 from load_balancer.config import LBConfig
+from load_balancer.controller_sync import SyncUpdate
+from load_balancer.structured_log import log_event
 from load_balancer.telemetry import Telemetry, WorkerCounters, render_prometheus
 
 
@@ -16,6 +18,15 @@ class ProxyApp:
         self.counters: WorkerCounters = telemetry.worker(worker_index)
         self.replicas = ReplicaSet(config.policy, self.counters, config.connect_timeout)
         self.open_connections = 0
+        self.resume_streams = config.resume_streams
+
+    def apply(self, update: SyncUpdate) -> None:
+        """Take a sync's ready list and settings (requests already started keep theirs)."""
+        self.replicas.update(update.assignments, update.policy)
+        resume = update.resume_streams
+        if resume is not None and resume != self.resume_streams:
+            self.resume_streams = resume
+            log_event("info", "resume_streams_changed", resume_streams=resume)
 
     def admit_connection(self) -> bool:
         """Take a client connection slot; False when ``--max-connections`` are all taken."""

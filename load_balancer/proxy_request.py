@@ -8,7 +8,9 @@ Invariants:
 - bytes are forwarded from parser callbacks as they arrive; back-pressure pauses the reading
   side instead of buffering (memory per request is bounded by the replay buffer);
 - a client that goes away aborts the upstream exchange;
-- a WebSocket handshake answered 101 becomes a raw tunnel until either side closes.
+- a WebSocket handshake answered 101 becomes a raw tunnel until either side closes;
+- with resume on, a streamed OpenAI answer is forwarded in whole events and, if its replica
+  breaks off, continued on another (``stream_watch``); other requests are never parsed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from load_balancer.http_head import (
     json_response,
     upstream_request_head,
 )
+from load_balancer.stream_splice import Origin
+from load_balancer.stream_watch import StreamWatch
 from load_balancer.structured_log import log_event
 from load_balancer.telemetry import ErrorKind
 from load_balancer.upstream import UpstreamConnection
@@ -81,12 +85,15 @@ class ProxyRequest:
         self._client_gone = False
         self._out: list[bytes] = []
         self._tunnel = False
+        self._watch = StreamWatch.for_request(app, method, target)
         app.counters.received()
 
     def start(self) -> None:
         self._task = self._loop.create_task(self._run())
 
     def body_received(self, data: bytes) -> None:
+        if self._watch is not None:
+            self._watch.body_received(data)
         self._forward_body(chunk(data) if self._body_chunked else data)
 
     def body_complete(self) -> None:
@@ -128,6 +135,8 @@ class ProxyRequest:
             finally:
                 replicas.unhold(replica)
             if failure is None:
+                if self._watch is not None and self._watch.broke_at is not None:
+                    await self._continue_stream(replica, self._watch)
                 return
             fresh = stale
             if not stale:
@@ -164,9 +173,18 @@ class ProxyRequest:
             self._answer_local(504, "response_timeout", self._timeout_detail(replica))
         elif outcome == _TRUNCATED:
             self.app.counters.error(ErrorKind.RESET_DURING_RESPONSE)
+            if self._watch is not None and self._watch.needs_resume:
+                self._watch.broke_at = self._loop.time()
+                return None, False
             self.client.abort()
         self._finish()
         return None, False
+
+    async def _continue_stream(self, broken: Replica, watch: StreamWatch) -> None:
+        origin = Origin(self.target, self.headers, self.client.client_ip, self._chunk_response)
+        ended_well = await watch.continue_stream(self.client, origin, broken)
+        self.keep_alive = self.keep_alive and ended_well
+        self._finish()
 
     async def _exchange(self, conn: UpstreamConnection, replica: Replica) -> str:
         self._response_started = False
@@ -241,6 +259,8 @@ class ProxyRequest:
             status, reason, headers, body_allowed, self.keep_alive, self.http11
         )
         self._out.append(head)
+        if self._watch is not None and not self._watch.track(status, headers, self.body_done):
+            self._watch = None
         if status == 101 and self.upgrade:
             self._tunnel = True
             self._upstream_keep_alive = False
@@ -255,9 +275,21 @@ class ProxyRequest:
         self._out.append(data)
 
     def response_body(self, data: bytes) -> None:
+        watch = self._watch
+        if watch is not None:
+            data = watch.forward(data)
+            self._watch = watch if watch.tracking else None
+            if not data:
+                return
         self._out.append(chunk(data) if self._chunk_response else data)
 
     def response_complete(self) -> None:
+        if self._watch is not None:
+            if self._watch.needs_resume:
+                self._wake(_TRUNCATED)
+                return
+            if tail := self._watch.tail():
+                self._out.append(chunk(tail) if self._chunk_response else tail)
         if self._chunk_response:
             self._out.append(LAST_CHUNK)
         self._wake(_DONE)
@@ -288,6 +320,8 @@ class ProxyRequest:
         upstream = self._upstream
         if upstream is not None:
             upstream.pause_reading() if paused else upstream.resume_reading()
+        elif self._watch is not None:
+            self._watch.client_write_paused(paused)
 
     def client_gone(self) -> None:
         """The client closed its connection: stop the upstream exchange (cancels the task)."""

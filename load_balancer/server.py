@@ -2,9 +2,10 @@
 
 With ``--workers N > 1`` the supervisor binds the socket, forks N workers that accept on it,
 and is the only process that talks to the controller: it reads the request total from the
-shared telemetry, syncs, and sends each worker the ready list (with telemetry slots) over a
-pipe. So the controller sees one load balancer with one exact count, and ``/-/metrics`` on any
-worker sums every worker's row. A worker that dies is replaced and gets the last list.
+shared telemetry, syncs, and sends each worker the ready list (with telemetry slots), the
+policy and the resume setting over a pipe. So the controller sees one load balancer with one
+exact count, and ``/-/metrics`` on any worker sums every worker's row. A worker that dies is
+replaced and gets the last list.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import uvloop
 
 from load_balancer.client_connection import ClientConnection
 from load_balancer.config import LBConfig
-from load_balancer.controller_sync import Assignments, ControllerSync, standalone_assignments
+from load_balancer.controller_sync import ControllerSync, SyncUpdate, standalone_assignments
 from load_balancer.proxy_app import ProxyApp
 from load_balancer.structured_log import log_event
 from load_balancer.telemetry import Telemetry
@@ -88,9 +89,9 @@ async def _serve_single(config: LBConfig, telemetry: Telemetry, sock: socket.soc
     app, server, stop = await _start_worker(config, telemetry, 0, sock)
     sync_task = None
     if config.standalone:
-        app.replicas.update(standalone_assignments(config))
+        app.apply(SyncUpdate(standalone_assignments(config)))
     else:
-        syncer = ControllerSync(config, telemetry.received_total, app.replicas.update)
+        syncer = ControllerSync(config, telemetry.received_total, app.apply)
         sync_task = asyncio.get_running_loop().create_task(syncer.run())
     log_event("info", "lb_started", **_describe(config))
     await stop.wait()
@@ -108,6 +109,7 @@ def _describe(config: LBConfig) -> dict[str, object]:
         "workers": config.workers,
         "mode": "standalone" if config.standalone else "controller",
         "replicas": list(config.replicas),
+        "resume_streams": config.resume_streams,
     }
 
 
@@ -124,7 +126,8 @@ async def _worker_main(
         while line := await reader.readline():
             message = json.loads(line)
             pairs = [(url, int(slot)) for url, slot in message["replicas"]]
-            app.replicas.update(pairs, message.get("policy"))
+            resume = message.get("resume_streams")
+            app.apply(SyncUpdate(pairs, message.get("policy"), resume))
         stop.set()
 
     follower = loop.create_task(follow_updates())
@@ -143,6 +146,7 @@ class _Supervisor:
         self.pipes: dict[int, int] = {}
         self.pids: dict[int, int] = {}
         self.last_message = b""
+        self.resume_streams: bool | None = None
 
     def run(self) -> None:
         for index in range(self.config.workers):
@@ -174,8 +178,16 @@ class _Supervisor:
         if self.last_message:
             os.write(write_fd, self.last_message)
 
-    def broadcast(self, assignments: Assignments, policy: str | None) -> None:
-        message = {"replicas": [[url, slot] for url, slot in assignments], "policy": policy}
+    def broadcast(self, update: SyncUpdate) -> None:
+        """Send every worker the update; a worker forked later gets the last one, so the
+        resume setting sent is the last one the controller gave, not only this sync's."""
+        if update.resume_streams is not None:
+            self.resume_streams = update.resume_streams
+        message = {
+            "replicas": [[url, slot] for url, slot in update.assignments],
+            "policy": update.policy,
+            "resume_streams": self.resume_streams,
+        }
         self.last_message = json.dumps(message).encode() + b"\n"
         for fd in self.pipes.values():
             with contextlib.suppress(OSError):
@@ -188,7 +200,7 @@ class _Supervisor:
             loop.add_signal_handler(sig, stop.set)
         sync_task = None
         if self.config.standalone:
-            self.broadcast(standalone_assignments(self.config), None)
+            self.broadcast(SyncUpdate(standalone_assignments(self.config)))
         else:
             syncer = ControllerSync(self.config, self.telemetry.received_total, self.broadcast)
             sync_task = loop.create_task(syncer.run())

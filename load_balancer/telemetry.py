@@ -63,7 +63,11 @@ ERRORS = CODES + MAX_STATUS
 BUCKETS = ERRORS + len(ERROR_KINDS)
 LATENCY_SUM_US = BUCKETS + len(LATENCY_BUCKETS) + 1
 LATENCY_COUNT = LATENCY_SUM_US + 1
-IN_FLIGHT = LATENCY_COUNT + 1
+RESUMES = LATENCY_COUNT + 1
+RESUME_FAILURES = RESUMES + 1
+RESUME_GAP_SUM_US = RESUME_FAILURES + 1
+RESUME_GAP_COUNT = RESUME_GAP_SUM_US + 1
+IN_FLIGHT = RESUME_GAP_COUNT + 1
 ROW_SLOTS = IN_FLIGHT + REPLICA_SLOTS
 _ERROR_INDEX = {kind: ERRORS + i for i, kind in enumerate(ERROR_KINDS)}
 
@@ -89,6 +93,15 @@ class WorkerCounters:
 
     def error(self, kind: ErrorKind) -> None:
         self._row[_ERROR_INDEX[kind]] += 1
+
+    def stream_resumed(self, gap_seconds: float) -> None:
+        row = self._row
+        row[RESUMES] += 1
+        row[RESUME_GAP_SUM_US] += int(gap_seconds * 1e6)
+        row[RESUME_GAP_COUNT] += 1
+
+    def stream_resume_failed(self) -> None:
+        self._row[RESUME_FAILURES] += 1
 
     def in_flight(self, slot: int, delta: int) -> None:
         self._row[IN_FLIGHT + slot] += delta
@@ -155,6 +168,7 @@ def render_prometheus(
     out += _header("lb_retries_total", "counter", "Requests re-sent to another replica.")
     out.append(_line("lb_retries_total", base, telemetry.total(RETRIES)))
     out += _render_histogram(telemetry, base)
+    out += _render_resumes(telemetry, base)
     out += _header("lb_replica_in_flight", "gauge", "Requests in flight per ready replica.")
     for url, slot in replica_list:
         value = telemetry.total(IN_FLIGHT + slot)
@@ -174,4 +188,19 @@ def _render_histogram(telemetry: Telemetry, base: dict[str, str]) -> list[str]:
         out.append(_line(f"{name}_bucket", {**base, "le": bound}, cumulative))
     out.append(_line(f"{name}_sum", base, telemetry.total(LATENCY_SUM_US) / 1e6))
     out.append(_line(f"{name}_count", base, telemetry.total(LATENCY_COUNT)))
+    return out
+
+
+def _render_resumes(telemetry: Telemetry, base: dict[str, str]) -> list[str]:
+    out = _header(
+        "lb_stream_resumes_total", "counter", "Broken streams continued on another replica."
+    )
+    out.append(_line("lb_stream_resumes_total", base, telemetry.total(RESUMES)))
+    name = "lb_stream_resume_failures_total"
+    out += _header(name, "counter", "Broken streams ended with a stream_resume_failed event.")
+    out.append(_line(name, base, telemetry.total(RESUME_FAILURES)))
+    name = "lb_stream_resume_gap_seconds"
+    out += _header(name, "summary", "Time from a break to the first continued byte sent.")
+    out.append(_line(f"{name}_sum", base, telemetry.total(RESUME_GAP_SUM_US) / 1e6))
+    out.append(_line(f"{name}_count", base, telemetry.total(RESUME_GAP_COUNT)))
     return out

@@ -129,7 +129,7 @@ def test_hello_on_gcp_instances_that_boot_answers_logs_heals_and_leaves_nothing(
 
     endpoint = svc["endpoint"]
     answer = httpx.post(f"{endpoint}/v1/chat/completions", json=CHAT, timeout=30).json()
-    assert answer["choices"][0]["message"]["content"].startswith("Hello from replica")
+    assert answer["choices"][0]["message"]["content"].startswith("Hello! You said:")
     arrivals = stream_arrivals(endpoint)
     assert len(arrivals) >= 5 and arrivals[-1] - arrivals[0] > 0.1, "streamed, not at once"
 

@@ -42,7 +42,7 @@ def test_up_answer_survive_a_dead_replica_and_down(serve_env: Env) -> None:
     wait_until(lambda: _answers(endpoint), "the endpoint to answer")
 
     answer = httpx.post(f"{endpoint}/v1/chat/completions", json=CHAT, timeout=10).json()
-    assert answer["choices"][0]["message"]["content"].startswith("Hello from replica")
+    assert answer["choices"][0]["message"]["content"].startswith("Hello! You said:")
 
     arrivals = _stream_arrival_times(endpoint)
     assert len(arrivals) >= 5, "tokens should arrive as separate events"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from tests.load_balancer.servers import FakeController
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = Path(__file__).with_name("servers.py")
+HELLO = REPO / "examples" / "hello" / "app.py"
 
 
 def free_port() -> int:
@@ -61,6 +63,11 @@ class Proc:
             self.process.kill()
             self.process.wait(5)
 
+    def kill_group(self) -> None:
+        """SIGKILL the process group, as a preempted VM takes everything on it at once."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(5)
+
     def stderr_text(self) -> str:
         self.kill()
         assert self.process.stderr is not None
@@ -71,13 +78,16 @@ class ProcessFactory:
     def __init__(self) -> None:
         self.started: list[Proc] = []
 
-    def _spawn(self, args: list[str], port: int) -> Proc:
+    def _spawn(
+        self, args: list[str], port: int, env: dict[str, str] | None = None, group: bool = False
+    ) -> Proc:
         process = subprocess.Popen(
             [sys.executable, *args],
-            env=_env(),
+            env={**_env(), **(env or {})},
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=group,
         )
         proc = Proc(process, port)
         self.started.append(proc)
@@ -87,6 +97,19 @@ class ProcessFactory:
         port = free_port()
         proc = self._spawn([str(SERVERS), "backend", "--port", str(port), "--name", name], port)
         wait_until(lambda: _accepts(port), f"backend {name}")
+        return proc
+
+    def hello(self, replica_id: str, token_delay: float) -> Proc:
+        """``examples/hello/app.py`` in its own process group (for ``Proc.kill_group``)."""
+        port = free_port()
+        env = {
+            "SERVE_REPLICA_ID": replica_id,
+            "SERVE_REPLICA_PORT": str(port),
+            "SERVE_REPLICA_HOST": "127.0.0.1",
+            "HELLO_TOKEN_DELAY": str(token_delay),
+        }
+        proc = self._spawn([str(HELLO)], port, env, group=True)
+        wait_until(lambda: _accepts(port), f"hello replica {replica_id}")
         return proc
 
     def closer(self) -> Proc:

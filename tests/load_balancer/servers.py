@@ -24,7 +24,8 @@ Scope = dict[str, Any]
 class BackendApp:
     """Replica behaviours keyed by path; state is inspected through ``GET /stats``.
 
-    ``/hold`` and ``/sse`` wait on ``POST /release`` so tests observe order, never timing.
+    ``/hold`` and ``/sse`` wait on ``POST /release`` so tests observe order, never timing;
+    ``/v1/chat/completions`` answers 500, as a replica whose engine failed does.
     """
 
     def __init__(self, name: str) -> None:
@@ -52,6 +53,7 @@ class BackendApp:
             "/upload": self._upload,
             "/break-after-start": self._break_after_start,
             "/download": self._download,
+            "/v1/chat/completions": self._engine_error,
         }.get(path, self._echo)
         await handler(scope, receive, send)
 
@@ -93,6 +95,11 @@ class BackendApp:
             "body_bytes": size,
         }
         await self._json(send, body)
+
+    async def _engine_error(self, scope: Scope, receive: Any, send: Any) -> None:
+        await self._read_body(receive)
+        error = {"message": f"{self.name}: engine failed (programmed)", "type": "server_error"}
+        await self._json(send, {"error": error}, status=500)
 
     async def _stats(self, scope: Scope, receive: Any, send: Any) -> None:
         body = {
@@ -194,6 +201,7 @@ class FakeController:
 
     ready_replicas: list[str] = field(default_factory=list)
     policy: str | None = None
+    resume_streams: bool | None = None
     status: int = 200
     service: str = "svc"
     syncs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -218,6 +226,8 @@ class FakeController:
                 answer: dict[str, Any] = {"ready_replicas": list(controller.ready_replicas)}
                 if controller.policy:
                     answer["load_balancing_policy"] = controller.policy
+                if controller.resume_streams is not None:
+                    answer["resume_streams"] = controller.resume_streams
                 self._answer(200, answer)
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
