@@ -122,7 +122,9 @@ class Load:
             self.tally.add(time.monotonic() - began, failed=f"plain: {exc}")
             return
         text = answer.choices[0].message.content or ""
-        self.tally.add(time.monotonic() - began, wrong=text != self.expected[prompt].strip())
+        self.tally.add(
+            time.monotonic() - began, wrong=text.strip() != self.expected[prompt].strip()
+        )
 
     def _streamed(self, client: openai.OpenAI, prompt: str, began: float) -> None:
         text, finish = [], None

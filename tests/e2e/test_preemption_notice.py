@@ -93,3 +93,54 @@ def test_a_noticed_spot_replica_drains_is_replaced_first_and_nobody_notices(
     assert taken[0]["id"] == draining[0]["id"]
     assert plain.failures == [] and streams.failures == [], (plain.failures, streams.failures)
     assert streams.truncated == 0 and streams.completed > 10
+
+
+def test_without_notice_a_cut_stream_resumes_on_another_replica_with_the_same_text(
+    controller: ControllerProcess, tmp_path: Path
+) -> None:
+    """`resume_streams: true`, and a zone taken with no warning: every stream the client
+    reads ends with [DONE] and the text an uninterrupted replica gives."""
+    env = controller.env
+    spec = tmp_path / "resume.yaml"
+    text = SPOT.format(workdir=Path(__file__).parents[2] / "examples" / "hello")
+    spec.write_text(text.replace("round_robin\n", "round_robin\n  resume_streams: true\n"))
+    assert env.serve("up", str(spec)).returncode == 0
+    ready = wait_until(
+        lambda: (s := status(env))["ready_replicas"] == 2 and s, "2 spot replicas READY", 60
+    )
+    endpoint = ready["endpoint"]
+    expected = _stream_text(endpoint)
+    # Six clients, each always amid a stream, round robin: both replicas hold some.
+    clients = [StreamingClient(endpoint, rate=20).start() for _ in range(6)]
+    try:
+        wait_until(lambda: all(c.completed >= 2 for c in clients), "streams flowing", 30)
+        zone = ready["replicas"][0]["zone"]
+        out = env.serve("market", "set", zone, "--spot-capacity", "0")
+        assert out.returncode == 0, out.stdout + out.stderr
+        wait_until(lambda: status(env)["ready_replicas"] == 2, "2 READY again", 60)
+        before = sum(c.completed for c in clients)
+        wait_until(lambda: sum(c.completed for c in clients) > before + 10, "streams after", 30)
+    finally:
+        for c in clients:
+            c.stop()
+    metrics = httpx.get(f"{endpoint}/-/metrics", timeout=10).text
+    resumed = sum(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("lb_stream_resumes_total")
+    )
+    assert resumed >= 1, "the preemption cut at least one stream, and it was resumed"
+    for c in clients:
+        assert c.truncated == 0 and c.failures == [], c.failures
+        assert c.texts == {expected}, "resumed streams read like uninterrupted ones"
+
+
+def _stream_text(endpoint: str) -> str:
+    body = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+    parts = []
+    with httpx.stream("POST", f"{endpoint}/v1/chat/completions", json=body, timeout=30) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                for choice in json.loads(line[6:])["choices"]:
+                    parts.append(choice["delta"].get("content") or "")
+    return "".join(parts)

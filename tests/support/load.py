@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ class StreamingClient(SteadyClient):
 
     truncated: int = 0
     completed: int = 0
+    texts: set[str] = field(default_factory=set)
+    """The distinct answers read to the end (one, for a model whose output is a function
+    of the prompt, however many replicas an answer came from)."""
 
     def _one(self, client: httpx.Client) -> None:
         self.sent += 1
@@ -70,13 +74,19 @@ class StreamingClient(SteadyClient):
                 if r.status_code != 200:
                     self.failures.append(f"{r.status_code}: {r.read()[:200]!r}")
                     return
-                done = any(line == "data: [DONE]" for line in r.iter_lines())
+                done, parts = False, []
+                for line in r.iter_lines():
+                    done = done or line == "data: [DONE]"
+                    if line.startswith("data: {"):
+                        choices = json.loads(line[6:]).get("choices") or []
+                        parts += [c.get("delta", {}).get("content") or "" for c in choices]
         except httpx.HTTPError as exc:
             self.truncated += 1
             self.failures.append(f"stream cut: {type(exc).__name__}: {exc}")
             return
         if done:
             self.completed += 1
+            self.texts.add("".join(parts))
         else:
             self.truncated += 1
             self.failures.append("stream ended without [DONE]")
