@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
+from controller.replica_down import NoSuchReplica
 from controller.services import ServiceExists, ServiceNotFound
 from controller.spec import SpecError
 
@@ -18,6 +19,15 @@ log = logging.getLogger(__name__)
 
 
 class NotFound(Exception):
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class Conflict(Exception):
+    """The request cannot apply to the resource as it is now (409)."""
+
     def __init__(self, code: str, detail: str):
         super().__init__(detail)
         self.code = code
@@ -40,6 +50,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def missing(_: Request, exc: NotFound) -> JSONResponse:
         return _body(404, exc.code, exc.detail)
+
+    @app.exception_handler(NoSuchReplica)
+    async def no_replica(_: Request, exc: NoSuchReplica) -> JSONResponse:
+        return _body(404, "no_such_replica", str(exc))
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return _body(409, exc.code, exc.detail)
 
     @app.exception_handler(ServiceExists)
     async def exists(_: Request, exc: ServiceExists) -> JSONResponse:

@@ -6,12 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Path as PathParam
 from sqlalchemy import func, select
 
 from controller.api.deps import read_access, require_token, runtime
+from controller.api.errors import Conflict
 from controller.api.routes_bundles import BUNDLES_PREFIX
 from controller.api.schemas import (
     EventPublic,
+    ReplicaDown,
     ReplicaPublic,
     ServiceCreate,
     ServiceCreated,
@@ -21,7 +24,9 @@ from controller.api.schemas import (
 from controller.api.views import event_view, replica_view, service_view
 from controller.bundle import BundleError, pack
 from controller.db import EventRow, ServiceRow
+from controller.replica_down import end_replica, purge, shutting_down
 from controller.runtime import ControllerRuntime
+from controller.service_status import ServiceStatus
 from controller.services import (
     create_service,
     get_or_404,
@@ -175,6 +180,36 @@ def delete(
 def replicas(name: str, rt: ControllerRuntime = Depends(runtime)) -> list[ReplicaPublic]:
     with rt.db.session() as s:
         return [replica_view(r) for r in get_or_404(s, name).replicas]
+
+
+@router.delete(
+    "/{name}/replicas/{replica_id}",
+    status_code=202,
+    response_model=ReplicaDown,
+    dependencies=[Depends(require_token)],
+)
+def delete_replica(
+    name: str,
+    replica_id: int = PathParam(ge=1, le=2**31 - 1),
+    purge_row: bool = Query(False, alias="purge"),
+    rt: ControllerRuntime = Depends(runtime),
+) -> ReplicaDown:
+    """End one replica as the controller ends any (see `controller.replica_down`)."""
+    assert rt.reconciler is not None
+    with rt.db.session() as s:
+        status = get_or_404(s, name).status
+    if status in (ServiceStatus.SHUTTING_DOWN, ServiceStatus.FAILED_CLEANUP):
+        raise Conflict(
+            "service_going_down",
+            f"{name} is going down with all its replicas"
+            + (f"; `serve down {name} --purge` forgets it" if status == "FAILED_CLEANUP" else ""),
+        )
+    store = rt.reconciler.store
+    record = end_replica(store, name, replica_id, purge=purge_row)
+    if not purge_row:
+        return ReplicaDown(**vars(shutting_down(record)))
+    ended = purge(store, rt.reconciler.provisioners, rt.still_leading, record)
+    return ReplicaDown(**vars(ended))
 
 
 @router.get("/{name}/events", response_model=list[EventPublic], dependencies=[Depends(read_access)])

@@ -49,6 +49,22 @@ class ReplicaPublic(BaseModel):
     """DRAINING: when the cloud said it takes the instance (seconds since the epoch)."""
 
 
+class ReplicaDown(BaseModel):
+    """The answer to `DELETE /services/{name}/replicas/{id}`: SHUTTING_DOWN (the controller
+    drains and terminates it, then replaces it if the target still wants one) or PURGED
+    (forgotten after one terminate attempt; `terminated` says whether the cloud confirmed,
+    `tags` find an instance left behind)."""
+
+    service: str
+    replica_id: int
+    status: str
+    detail: str
+    instance_id: str | None
+    location: str
+    terminated: bool | None = None
+    tags: dict[str, str] = {}
+
+
 class CostPublic(BaseModel):
     per_hour: float
     on_demand_per_hour: float

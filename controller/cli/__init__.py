@@ -6,6 +6,7 @@ Each command group lives in its own module and registers itself on `app` when im
 from __future__ import annotations
 
 import controller.cli.controller_commands
+import controller.cli.down_command
 import controller.cli.market_commands
 import controller.cli.service_commands
 import controller.cli.simulate  # noqa: F401

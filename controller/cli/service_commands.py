@@ -1,4 +1,5 @@
-"""`serve up | update | status | down | logs | validate`: service commands over the REST API."""
+"""`serve up | update | status | logs | validate`: service commands over the REST API
+(`serve down` is in `down_command`)."""
 
 from __future__ import annotations
 
@@ -13,33 +14,40 @@ import typer
 from controller.api.schemas import ServicePublic
 from controller.cli.app import app
 from controller.cli.bundle_upload import upload_bundle
+from controller.cli.connect import controller_client, service_path
 from controller.cli.errors import fail, friendly, wide_console
 from controller.cli.job_values import apply_values, parse_values
 from controller.cli.render import print_status
-from controller.client import ApiError, ControllerClient, ControllerUnavailable, start_controller
-from controller.service_status import ServiceStatus
-from controller.settings import Settings
-from controller.spec import (
-    ServiceSpec,
-    check_service_name,
-    ignored_fields,
-    load_spec_file,
-    parse_yaml,
-    read_spec_file,
+from controller.cli.resource_flags import (
+    Cloud,
+    Cpus,
+    Envs,
+    Gpus,
+    Infra,
+    Memory,
+    Region,
+    Secrets,
+    UseSpot,
+    Zone,
 )
-from controller.spec.loader import validate_spec
-from controller.spec.models import SpecProblem
+from controller.client import ControllerClient, ControllerUnavailable
+from controller.service_status import ServiceStatus
+from controller.spec import ServiceSpec, ignored_fields, parse_yaml, read_spec_file
+from controller.spec.overrides import ResourceFlags, validate_with_flags
 
 console = wide_console()
 
 
 def _load(
-    file: Path, envs: list[str] | None = None, secrets: list[str] | None = None
+    file: Path,
+    envs: list[str] | None = None,
+    secrets: list[str] | None = None,
+    flags: ResourceFlags | None = None,
 ) -> tuple[dict[str, Any], ServiceSpec]:
-    """Parse and validate locally, apply `--env`/`--secret`, and make `workdir` absolute
-    (relative to the current directory, as SkyPilot does) for display."""
+    """Parse and validate locally, lay the resource flags over it, apply `--env`/`--secret`,
+    and make `workdir` absolute (relative to the current directory, as SkyPilot does)."""
     data = parse_yaml(read_spec_file(file), str(file))
-    spec = validate_spec(data, str(file))
+    data, spec = validate_with_flags(data, flags or ResourceFlags(), str(file))
     data, spec = apply_values(
         data, spec, parse_values(envs or [], "--env"), parse_values(secrets or [], "--secret")
     )
@@ -55,51 +63,32 @@ def _load(
     return data, spec
 
 
-def _service_path(name: str, suffix: str = "") -> str:
-    """The API path of a service. A name that cannot be a service's is refused here, so no
-    argument (`..`, `a?target=controller`, `x/../y`) can steer the request elsewhere."""
-    try:
-        check_service_name(name)
-    except SpecProblem as exc:
-        raise fail(f"{exc.message}: {exc.hint}") from None
-    return f"/api/v1/services/{name}{suffix}"
-
-
-def _client(start: bool) -> ControllerClient:
-    settings = Settings.from_env()
-    client = ControllerClient(settings)
-    if client.healthy():
-        return client
-    if not start:
-        raise ControllerUnavailable(
-            f"no controller answers at {client.url}; `serve controller start` starts one"
-        )
-    with console.status("Starting the controller in the background..."):
-        url = start_controller(settings)
-    console.print(f"Controller started at {url} (logs: {settings.log_dir / 'controller.log'})")
-    return ControllerClient(settings, url=url)
-
-
-ENV_HELP = "KEY=VALUE, or KEY to take its value from your environment (repeatable)"
-
-
 @app.command()
 @friendly
 def up(
     file: Path = typer.Argument(..., help="service YAML"),
     name: str | None = typer.Option(None, "-n", "--name", help="service name"),
     detach: bool = typer.Option(False, "-d", "--detach", help="return without waiting"),
-    env: list[str] = typer.Option([], "--env", help=f"an env for the replicas: {ENV_HELP}"),
-    secret: list[str] = typer.Option([], "--secret", help=f"a secret: {ENV_HELP}"),
+    infra: Infra = None,
+    cloud: Cloud = None,
+    region: Region = None,
+    zone: Zone = None,
+    gpus: Gpus = None,
+    cpus: Cpus = None,
+    memory: Memory = None,
+    use_spot: UseSpot = None,
+    env: Envs = None,
+    secret: Secrets = None,
 ) -> None:
     """Start a service from a YAML and wait until it answers."""
-    data, spec = _load(file, env, secret)
+    flags = ResourceFlags(infra, cloud, region, zone, gpus, cpus, memory, use_spot)
+    data, spec = _load(file, env, secret, flags)
     name = name or spec.name
     if not name:
         raise fail("the service needs a name: pass -n NAME or add `name:` to the YAML")
     for warning in [*ignored_fields(data), *spec.mount_warnings()]:
         console.print(f"[yellow]warning:[/] {warning}")
-    client = _client(start=True)
+    client = controller_client(start=True)
     bundle = upload_bundle(client, spec, console)
     body = {"name": name, "spec": data, "bundle": bundle}
     svc = ServicePublic.model_validate(client.json("POST", "/api/v1/services", json=body))
@@ -117,7 +106,7 @@ def _wait_ready(client: ControllerClient, name: str) -> None:
     try:
         with console.status("waiting for replicas") as spinner:
             while True:
-                svc = ServicePublic.model_validate(client.json("GET", _service_path(name)))
+                svc = ServicePublic.model_validate(client.json("GET", service_path(name)))
                 states = ", ".join(f"{r.id}:{r.status}" for r in svc.replicas) or "-"
                 spinner.update(
                     f"{svc.status}: {svc.ready_replicas}/{svc.target_replicas} ready "
@@ -156,15 +145,24 @@ def _wait_for_endpoint(endpoint: str | None, timeout: float = 15.0) -> None:
 def update(
     name: str = typer.Argument(...),
     file: Path = typer.Argument(..., help="the new service YAML"),
-    env: list[str] = typer.Option([], "--env", help=f"an env for the replicas: {ENV_HELP}"),
-    secret: list[str] = typer.Option([], "--secret", help=f"a secret: {ENV_HELP}"),
+    infra: Infra = None,
+    cloud: Cloud = None,
+    region: Region = None,
+    zone: Zone = None,
+    gpus: Gpus = None,
+    cpus: Cpus = None,
+    memory: Memory = None,
+    use_spot: UseSpot = None,
+    env: Envs = None,
+    secret: Secrets = None,
 ) -> None:
     """Roll a service to a new version of its YAML (new replicas first, then old ones go)."""
-    data, spec = _load(file, env, secret)
-    client = _client(start=False)
+    flags = ResourceFlags(infra, cloud, region, zone, gpus, cpus, memory, use_spot)
+    data, spec = _load(file, env, secret, flags)
+    client = controller_client(start=False)
     bundle = upload_bundle(client, spec, console)
     body = {"spec": data, "bundle": bundle}
-    svc = ServicePublic.model_validate(client.json("PUT", _service_path(name), json=body))
+    svc = ServicePublic.model_validate(client.json("PUT", service_path(name), json=body))
     console.print(f"Service [bold]{name}[/] is rolling to version {svc.version}.")
 
 
@@ -174,25 +172,29 @@ def status(
     name: str | None = typer.Argument(None),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     events: bool = typer.Option(False, "--events", help="also list recent events"),
+    endpoint: bool = typer.Option(
+        False, "--endpoint", help="print only the endpoint of service NAME (for scripts)"
+    ),
 ) -> None:
     """Show services and their replicas."""
+    if endpoint:
+        _print_endpoint(name)
+        return
     try:
-        client = _client(start=False)
+        client = controller_client(start=False)
     except ControllerUnavailable:
         if name:
             raise
         console.print("No controller is running, so no services. `serve up FILE` starts one.")
         return
     services = (
-        [client.json("GET", _service_path(name))]
-        if name
-        else client.json("GET", "/api/v1/services")
+        [client.json("GET", service_path(name))] if name else client.json("GET", "/api/v1/services")
     )
     evts: list[Any] = []
     if events:
         targets = [name] if name else [s["name"] for s in services]
         for target in targets:
-            evts += client.json("GET", _service_path(target, "/events"), params={"limit": 50})
+            evts += client.json("GET", service_path(target, "/events"), params={"limit": 50})
     if as_json:
         out: Any = services[0] if name else services
         if events and name:
@@ -205,33 +207,24 @@ def status(
     print_status(console, services, evts)
 
 
-@app.command()
-@friendly
-def down(
-    name: str = typer.Argument(...),
-    purge: bool = typer.Option(False, "--purge", help="forget a service whose cleanup failed"),
-    detach: bool = typer.Option(False, "-d", "--detach", help="return without waiting"),
-) -> None:
-    """Terminate a service's replicas and load balancer, and forget it."""
-    client = _client(start=False)
-    result = client.json("DELETE", _service_path(name), params={"purge": purge})
-    if result["status"] == "DELETED" or detach:
-        console.print(f"Service {name}: {result['status']}")
-        return
-    with console.status(f"taking {name} down") as spinner:
-        while True:
-            try:
-                svc = ServicePublic.model_validate(client.json("GET", _service_path(name)))
-            except ApiError as exc:
-                if exc.status == 404:
-                    break
-                raise
-            if svc.status == ServiceStatus.FAILED_CLEANUP:
-                raise fail(f"{name}: {svc.status_reason}")
-            alive = len(svc.replicas)
-            spinner.update(f"taking {name} down: {alive} replicas left")
-            time.sleep(0.5)
-    console.print(f"Service [bold]{name}[/] is down: replicas and load balancer stopped.")
+NO_ENDPOINT = {
+    ServiceStatus.CONTROLLER_INIT: " yet: the controller has not started its load balancer",
+    ServiceStatus.SHUTTING_DOWN: ": it is going down",
+    ServiceStatus.FAILED_CLEANUP: ": it is going down",
+}
+
+
+def _print_endpoint(name: str | None) -> None:
+    """Only the URL on stdout, so `curl $(serve status --endpoint NAME)/v1/...` works; a
+    service whose load balancer is not (or no longer) there fails instead."""
+    if not name:
+        raise fail("--endpoint needs a service: serve status --endpoint NAME")
+    client = controller_client(start=False)
+    svc = ServicePublic.model_validate(client.json("GET", service_path(name)))
+    why = " yet" if svc.endpoint is None else NO_ENDPOINT.get(svc.status)
+    if why is not None:
+        raise fail(f"{name} has no endpoint{why} ({svc.status}); `serve status {name}` shows it")
+    typer.echo(svc.endpoint)
 
 
 @app.command()
@@ -241,15 +234,21 @@ def logs(
     replica: int | None = typer.Option(None, "--replica", help="replica ID"),
     lb: bool = typer.Option(False, "--lb", help="the load balancer's log"),
     controller: bool = typer.Option(False, "--controller", help="the controller's log"),
-    follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new lines"),
+    follow: bool = typer.Option(
+        True,
+        "--follow/--no-follow",
+        "-f",
+        help="keep printing new lines (the default, as `sky serve logs`); --no-follow prints "
+        "what is there and exits",
+    ),
     tail: int = typer.Option(0, "--tail", help="only the last N bytes to start with"),
 ) -> None:
-    """Print a replica's, the load balancer's or the controller's log."""
+    """Print a replica's, the load balancer's or the controller's log, and follow it."""
     if sum([replica is not None, lb, controller]) != 1:
         raise fail("say which log: --replica ID, --lb or --controller")
     target = "replica" if replica is not None else ("lb" if lb else "controller")
-    path = _service_path(name, "/logs")
-    client = _client(start=False)
+    path = service_path(name, "/logs")
+    client = controller_client(start=False)
     params: dict[str, Any] = {"target": target, "tail": tail}
     if replica is not None:
         params["replica"] = replica
@@ -267,19 +266,36 @@ def logs(
 def validate(
     file: Path = typer.Argument(..., help="service YAML"),
     as_json: bool = typer.Option(False, "--json", help="print the normalised spec as JSON"),
+    infra: Infra = None,
+    cloud: Cloud = None,
+    region: Region = None,
+    zone: Zone = None,
+    gpus: Gpus = None,
+    cpus: Cpus = None,
+    memory: Memory = None,
+    use_spot: UseSpot = None,
+    env: Envs = None,
+    secret: Secrets = None,
 ) -> None:
-    """Check a service YAML without deploying it; print it with every default filled in."""
+    """Check a service YAML without deploying it; print it with every default filled in.
+
+    Resource flags are laid over it as `serve up` would, so their result can be seen."""
     from controller.spec import SpecError
 
+    flags = ResourceFlags(infra, cloud, region, zone, gpus, cpus, memory, use_spot)
     try:
-        spec = load_spec_file(file)
+        data = parse_yaml(read_spec_file(file), str(file))
+        data, spec = validate_with_flags(data, flags, str(file))
     except SpecError as exc:
         if as_json:
             typer.echo(json.dumps({"valid": False, "issues": exc.as_json()}, indent=2))
             raise typer.Exit(1) from None
         raise
+    spec = spec.with_values(
+        parse_values(env or [], "--env"), parse_values(secret or [], "--secret")
+    )
     warnings = [
-        *ignored_fields(parse_yaml(read_spec_file(file))),
+        *ignored_fields(data),
         *spec.mount_warnings(),
         *(
             f"{m} has no value: pass --{m.split('.')[0].rstrip('s')} {m.split('.', 1)[1]} "

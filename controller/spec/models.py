@@ -261,6 +261,27 @@ def _normalise_location(obj: Place | Resources) -> None:
         object.__setattr__(obj, "cloud", cloud)
     if obj.accelerators is not None:
         object.__setattr__(obj, "accelerators", parse_accelerators(obj.accelerators))
+    for field in ("cpus", "memory"):
+        _check_amount(field, getattr(obj, field))
+
+
+AMOUNT = re.compile(r"^\d+(\.\d+)?\+?$")
+
+
+def _check_amount(field: str, value: Scalar | None) -> None:
+    """SkyPilot's `cpus`/`memory` syntax as the catalog reads it: '8' exactly, '8+' at
+    least (memory in GiB)."""
+    if value is None:
+        return
+    text = str(value).strip()
+    if not isinstance(value, bool) and AMOUNT.match(text) and float(text.rstrip("+")) > 0:
+        return
+    unit = " GiB" if field == "memory" else ""
+    raise SpecProblem(
+        f"{field} {value!r} is not a positive number, optionally followed by '+'",
+        f"write e.g. 8 (exactly 8{unit}) or 8+ (at least 8{unit})",
+        field,
+    )
 
 
 def parse_accelerators(value: Accelerators) -> dict[str, int]:
@@ -294,7 +315,9 @@ def _split_accelerator(text: str) -> tuple[str, int]:
         return name, int(float(count)) if count else 1
     except ValueError:
         raise SpecProblem(
-            f"accelerator {text!r} has a count that is not a number", "write e.g. 'A100:4'"
+            f"accelerator {text!r} has a count that is not a number",
+            "write e.g. 'A100:4'",
+            "accelerators",
         ) from None
 
 

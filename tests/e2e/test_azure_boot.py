@@ -128,7 +128,9 @@ def test_hello_on_azure_vms_that_boot_answers_logs_heals_and_leaves_nothing(
     assert len(words) >= 5 and "".join(words).startswith("Hello! You said:")
 
     wait_until(
-        lambda: "serving hello-1" in env.serve("logs", NAME, "--replica", "1").stdout,
+        lambda: (
+            "serving hello-1" in env.serve("logs", NAME, "--replica", "1", "--no-follow").stdout
+        ),
         "the app's output in `serve logs --replica 1`",
         60,
         every=1,

@@ -134,7 +134,7 @@ def test_hello_on_gcp_instances_that_boot_answers_logs_heals_and_leaves_nothing(
     assert len(arrivals) >= 5 and arrivals[-1] - arrivals[0] > 0.1, "streamed, not at once"
 
     def app_output() -> bool:
-        logs = env.serve("logs", NAME, "--replica", "1")
+        logs = env.serve("logs", NAME, "--replica", "1", "--no-follow")
         return logs.returncode == 0 and "serving hello-1 on port" in logs.stdout
 
     wait_until(app_output, "the app's output in `serve logs --replica 1`", 60, 1)

@@ -56,7 +56,7 @@ def test_up_answer_survive_a_dead_replica_and_down(serve_env: Env) -> None:
             httpx.post(f"{endpoint}/v1/chat/completions", json=CHAT, timeout=10).status_code == 200
         )
 
-    logs = env.serve("logs", "hello", "--replica", str(svc["replicas"][1]["id"]))
+    logs = env.serve("logs", "hello", "--replica", str(svc["replicas"][1]["id"]), "--no-follow")
     assert logs.returncode == 0 and "serving hello-1" in logs.stdout
 
     down = env.serve("down", "hello")

@@ -121,9 +121,9 @@ def test_cli_output_never_shows_a_secret(vault: Vault) -> None:
         ("status", "--events"),
         ("validate", spec),
         ("validate", spec, "--json"),
-        ("logs", "vault", "--controller"),
-        ("logs", "vault", "--lb"),
-        ("logs", "vault", "--replica", "1"),
+        ("logs", "vault", "--controller", "--no-follow"),
+        ("logs", "vault", "--lb", "--no-follow"),
+        ("logs", "vault", "--replica", "1", "--no-follow"),
     ):
         seen[" ".join(args)] = _serve(env, *args)
     assert {what: _leaks(text) for what, text in seen.items() if _leaks(text)} == {}

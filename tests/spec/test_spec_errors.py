@@ -117,3 +117,10 @@ def test_python_tags_are_not_executed() -> None:
 
 def test_bad_service_name_explains_the_rule() -> None:
     assert "lowercase letters" in error_of(OK + "name: My_Service\n")
+
+
+@pytest.mark.parametrize("field", ["cpus", "memory"])
+def test_cpus_and_memory_must_be_a_number_or_at_least_a_number(field: str) -> None:
+    msg = error_of(OK.replace("ports: 8080", f"ports: 8080\n  {field}: four"))
+    assert f"resources.{field}: {field} 'four' is not a positive number" in msg
+    assert "8+" in msg
