@@ -13,7 +13,7 @@ from common.clock import Clock
 from controller.db.engine import Database
 from controller.db.models import EventRow, ReplicaRow, ServiceRow
 from policies.types import Location
-from replica_manager.lifecycle import check_transition
+from replica_manager.lifecycle import ENDING, TRANSITIONS, check_transition
 from replica_manager.records import ReplicaRecord, ReplicaStatus
 from replica_manager.store import ReplicaChanges
 
@@ -213,7 +213,16 @@ class SqlReplicaStore:
         now = self.clock.now()
         with self.db.session() as s:
             row = s.get_one(ReplicaRow, record.row_id, with_for_update=True)
-            check_transition(ReplicaStatus(row.status), status)
+            current = ReplicaStatus(row.status)
+            if (
+                current != record.status
+                and current in ENDING
+                and status not in TRANSITIONS[current]
+            ):
+                # Ended since the caller read it (`serve down NAME --replica-id N` from the
+                # API while a tick judged the replica): it stays ended.
+                return to_record(row, record.service)
+            check_transition(current, status)
             _bump(s, row.service_id)
             row.status = status.value
             row.status_reason = reason

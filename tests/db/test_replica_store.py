@@ -52,3 +52,15 @@ def test_skipping_a_lifecycle_state_is_refused(store: SqlReplicaStore) -> None:
     with pytest.raises(IllegalTransition):
         store.transition(r, S.READY, "too early")
     assert store.replicas("svc")[0].status == S.PENDING
+
+
+def test_a_replica_ended_since_the_caller_read_it_stays_ended(store: SqlReplicaStore) -> None:
+    """The operator's `serve down NAME --replica-id N` lands between a tick's read and its
+    write: the tick's stale judgement does not bring the replica back."""
+    r = store.create_intent("svc", 1, LOC, True, "t", 1.0, 3.0)
+    r = store.transition(r, S.PROVISIONING, "launching")
+    read_by_tick = store.transition(r, S.STARTING, "instance running", instance_id="i-1")
+    store.transition(read_by_tick, S.SHUTTING_DOWN, "requested by the operator")
+    after = store.transition(read_by_tick, S.READY, "probe passed")
+    assert (after.status, after.status_reason) == (S.SHUTTING_DOWN, "requested by the operator")
+    assert store.transition(read_by_tick, S.PREEMPTED, "x").status == S.SHUTTING_DOWN
