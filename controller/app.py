@@ -19,6 +19,7 @@ from controller.api.routes_lb import router as lb_router
 from controller.api.routes_market import router as market_router
 from controller.api.routes_meta import router as meta_router
 from controller.api.routes_services import router as services_router
+from controller.api.routes_updates import router as updates_router
 from controller.runtime import ControllerRuntime
 from controller.settings import Settings
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings, runtime: ControllerRuntime | None = None) -> 
     install_error_handlers(app)
     app.include_router(meta_router)
     app.include_router(services_router)
+    app.include_router(updates_router)
     app.include_router(bundles_router)
     app.include_router(lb_router)
     app.include_router(market_router)

@@ -17,6 +17,7 @@ from controller.settings import Settings
 from controller.spec import ServiceSpec
 from controller.tick_state import TickState
 from policies.registry import make_policy
+from policies.replica_sets import bound_surge
 from policies.types import LocationEvent, Plan, PolicyInput, ReplicaView
 from provisioners.errors import ProvisionError
 from replica_manager.execute import Executor
@@ -47,9 +48,11 @@ class PlacementRound:
         state: TickState,
         saved: SavedPolicy,
         records: list[ReplicaRecord],
+        surge: int | None = None,
     ) -> TickState:
         """`records`: the service's replicas as the tick last saw them (later rounds, after
-        a refusal, read them again)."""
+        a refusal, read them again). `surge`: during a rolling update, how many replicas
+        may run above the plan's steady state (None: no bound, as in a blue-green one)."""
         name = template.service
         earlier = self.executor.collect(name)  # launches that finished after their tick
         state = self.block_all(name, earlier.blocked, state)
@@ -86,6 +89,8 @@ class PlacementRound:
                 events=events,
             )
             plan, policy_state = policy.plan(inp, policy_state)
+            if surge is not None:
+                plan = bound_surge(plan, inp, surge)
             latest = SavedPolicy(policy.name, policy.state_to_dict(policy_state))
             if latest != saved:
                 self.services.save_policy(name, latest)

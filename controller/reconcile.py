@@ -26,6 +26,7 @@ from controller.spec import ServiceSpec
 from controller.teardown import Teardown
 from controller.templates import replica_template, scaling_config
 from controller.tick_state import TickState
+from controller.updates import surge_for
 from provisioners.base import Provisioner
 from replica_manager.cleanup import Cleaner
 from replica_manager.execute import Executor
@@ -94,8 +95,10 @@ class Reconciler:
         target, state = self._target(name, snap.spec, state)
         if state.app_failure_streak < self.settings.app_failures_to_fail_service:
             events = tuple(seen.events)
+            rolling = snap.update_mode == "rolling"
+            surge = surge_for(target, snap.max_surge) if rolling else None
             state = self.placing.run(
-                snap.spec, template, target, events, state, snap.policy, seen.records
+                snap.spec, template, target, events, state, snap.policy, seen.records, surge
             )
         self.cleaner.terminate_ending(name)
         self.services.save_tick(

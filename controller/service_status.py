@@ -37,6 +37,12 @@ def service_status(
         return current, ""
     ready = sum(1 for r in replicas if r.status == ReplicaStatus.READY)
     alive = sum(1 for r in replicas if r.status in ALIVE)
+    if ready and app_failure_streak >= failure_limit:
+        return ServiceStatus.READY, (
+            f"{ready} of {target} replicas ready; {app_failure_streak} newer replicas in a "
+            f"row failed before becoming ready, so no more are launched (`serve logs`; after "
+            f"a bad update, `serve update NAME --rollback` goes back)"
+        )
     if ready:
         return ServiceStatus.READY, f"{ready} of {target} replicas ready"
     if app_failure_streak >= failure_limit:

@@ -4,7 +4,7 @@ the reconcile loop makes the world follow."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -18,7 +18,6 @@ from controller.lb_process import pick_port
 from controller.service_status import ServiceStatus
 from controller.settings import Settings
 from controller.spec import ServiceSpec
-from controller.tick_state import TickState
 
 
 class ServiceExists(Exception):
@@ -46,11 +45,15 @@ class VersionView:
     bundle_digest: str | None
     redacted: dict[str, Any]
     """The spec as the API shows it (secrets replaced), made once per version."""
+    update_mode: str = "rolling"
+    max_surge: int | None = None
 
 
 def _view_of(version: ServiceVersionRow) -> VersionView:
     spec = ServiceSpec.model_validate(version.spec)
-    return VersionView(spec, version.bundle_digest, spec.redacted())
+    return VersionView(
+        spec, version.bundle_digest, spec.redacted(), version.update_mode, version.max_surge
+    )
 
 
 _PARSED: dict[tuple[int, int, float], VersionView] = {}
@@ -160,36 +163,6 @@ def create_service(
             s.flush()
         except IntegrityError:
             raise ServiceExists(name) from None
-        return row
-
-
-def update_service(
-    db: Database, clock: Clock, name: str, spec: ServiceSpec, bundle_digest: str | None = None
-) -> ServiceRow:
-    now = clock.now()
-    with db.session() as s:
-        row = get_or_404(s, name)
-        if row.status in (ServiceStatus.SHUTTING_DOWN, ServiceStatus.FAILED_CLEANUP):
-            raise ServiceNotFound(name)
-        row.version += 1
-        s.add(
-            ServiceVersionRow(
-                service_id=row.id,
-                version=row.version,
-                spec=spec.model_dump(mode="json"),
-                created_at=now,
-                bundle_digest=bundle_digest,
-            )
-        )
-        row.updated_at = now
-        state = TickState.from_json(row.tick_state)
-        row.tick_state = replace(state, app_failure_streak=0).to_json()
-        if row.status == ServiceStatus.FAILED:
-            row.status = ServiceStatus.REPLICA_INIT.value
-        add_event(
-            s, name, "service_updated", f"service {name} updated to version {row.version}", now
-        )
-        s.flush()
         return row
 
 

@@ -23,6 +23,8 @@ class TickState:
     spot_target: int | None = None
     blocked: CloudBlocks = field(default_factory=CloudBlocks)
     last_orphan_scan: float = 0.0
+    ready_version: int = 0
+    """The newest version that has had a READY replica (its `ready_at` is recorded)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -32,6 +34,7 @@ class TickState:
             "spot_target": self.spot_target,
             "blocked": self.blocked.to_json(),
             "last_orphan_scan": self.last_orphan_scan,
+            "ready_version": self.ready_version,
         }
 
     @classmethod
@@ -46,6 +49,7 @@ class TickState:
             spot_target=_opt_int(data.get("spot_target")),
             blocked=CloudBlocks.from_json(data.get("blocked")),
             last_orphan_scan=float(data.get("last_orphan_scan") or 0.0),
+            ready_version=int(data.get("ready_version") or 0),
         )
 
 

@@ -7,9 +7,10 @@ before ``data: [DONE]`` and before any ``finish_reason``. Invariants:
   (200 ``text/event-stream``) and never forwarded;
 - only whole events reach the client, rewritten by the ``StreamTracker`` (original ``id``, no
   second role chunk), so it sees one stream with no repeated and no missing text;
-- at most ``--max-resumes`` continuation attempts per stream, each on a replica that has not
-  failed this stream yet; connecting and waiting for the head are bounded by
-  ``--connect-timeout`` and ``--response-timeout``;
+- at most ``--max-resumes`` continuations per stream that a replica answered, each on a
+  replica that has not failed this stream yet (one that does not answer at all costs no
+  resume: the next replica is tried, until none is left); connecting and waiting for the
+  head are bounded by ``--connect-timeout`` and ``--response-timeout``;
 - the client's stream always ends: with the continuation's own end, with ``data: [DONE]`` when
   the token budget is spent, or with a ``stream_resume_failed`` error event and a close.
 
@@ -85,7 +86,8 @@ class StreamSplice:
         """Finish the client's stream; True when it ended well (the connection may be kept)."""
         tried = [broken]
         self._note_break(broken, broke_at)
-        for _ in range(self.app.config.max_resumes):
+        resumes = 0
+        while resumes < self.app.config.max_resumes:
             body = continuation_body(self.request, self.tracker.text, self.tracker.events)
             if body is None:
                 self.write(_DONE_EVENT)
@@ -99,6 +101,9 @@ class StreamSplice:
                 outcome, detail = await self._attempt(replica, body)
             finally:
                 self.app.replicas.unhold(replica)
+            if outcome is Outcome.UNANSWERED:
+                continue  # a replica gone too (a zone preempted at once): the next one
+            resumes += 1
             if outcome is Outcome.COMPLETE:
                 return self._end()
             if outcome is Outcome.REFUSED:
@@ -107,7 +112,7 @@ class StreamSplice:
                 if not self.tracker.needs_resume:
                     return self._fail(f"{detail}; cannot resume: {self.tracker.refused}")
                 self._note_break(replica, self._loop.time())
-        return self._fail(f"no continuation finished in {len(tried) - 1} attempts (--max-resumes)")
+        return self._fail(f"no continuation finished in {resumes} resumes (--max-resumes)")
 
     def client_write_paused(self, paused: bool) -> None:
         upstream = self._upstream

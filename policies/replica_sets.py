@@ -7,8 +7,9 @@ order and count "current" replicas the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
-from policies.types import Location, Offer, ReplicaView
+from policies.types import Location, Offer, Plan, PolicyInput, ReplicaView
 
 
 def removal_order(replicas: Iterable[ReplicaView]) -> list[ReplicaView]:
@@ -51,6 +52,19 @@ def outdated_to_remove(
     ready_current = sum(1 for r in current if r.ready)
     keep = max(0, wanted - ready_current)
     return pick_for_removal(outdated, len(outdated) - keep)
+
+
+def bound_surge(plan: Plan, inp: PolicyInput, surge: int) -> Plan:
+    """During a rolling update (replicas of an older version still live), launch only as
+    many as keep the live replicas within what the plan wants in steady state plus `surge`:
+    an update never runs more than that, whatever the policy."""
+    _, outdated = split_by_version(inp.replicas, inp.latest_version)
+    if not outdated or not plan.launches:
+        return plan
+    stopping = set(plan.terminations)
+    staying = sum(1 for r in inp.replicas if r.replica_id not in stopping)
+    room = max(0, plan.spot_target + plan.on_demand_target + surge - staying)
+    return replace(plan, launches=plan.launches[:room])
 
 
 def count_in(replicas: Iterable[ReplicaView], location: Location) -> int:

@@ -60,14 +60,21 @@ class Tally:
     failed: int = 0
     truncated: int = 0
     wrong: int = 0
-    latencies: list[float] = field(default_factory=list)
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"plain": [], "stream": []})
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, latency: float, failed: str = "", truncated: bool = False, wrong: bool = False):
+    def add(
+        self,
+        kind: str,
+        latency: float,
+        failed: str = "",
+        truncated: bool = False,
+        wrong: bool = False,
+    ) -> None:
         with self.lock:
             self.sent += 1
-            self.latencies.append(latency)
+            self.latencies[kind].append(latency)
             if failed:
                 self.failed += 1
                 self.errors.append(failed)
@@ -119,12 +126,11 @@ class Load:
                 max_tokens=MAX_TOKENS,
             )
         except openai.APIError as exc:
-            self.tally.add(time.monotonic() - began, failed=f"plain: {exc}")
+            self.tally.add("plain", time.monotonic() - began, failed=f"plain: {exc}")
             return
         text = answer.choices[0].message.content or ""
-        self.tally.add(
-            time.monotonic() - began, wrong=text.strip() != self.expected[prompt].strip()
-        )
+        wrong = text.strip() != self.expected[prompt].strip()
+        self.tally.add("plain", time.monotonic() - began, wrong=wrong)
 
     def _streamed(self, client: openai.OpenAI, prompt: str, began: float) -> None:
         text, finish = [], None
@@ -141,12 +147,13 @@ class Load:
                     finish = choice.finish_reason or finish
         except openai.APIError as exc:
             if not text:
-                self.tally.add(time.monotonic() - began, failed=f"stream: {exc}")
+                self.tally.add("stream", time.monotonic() - began, failed=f"stream: {exc}")
                 return
         except httpx.HTTPError:
             pass  # cut mid-stream: counted as truncated below
         whole = "".join(text)
         self.tally.add(
+            "stream",
             time.monotonic() - began,
             truncated=finish is None,
             wrong=finish is not None and whole.strip() != self.expected[prompt].strip(),
@@ -223,7 +230,6 @@ def one_run(env: Env, args: argparse.Namespace, notice: float, resume: bool) -> 
     tally = load.finish()
     resumes, gap = resume_gap(endpoint)
     serve(env, "down", NAME)
-    latencies = sorted(tally.latencies)
     return {
         "notice_seconds": notice,
         "resume_streams": resume,
@@ -231,12 +237,18 @@ def one_run(env: Env, args: argparse.Namespace, notice: float, resume: bool) -> 
         "failed": tally.failed,
         "truncated": tally.truncated,
         "wrong_text": tally.wrong,
-        "p50_seconds": round(statistics.median(latencies), 3),
-        "p99_seconds": round(latencies[int(0.99 * (len(latencies) - 1))], 3),
+        "plain_p99_seconds": p99(tally.latencies["plain"]),
+        "stream_p50_seconds": round(statistics.median(tally.latencies["stream"]), 3),
+        "stream_p99_seconds": p99(tally.latencies["stream"]),
         "streams_resumed": resumes,
         "mean_resume_gap_ms": None if gap is None else round(gap * 1000, 1),
         "errors": tally.errors[:5],
     }
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return round(ordered[int(0.99 * (len(ordered) - 1))], 3)
 
 
 def notice_text(seconds: float) -> str:
@@ -271,16 +283,17 @@ def main() -> int:
         shutil.rmtree(home, ignore_errors=True)
     print()
     print(
-        "| notice | resume | requests | failed | streams truncated | wrong text | p50 s | "
-        "p99 s | streams resumed | mean resume gap |"
+        "| notice | resume | requests | failed | streams truncated | wrong text | "
+        "plain p99 | stream p50 | stream p99 | streams resumed | mean resume gap |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         gap = "-" if r["mean_resume_gap_ms"] is None else f"{r['mean_resume_gap_ms']:.0f} ms"
         print(
             f"| {notice_text(r['notice_seconds'])} "
             f"| {'on' if r['resume_streams'] else 'off'} | {r['sent']} | {r['failed']} "
-            f"| {r['truncated']} | {r['wrong_text']} | {r['p50_seconds']} | {r['p99_seconds']} "
+            f"| {r['truncated']} | {r['wrong_text']} | {r['plain_p99_seconds']} s "
+            f"| {r['stream_p50_seconds']} s | {r['stream_p99_seconds']} s "
             f"| {r['streams_resumed']} | {gap} |"
         )
     if args.json:

@@ -9,7 +9,8 @@ from controller.api.deps import require_token, runtime
 from controller.api.schemas import LbSyncRequest, LbSyncResponse
 from controller.db import ReplicaRow
 from controller.runtime import ControllerRuntime
-from controller.services import get_or_404, latest_spec
+from controller.services import get_or_404, latest_version
+from controller.updates import serving
 from replica_manager.records import ReplicaStatus
 
 router = APIRouter(prefix="/api/v1/services", tags=["load balancer"])
@@ -23,16 +24,17 @@ def lb_sync(
 ) -> LbSyncResponse:
     with rt.db.session() as s:
         row = get_or_404(s, name)
-        ready = list(
-            s.scalars(
-                select(ReplicaRow.url).where(
-                    ReplicaRow.service_id == row.id,
-                    ReplicaRow.status == ReplicaStatus.READY.value,
-                    ReplicaRow.url.is_not(None),
-                )
-            ).all()
-        )
-        service = latest_spec(row).service
+        found = s.execute(
+            select(ReplicaRow.url, ReplicaRow.version).where(
+                ReplicaRow.service_id == row.id,
+                ReplicaRow.status == ReplicaStatus.READY.value,
+                ReplicaRow.url.is_not(None),
+            )
+        ).all()
+        latest = latest_version(row)
+        service = latest.spec.service
+        pairs = [(str(url), int(version)) for url, version in found]
+        ready = serving(pairs, row.version, latest.update_mode, row.target_replicas)
     rt.rates.record(name, body.request_count, body.window_seconds, rt.clock.now())
     return LbSyncResponse(
         ready_replicas=ready,

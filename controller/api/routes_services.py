@@ -31,7 +31,6 @@ from controller.services import (
     create_service,
     get_or_404,
     request_down,
-    update_service,
 )
 from controller.spec import (
     ServiceSpec,
@@ -47,7 +46,7 @@ from controller.spec.models import SpecProblem
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 
 
-def _spec_from(body: ServiceCreate | ServiceUpdate) -> tuple[ServiceSpec, list[str]]:
+def spec_from(body: ServiceCreate | ServiceUpdate) -> tuple[ServiceSpec, list[str]]:
     if body.spec is None and body.yaml is None:
         raise SpecError([SpecIssue("", "send either 'spec' (a mapping) or 'yaml' (text)")])
     data = body.spec if body.spec is not None else parse_yaml(body.yaml or "")
@@ -68,7 +67,7 @@ def _spec_from(body: ServiceCreate | ServiceUpdate) -> tuple[ServiceSpec, list[s
     return spec, [*ignored_fields(data), *spec.mount_warnings()]
 
 
-def _bundle_for(rt: ControllerRuntime, spec: ServiceSpec, digest: str | None) -> str | None:
+def bundle_for(rt: ControllerRuntime, spec: ServiceSpec, digest: str | None) -> str | None:
     """The bundle a new version runs with: the one uploaded under `digest`, else one the
     controller packs from its own disk (an API client on the controller's machine)."""
     if digest is not None:
@@ -138,10 +137,10 @@ def list_services(rt: ControllerRuntime = Depends(runtime)) -> Response:
     "", status_code=201, response_model=ServiceCreated, dependencies=[Depends(require_token)]
 )
 def create(body: ServiceCreate, rt: ControllerRuntime = Depends(runtime)) -> ServiceCreated:
-    spec, warnings = _spec_from(body)
+    spec, warnings = spec_from(body)
     name = _name(body, spec)
     _check_placeable(rt, spec)
-    bundle = _bundle_for(rt, spec, body.bundle)
+    bundle = bundle_for(rt, spec, body.bundle)
     create_service(rt.db, rt.settings, rt.clock, name, spec, bundle)
     with rt.db.session() as s:
         view = service_view(get_or_404(s, name), rt.settings, rt.clock.now())
@@ -152,18 +151,6 @@ def create(body: ServiceCreate, rt: ControllerRuntime = Depends(runtime)) -> Ser
 def get(name: str, rt: ControllerRuntime = Depends(runtime)) -> ServicePublic:
     with rt.db.session() as s:
         return service_view(get_or_404(s, name), rt.settings, rt.clock.now())
-
-
-@router.put("/{name}", response_model=ServiceCreated, dependencies=[Depends(require_token)])
-def update(
-    name: str, body: ServiceUpdate, rt: ControllerRuntime = Depends(runtime)
-) -> ServiceCreated:
-    spec, warnings = _spec_from(body)
-    bundle = _bundle_for(rt, spec, body.bundle)
-    update_service(rt.db, rt.clock, name, spec, bundle)
-    with rt.db.session() as s:
-        view = service_view(get_or_404(s, name), rt.settings, rt.clock.now())
-    return ServiceCreated(**view.model_dump(), warnings=warnings)
 
 
 @router.delete("/{name}", status_code=202, dependencies=[Depends(require_token)])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -27,6 +27,16 @@ class ServiceUpdate(BaseModel):
     spec: dict[str, Any] | None = None
     yaml: str | None = Field(None, max_length=256 * 1024)
     bundle: str | None = Field(None, pattern=BUNDLE_DIGEST)
+    mode: Literal["rolling", "blue_green"] = "rolling"
+    max_surge: int | None = Field(None, ge=0, le=1000)
+
+
+class ServiceRollback(BaseModel):
+    """A new version made of `to_version`, or of the last version before the current one
+    that was ever READY."""
+
+    to_version: int | None = Field(None, ge=1)
+    mode: Literal["rolling", "blue_green"] = "rolling"
 
 
 class ReplicaPublic(BaseModel):

@@ -34,6 +34,7 @@ from controller.client import ControllerClient, ControllerUnavailable
 from controller.service_status import ServiceStatus
 from controller.spec import ServiceSpec, ignored_fields, parse_yaml, read_spec_file
 from controller.spec.overrides import ResourceFlags, validate_with_flags
+from controller.updates import UPDATE_MODES
 
 console = wide_console()
 
@@ -144,7 +145,26 @@ def _wait_for_endpoint(endpoint: str | None, timeout: float = 15.0) -> None:
 @friendly
 def update(
     name: str = typer.Argument(...),
-    file: Path = typer.Argument(..., help="the new service YAML"),
+    file: Path | None = typer.Argument(None, help="the new service YAML"),
+    mode: str = typer.Option(
+        "rolling",
+        "--mode",
+        help="rolling: new replicas first, old ones go as new ones get ready; blue_green: "
+        "the old version takes every request until the new one is wholly ready",
+    ),
+    max_surge: int | None = typer.Option(
+        None,
+        "--max-surge",
+        min=0,
+        help="rolling: replicas allowed above the steady count (default: a quarter of the "
+        "target, at least 1)",
+    ),
+    rollback: bool = typer.Option(
+        False, "--rollback", help="back to the last version before this one that was READY"
+    ),
+    to_version: int | None = typer.Option(
+        None, "--to-version", min=1, help="back to version K (its YAML and code)"
+    ),
     infra: Infra = None,
     cloud: Cloud = None,
     region: Region = None,
@@ -156,14 +176,36 @@ def update(
     env: Envs = None,
     secret: Secrets = None,
 ) -> None:
-    """Roll a service to a new version of its YAML (new replicas first, then old ones go)."""
-    flags = ResourceFlags(infra, cloud, region, zone, gpus, cpus, memory, use_spot)
-    data, spec = _load(file, env, secret, flags)
+    """Roll a service to a new version of its YAML, or back to an earlier version. A YAML
+    that changes only `service:` fields (counts, autoscaling, probe, balancing) keeps the
+    running replicas."""
+    if mode not in UPDATE_MODES:
+        raise fail(f"--mode {mode!r}: use one of {', '.join(UPDATE_MODES)}")
     client = controller_client(start=False)
-    bundle = upload_bundle(client, spec, console)
-    body = {"spec": data, "bundle": bundle}
-    svc = ServicePublic.model_validate(client.json("PUT", service_path(name), json=body))
-    console.print(f"Service [bold]{name}[/] is rolling to version {svc.version}.")
+    if rollback or to_version is not None:
+        if file is not None:
+            raise fail("give either a FILE or --rollback/--to-version, not both")
+        body: dict[str, Any] = {"to_version": to_version, "mode": mode}
+        raw = client.json("POST", service_path(name, "/rollback"), json=body)
+    else:
+        if file is None:
+            raise fail(f"say what to update to: `serve update {name} FILE`, or --rollback")
+        flags = ResourceFlags(infra, cloud, region, zone, gpus, cpus, memory, use_spot)
+        data, spec = _load(file, env, secret, flags)
+        bundle = upload_bundle(client, spec, console)
+        body = {"spec": data, "bundle": bundle, "mode": mode, "max_surge": max_surge}
+        raw = client.json("PUT", service_path(name), json=body)
+    svc = ServicePublic.model_validate(raw)
+    kept = [r.id for r in svc.replicas if r.version == svc.version]
+    if kept:
+        ids = ", ".join(map(str, kept))
+        console.print(
+            f"Service [bold]{name}[/] is at version {svc.version} in place: replicas {ids} "
+            "keep running."
+        )
+    else:
+        how = "blue-green" if mode == "blue_green" else "rolling"
+        console.print(f"Service [bold]{name}[/] is rolling ({how}) to version {svc.version}.")
 
 
 @app.command()

@@ -72,6 +72,13 @@ class ServiceVersionRow(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float)
     bundle_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # How the version replaces the one before (`serve update --mode`, `--max-surge`), and
+    # when one of its replicas was first READY (`serve update --rollback` goes back to it).
+    update_mode: Mapped[str] = mapped_column(
+        String(16), default="rolling", server_default="rolling"
+    )
+    max_surge: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ready_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     service: Mapped[ServiceRow] = relationship(back_populates="versions")
 

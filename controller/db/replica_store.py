@@ -123,7 +123,7 @@ def trim_events(session: Session, service: str, keep: int) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _bump(session: Session, service_id: int) -> None:
+def bump_revision(session: Session, service_id: int) -> None:
     """Tell listings the service's replicas changed (see `ServiceRow.replicas_revision`)."""
     session.execute(
         update(ServiceRow)
@@ -223,7 +223,7 @@ class SqlReplicaStore:
                 # API while a tick judged the replica): it stays ended.
                 return to_record(row, record.service)
             check_transition(current, status)
-            _bump(s, row.service_id)
+            bump_revision(s, row.service_id)
             row.status = status.value
             row.status_reason = reason
             row.status_changed_at = now
@@ -248,7 +248,7 @@ class SqlReplicaStore:
     def update(self, record: ReplicaRecord, **fields: Unpack[ReplicaChanges]) -> ReplicaRecord:
         with self.db.session() as s:
             row = s.get_one(ReplicaRow, record.row_id)
-            _bump(s, row.service_id)
+            bump_revision(s, row.service_id)
             for key, value in fields.items():
                 setattr(row, key, value)
             s.flush()
@@ -258,7 +258,7 @@ class SqlReplicaStore:
         with self.db.session() as s:
             row = s.get(ReplicaRow, record.row_id)
             if row is not None:
-                _bump(s, row.service_id)
+                bump_revision(s, row.service_id)
                 s.delete(row)
 
     def event(

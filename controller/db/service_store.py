@@ -7,10 +7,10 @@ the status and cost, the load balancer it started, the end of a teardown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from common.clock import Clock
 from controller.costs import hourly_rates
@@ -21,7 +21,7 @@ from controller.service_status import ServiceStatus, service_status
 from controller.services import latest_version
 from controller.spec import ServiceSpec
 from controller.tick_state import TickState
-from replica_manager.records import ReplicaRecord
+from replica_manager.records import ReplicaRecord, ReplicaStatus
 
 COST_EVERY_SECONDS = 30.0
 """How often an otherwise unchanged service row is written to add up its cost (the cost
@@ -48,6 +48,8 @@ class ServiceSnapshot:
     lb_pid: int | None
     lb_port: int | None
     updated_at: float
+    update_mode: str = "rolling"
+    max_surge: int | None = None
 
     @property
     def going_down(self) -> bool:
@@ -76,6 +78,8 @@ class ServiceStore:
                 lb_pid=row.lb_pid,
                 lb_port=row.lb_port,
                 updated_at=row.updated_at,
+                update_mode=view.update_mode,
+                max_surge=view.max_surge,
             )
 
     def save_policy(self, name: str, policy: SavedPolicy) -> None:
@@ -118,6 +122,7 @@ class ServiceStore:
                 )
             if status == ServiceStatus.READY and row.ready_since is None:
                 row.ready_since = now
+            state = _note_ready_version(s, row, state, records, now)
             new_state = state.to_json()
             changed = (status.value, reason, target, new_state) != (
                 row.status,
@@ -177,6 +182,26 @@ class ServiceStore:
         with self.db.session() as s:
             digests = s.scalars(select(ServiceVersionRow.bundle_digest)).all()
             return {d for d in digests if d}
+
+
+def _note_ready_version(
+    session: Any, row: ServiceRow, state: TickState, records: list[ReplicaRecord], now: float
+) -> TickState:
+    """Record when a version first had a READY replica (what `--rollback` goes back to);
+    one statement only on the tick where a newer version gets there."""
+    ready = max((r.version for r in records if r.status == ReplicaStatus.READY), default=0)
+    if ready <= state.ready_version:
+        return state
+    session.execute(
+        update(ServiceVersionRow)
+        .where(
+            ServiceVersionRow.service_id == row.id,
+            ServiceVersionRow.version == ready,
+            ServiceVersionRow.ready_at.is_(None),
+        )
+        .values(ready_at=now)
+    )
+    return replace(state, ready_version=ready)
 
 
 def _row(session: Any, name: str) -> ServiceRow | None:

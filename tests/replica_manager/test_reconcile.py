@@ -151,8 +151,8 @@ def _request(
 
 
 def test_update_brings_up_the_new_version_before_retiring_the_old(harness: Harness) -> None:
-    from controller.services import update_service
     from controller.spec import load_spec_text
+    from controller.updates import update_service
 
     harness.create(text=SPEC.replace("replicas: 2", "replicas: 1"))
     old = harness.tick_until(lambda: ready(harness), "version 1 READY")[0]
