@@ -123,8 +123,7 @@ class ProxyRequest:
         failures: list[str] = []
         replicas = self.app.replicas
         fresh = False
-        attempt = 0
-        while attempt < self.app.config.max_attempts:
+        for attempt in range(self.app.config.max_attempts):
             replica = replicas.choose(tried)
             if replica is None:
                 break
@@ -140,9 +139,8 @@ class ProxyRequest:
                     await self._continue_stream(replica, self._watch)
                 return
             fresh = stale
-            if not stale:  # a dead pooled connection costs no attempt: a fresh one is next
+            if not stale:
                 tried.append(replica)
-                attempt += 1
             failures.append(f"{replica.url}: {failure}")
             if self._replay is None:
                 failures.append("not retried: the request body outgrew the replay buffer")

@@ -103,3 +103,21 @@ def test_body_larger_than_the_replay_buffer_is_not_retried(procs: ProcessFactory
     detail = json.loads(reply.split(b"\r\n\r\n", 1)[1])["detail"]
     assert "replay buffer" in detail
     assert detail.count("closed the connection") == 1
+
+
+def test_two_replicas_dying_at_once_with_pooled_connections_fail_no_request(
+    procs: ProcessFactory,
+) -> None:
+    """A zone taken at once: two of three replicas die while the load balancer holds kept-alive
+    connections to them; three attempts reach the survivor."""
+    a, b, c = procs.backend("A"), procs.backend("B"), procs.backend("C")
+    lb = procs.lb(
+        "--replicas", f"{a.url},{b.url},{c.url}", "--policy", "round_robin", "--max-attempts", "3"
+    )
+    with httpx.Client(timeout=10) as http:
+        for _ in range(30):  # every replica has pooled connections now
+            assert http.get(lb.url + "/").status_code == 200
+        a.kill()
+        b.kill()
+        statuses = [http.get(lb.url + "/").status_code for _ in range(30)]
+    assert statuses == [200] * 30

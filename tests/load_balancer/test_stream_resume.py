@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from tests.load_balancer.conftest import Proc, ProcessFactory, wait_until
+from tests.load_balancer.conftest import Proc, ProcessFactory, free_port, wait_until
 from tests.load_balancer.servers import FakeController
 
 CHAT_PATH, COMPLETIONS_PATH = "/v1/chat/completions", "/v1/completions"
@@ -244,3 +244,16 @@ def test_resume_stays_as_it_was_when_a_sync_answer_leaves_it_out(
     assert resume_on()
     controller.resume_streams = False
     wait_until(lambda: not resume_on(), "resume turned off")
+
+
+def test_a_replica_that_does_not_answer_costs_the_stream_no_resume(
+    procs: ProcessFactory,
+) -> None:
+    """A zone taken at once kills two replicas: the continuation finds the second dead too,
+    and goes on to the third even with one resume allowed."""
+    first, second = _replicas(procs)
+    gone = f"http://127.0.0.1:{free_port()}"  # nothing listens: a VM already taken
+    lb = _lb(procs, [first.url, gone, second.url], "--resume-streams", "--max-resumes", "1")
+    resumed = _stream_killing(lb.url, CHAT_PATH, CHAT, first)
+    _assert_resumed_as_if_uninterrupted(resumed, _uninterrupted(second.url, CHAT_PATH, CHAT))
+    assert _metric(lb, "lb_stream_resume_failures_total") == 0
