@@ -9,9 +9,17 @@ accelerators become an ordered `{name: count}` mapping). Cross-field rules raise
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 CLOUDS = ("aws", "gcp", "azure", "kubernetes", "local")
 CLOUD_ALIASES = {"k8s": "kubernetes", "amazon": "aws", "google": "gcp"}
@@ -20,6 +28,13 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Replica counts are stored in INTEGER columns and multiplied by prices; a bound far above
 # any real fleet keeps a typo'd or hostile count a clear 422 instead of a database overflow.
 MAX_REPLICAS = 1000
+PositiveQps = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# A number, or SkyPilot's per-accelerator form; the YAML's shape picks the branch, so an error
+# speaks of that branch only.
+QpsTarget = Annotated[
+    Annotated[PositiveQps, Tag("number")] | Annotated[dict[str, PositiveQps], Tag("mapping")],
+    Discriminator(lambda v: "mapping" if isinstance(v, dict) else "number"),
+]
 
 
 class SpecProblem(ValueError):
@@ -54,7 +69,9 @@ class ReadinessProbe(Strict):
 class ReplicaPolicy(Strict):
     min_replicas: int = Field(1, ge=0, le=MAX_REPLICAS)
     max_replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS)
-    target_qps_per_replica: float | None = Field(None, gt=0)
+    # One number, or SkyPilot's per-accelerator form `{A100: 10, L4: 4}` (checked against
+    # the resources in `controller/spec/capacity.py`).
+    target_qps_per_replica: QpsTarget | None = None
     upscale_delay_seconds: float = Field(300, ge=0)
     downscale_delay_seconds: float = Field(1200, ge=0)
     base_ondemand_fallback_replicas: int = Field(0, ge=0, le=MAX_REPLICAS)
@@ -66,6 +83,25 @@ class ReplicaPolicy(Strict):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("target_qps_per_replica")
+    @classmethod
+    def _accelerator_names(cls, value: Any) -> Any:
+        """`A100:1` keys mean `A100`, as SkyPilot's matching by base name does."""
+        if not isinstance(value, dict):
+            return value
+        if not value:
+            raise SpecProblem(
+                "target_qps_per_replica is an empty mapping",
+                "give one number, or '{A100: 10, L4: 4}': requests/s per replica by accelerator",
+            )
+        out: dict[str, float] = {}
+        for key, qps in value.items():
+            name = str(key).partition(":")[0].strip()
+            if not name or name.upper() in {k.upper() for k in out}:
+                raise SpecProblem(f"accelerator {key!r} is empty or named twice", "")
+            out[name] = qps
+        return out
 
     @model_validator(mode="after")
     def _bounds(self) -> ReplicaPolicy:
@@ -94,6 +130,12 @@ class ReplicaPolicy(Strict):
     @property
     def autoscaling(self) -> bool:
         return self.target_qps_per_replica is not None and self.max_replicas != self.min_replicas
+
+    @property
+    def qps_per_accelerator(self) -> dict[str, float] | None:
+        """The per-accelerator target, or None when the target is one number (or unset)."""
+        target = self.target_qps_per_replica
+        return dict(target) if isinstance(target, dict) else None
 
     @property
     def uses_spot_options(self) -> bool:
@@ -144,7 +186,9 @@ class ServiceSection(Strict):
     readiness_probe: ReadinessProbe = Field(default_factory=lambda: ReadinessProbe(path="/"))
     replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS)
     replica_policy: ReplicaPolicy | None = None
-    load_balancing_policy: Literal["least_load", "round_robin"] = "least_load"
+    load_balancing_policy: Literal["least_load", "round_robin", "instance_aware_least_load"] = (
+        "least_load"
+    )
     ports: int | None = Field(None, ge=1, le=65535)
     tls: TLS | None = None
     # Our extension of SkyPilot's format: a streamed OpenAI-compatible answer cut off by a
