@@ -77,6 +77,8 @@ class ReplicaPolicy(Strict):
     base_ondemand_fallback_replicas: int = Field(0, ge=0, le=MAX_REPLICAS)
     dynamic_ondemand_fallback: bool = False
     num_overprovision: int | None = Field(None, ge=0, le=MAX_REPLICAS)
+    # SkyPilot's SpotHedge placer: spread spot replicas, leave locations that preempt
+    # (policies/placement.py); unset, every spot replica goes to the cheapest location.
     spot_placer: Literal["dynamic_fallback"] | None = None
 
     @field_validator("spot_placer", mode="before")

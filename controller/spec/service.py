@@ -134,6 +134,7 @@ class ServiceSpec(Strict):
             num_overprovision=policy.num_overprovision or 0,
             base_ondemand_fallback_replicas=policy.base_ondemand_fallback_replicas,
             dynamic_ondemand_fallback=policy.dynamic_ondemand_fallback,
+            dynamic_placement=policy.spot_placer == "dynamic_fallback",
         )
 
     def resource_requests(self) -> list[ResourceRequest]:
