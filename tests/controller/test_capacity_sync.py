@@ -12,11 +12,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from controller.app import create_app
 from controller.capacity import CapacityTable
+from controller.lb_process import start_lb, stop_lb
 from controller.runtime import ControllerRuntime
 from controller.services import create_service
 from controller.settings import Settings
@@ -24,7 +26,7 @@ from controller.spec import load_spec_text
 from policies.types import Location, Offer
 from replica_manager.records import ReplicaRecord
 from replica_manager.records import ReplicaStatus as S
-from tests.support.processes import free_port
+from tests.support.processes import free_port, wait_until
 
 PER_ACCELERATOR = """
 service:
@@ -142,3 +144,21 @@ def test_the_fleet_counts_live_replicas_of_the_latest_version(rt: ControllerRunt
     assert fleet.next_replica == 4.0
     assert table.fleet(records, 1, l4_first[::-1]).next_replica == 10.0
     assert table.fleet(records, 1, []).next_replica == 4.0
+
+
+def test_the_load_balancer_the_controller_starts_runs_the_policy_it_is_given(
+    rt: ControllerRuntime,
+) -> None:
+    port = free_port()
+    pid = start_lb(rt.settings, "weighed", port, "instance_aware_least_load")
+
+    def policy() -> str | None:
+        try:
+            return str(httpx.get(f"http://127.0.0.1:{port}/-/healthz", timeout=1).json()["policy"])
+        except httpx.HTTPError:
+            return None
+
+    try:
+        assert wait_until(policy, "the load balancer answering", 20) == "instance_aware_least_load"
+    finally:
+        stop_lb(pid, "weighed")
