@@ -1,14 +1,15 @@
-"""The ready replicas of one worker and the two policies that pick among them.
+"""The ready replicas of one worker and the policies that pick among them.
 
 Invariant: a replica removed from the ready list gets no new request, while requests already
 holding it run to completion (they keep their ``Replica`` object; its pool stops reusing
-connections).
+connections). A replica's ``weight`` is the request rate it is meant to carry (its
+accelerator's ``target_qps_per_replica``); only ``instance_aware_least_load`` reads it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from load_balancer.telemetry import WorkerCounters
@@ -20,7 +21,7 @@ EJECT_SECONDS = 2.0
 class Replica:
     """A ready replica as seen by one worker: address, connection pool, requests in flight."""
 
-    __slots__ = ("authority", "ejected_until", "in_flight", "pool", "slot", "url")
+    __slots__ = ("authority", "ejected_until", "in_flight", "pool", "slot", "url", "weight")
 
     def __init__(self, url: str, slot: int, connect_timeout: float) -> None:
         parts = urlsplit(url)
@@ -32,6 +33,7 @@ class Replica:
         self.pool = ConnectionPool(host, port, connect_timeout)
         self.in_flight = 0
         self.ejected_until = 0.0
+        self.weight = 1.0
 
 
 class RoundRobin:
@@ -68,17 +70,41 @@ class LeastLoad:
             candidate = replicas[(self._start + offset) % count]
             if exclude and candidate in exclude:
                 continue
-            if best is None or candidate.in_flight < best.in_flight:
+            if best is None or self.load(candidate) < self.load(best):
                 best = candidate
         return best
 
+    @staticmethod
+    def load(replica: Replica) -> float:
+        return replica.in_flight
 
-def make_policy(name: str) -> RoundRobin | LeastLoad:
-    if name == "round_robin":
-        return RoundRobin()
-    if name == "least_load":
-        return LeastLoad()
-    raise ValueError(f"unknown load_balancing_policy {name!r}; use least_load or round_robin")
+
+class InstanceAwareLeastLoad(LeastLoad):
+    """The replica with the fewest requests in flight per unit of capacity: in flight divided
+    by its weight, so an A100 meant for 10 req/s takes 2.5 times the requests of an L4 meant
+    for 4 before they look equally busy. Mirrors SkyPilot's ``InstanceAwareLeastLoadPolicy``
+    (sky/serve/load_balancing_policies.py: current load divided by the replica's accelerator's
+    target QPS). Ties rotate as in ``LeastLoad``."""
+
+    name = "instance_aware_least_load"
+
+    @staticmethod
+    def load(replica: Replica) -> float:
+        return replica.in_flight / replica.weight
+
+
+Policy = RoundRobin | LeastLoad
+POLICIES: dict[str, type[Policy]] = {
+    p.name: p for p in (LeastLoad, RoundRobin, InstanceAwareLeastLoad)
+}
+
+
+def make_policy(name: str) -> Policy:
+    try:
+        return POLICIES[name]()
+    except KeyError:
+        known = ", ".join(POLICIES)
+        raise ValueError(f"unknown load_balancing_policy {name!r}; use one of: {known}") from None
 
 
 class ReplicaSet:
@@ -95,8 +121,17 @@ class ReplicaSet:
     def policy_name(self) -> str:
         return self._policy.name
 
-    def update(self, assignments: Sequence[tuple[str, int]], policy: str | None = None) -> None:
-        """Replace the ready list with ``(url, telemetry slot)`` pairs, keeping known replicas."""
+    def update(
+        self,
+        assignments: Sequence[tuple[str, int]],
+        policy: str | None = None,
+        weights: Mapping[str, float] | None = None,
+    ) -> None:
+        """Replace the ready list with ``(url, telemetry slot)`` pairs, keeping known replicas.
+
+        ``weights`` (url -> capacity) replaces every replica's weight; no weights means equal
+        ones, and a replica the map leaves out gets the smallest weight given (an unknown
+        accelerator is assumed to be the weakest, as the controller assumes too)."""
         if policy and policy != self._policy.name:
             self._policy = make_policy(policy)
         known = {r.url: r for r in self.ready}
@@ -106,6 +141,9 @@ class ReplicaSet:
         ]
         for gone in known.values():
             gone.pool.close()
+        fallback = min(weights.values()) if weights else 1.0
+        for replica in fresh:
+            replica.weight = weights.get(replica.url, fallback) if weights else 1.0
         self.ready = fresh
 
     def choose(self, exclude: Sequence[Replica]) -> Replica | None:

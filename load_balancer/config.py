@@ -10,7 +10,7 @@ import argparse
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-POLICIES = ("least_load", "round_robin")
+from load_balancer.balancing import POLICIES
 
 
 class ConfigError(ValueError):
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token-file", help="file holding the controller's bearer token")
     p.add_argument("--sync-interval", type=float, default=2.0, help="seconds between syncs")
     p.add_argument("--replicas", help="standalone mode: comma-separated replica URLs")
-    p.add_argument("--policy", choices=POLICIES, default="least_load")
+    p.add_argument("--policy", choices=tuple(POLICIES), default="least_load")
     p.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     p.add_argument("--max-attempts", type=int, default=3, help="tries per request, >= 1")
     p.add_argument("--connect-timeout", type=float, default=5.0, help="seconds per connect")

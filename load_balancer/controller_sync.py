@@ -2,8 +2,9 @@
 
 Contract: ``POST {controller}/api/v1/services/{name}/lb-sync`` with a bearer token and
 ``{"request_count", "window_seconds"}``; 200 answers ``{"ready_replicas": [...],
-"load_balancing_policy": ..., "resume_streams": bool}`` (the last two may be absent: the
-current setting stays). Invariants: a request is reported exactly once (the reported
+"load_balancing_policy": ..., "resume_streams": bool, "replica_weights": {url: qps}}``
+(policy and resume may be absent: the current setting stays; weights may be absent: every
+replica weighs the same). Invariants: a request is reported exactly once (the reported
 total advances only after a 200); on any failure the last known replicas keep serving.
 """
 
@@ -12,28 +13,31 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from load_balancer.balancing import SlotAllocator
+from load_balancer.balancing import POLICIES, SlotAllocator
 from load_balancer.config import LBConfig, normalise_replica_url
 from load_balancer.structured_log import log_event
 from load_balancer.telemetry import REPLICA_SLOTS
 
 Assignments = list[tuple[str, int]]
+Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 @dataclass(frozen=True)
 class SyncUpdate:
-    """What one sync tells the workers; None keeps a worker's current setting."""
+    """What one sync tells the workers; None keeps a worker's current setting. `weights`
+    (url -> capacity) is always the whole truth: empty means every replica weighs the same."""
 
     assignments: Assignments
     policy: str | None = None
     resume_streams: bool | None = None
+    weights: dict[str, float] = field(default_factory=dict)
 
 
 ApplyFn = Callable[[SyncUpdate], None]
@@ -43,8 +47,16 @@ class SyncResponse(BaseModel):
     """The controller's answer (unknown extra fields are ignored for forward compatibility)."""
 
     ready_replicas: list[str]
-    load_balancing_policy: Literal["least_load", "round_robin"] | None = None
+    load_balancing_policy: str | None = None
     resume_streams: bool | None = None
+    replica_weights: dict[str, Weight] | None = None
+
+    @field_validator("load_balancing_policy")
+    @classmethod
+    def _known_policy(cls, name: str | None) -> str | None:
+        if name is not None and name not in POLICIES:
+            raise ValueError(f"unknown load_balancing_policy {name!r}")
+        return name
 
 
 @dataclass(frozen=True)
@@ -130,10 +142,14 @@ class ControllerSync:
         try:
             answer = SyncResponse.model_validate_json(response.content)
             urls = [normalise_replica_url(u) for u in answer.ready_replicas]
+            weights = {
+                normalise_replica_url(u): w for u, w in (answer.replica_weights or {}).items()
+            }
         except (ValidationError, ValueError) as exc:
             return self._failed("sync_bad_answer", str(exc)[:300])
         assignments = self._slots.assign(urls)
-        self._apply(SyncUpdate(assignments, answer.load_balancing_policy, answer.resume_streams))
+        policy, resume = answer.load_balancing_policy, answer.resume_streams
+        self._apply(SyncUpdate(assignments, policy, resume, weights))
         return SyncOutcome(True)
 
     def _read_token(self) -> str:

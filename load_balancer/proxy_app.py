@@ -22,7 +22,7 @@ class ProxyApp:
 
     def apply(self, update: SyncUpdate) -> None:
         """Take a sync's ready list and settings (requests already started keep theirs)."""
-        self.replicas.update(update.assignments, update.policy)
+        self.replicas.update(update.assignments, update.policy, update.weights)
         resume = update.resume_streams
         if resume is not None and resume != self.resume_streams:
             self.resume_streams = resume

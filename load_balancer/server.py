@@ -2,10 +2,10 @@
 
 With ``--workers N > 1`` the supervisor binds the socket, forks N workers that accept on it,
 and is the only process that talks to the controller: it reads the request total from the
-shared telemetry, syncs, and sends each worker the ready list (with telemetry slots), the
-policy and the resume setting over a pipe. So the controller sees one load balancer with one
-exact count, and ``/-/metrics`` on any worker sums every worker's row. A worker that dies is
-replaced and gets the last list.
+shared telemetry, syncs, and sends each worker the ready list (with telemetry slots and
+weights), the policy and the resume setting over a pipe. So the controller sees one load
+balancer with one exact count, and ``/-/metrics`` on any worker sums every worker's row. A
+worker that dies is replaced and gets the last list.
 """
 
 from __future__ import annotations
@@ -127,7 +127,8 @@ async def _worker_main(
             message = json.loads(line)
             pairs = [(url, int(slot)) for url, slot in message["replicas"]]
             resume = message.get("resume_streams")
-            app.apply(SyncUpdate(pairs, message.get("policy"), resume))
+            weights = {str(u): float(w) for u, w in (message.get("weights") or {}).items()}
+            app.apply(SyncUpdate(pairs, message.get("policy"), resume, weights))
         stop.set()
 
     follower = loop.create_task(follow_updates())
@@ -187,6 +188,7 @@ class _Supervisor:
             "replicas": [[url, slot] for url, slot in update.assignments],
             "policy": update.policy,
             "resume_streams": self.resume_streams,
+            "weights": update.weights,
         }
         self.last_message = json.dumps(message).encode() + b"\n"
         for fd in self.pipes.values():

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from controller.api.deps import require_token, runtime
 from controller.api.schemas import LbSyncRequest, LbSyncResponse
+from controller.capacity import CapacityTable
 from controller.db import ReplicaRow
 from controller.runtime import ControllerRuntime
 from controller.services import get_or_404, latest_version
+from controller.spec import ServiceSpec
 from controller.updates import serving
 from replica_manager.records import ReplicaStatus
 
@@ -17,7 +22,10 @@ router = APIRouter(prefix="/api/v1/services", tags=["load balancer"])
 
 
 @router.post(
-    "/{name}/lb-sync", response_model=LbSyncResponse, dependencies=[Depends(require_token)]
+    "/{name}/lb-sync",
+    response_model=LbSyncResponse,
+    response_model_exclude_none=True,
+    dependencies=[Depends(require_token)],
 )
 def lb_sync(
     name: str, body: LbSyncRequest, rt: ControllerRuntime = Depends(runtime)
@@ -35,9 +43,30 @@ def lb_sync(
         service = latest.spec.service
         pairs = [(str(url), int(version)) for url, version in found]
         ready = serving(pairs, row.version, latest.update_mode, row.target_replicas)
+        weights = replica_weights(s, row.id, latest.spec, ready)
     rt.rates.record(name, body.request_count, body.window_seconds, rt.clock.now())
     return LbSyncResponse(
         ready_replicas=ready,
         load_balancing_policy=service.load_balancing_policy,
         resume_streams=service.resume_streams,
+        replica_weights=weights,
     )
+
+
+def replica_weights(
+    s: Session, service_id: int, spec: ServiceSpec, ready: Sequence[str | None]
+) -> dict[str, float] | None:
+    """Each ready replica's capacity, which `instance_aware_least_load` divides its requests
+    in flight by (controller/capacity.py); None when the target is one number or unset, and
+    the load balancers weigh every replica alike."""
+    table = CapacityTable.of(spec)
+    if table is None:
+        return None
+    rows = s.execute(
+        select(ReplicaRow.url, ReplicaRow.cloud, ReplicaRow.instance_type).where(
+            ReplicaRow.service_id == service_id,
+            ReplicaRow.status == ReplicaStatus.READY.value,
+            ReplicaRow.url.in_(ready),
+        )
+    ).all()
+    return table.weights((url, cloud, itype) for url, cloud, itype in rows if url)

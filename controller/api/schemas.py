@@ -130,9 +130,13 @@ class LbSyncRequest(BaseModel):
 
 
 class LbSyncResponse(BaseModel):
+    """`replica_weights` ({url: requests/s}) only when `target_qps_per_replica` is given per
+    accelerator; absent, the load balancers weigh every replica alike."""
+
     ready_replicas: list[str]
     load_balancing_policy: str
     resume_streams: bool = False
+    replica_weights: dict[str, float] | None = None
 
 
 class ErrorBody(BaseModel):

@@ -22,7 +22,8 @@ SPOT = """
 name: notice
 service:
   readiness_probe: {{path: /health, initial_delay_seconds: 30, timeout_seconds: 2}}
-  replica_policy: {{min_replicas: 2, max_replicas: 2, num_overprovision: 0}}
+  replica_policy:
+    {{min_replicas: 2, max_replicas: 2, num_overprovision: 0, spot_placer: dynamic_fallback}}
   load_balancing_policy: round_robin
 resources: {{ports: 8080, use_spot: true}}
 workdir: {workdir}
