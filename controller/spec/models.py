@@ -76,10 +76,7 @@ class ReplicaPolicy(Strict):
     downscale_delay_seconds: float = Field(1200, ge=0)
     base_ondemand_fallback_replicas: int = Field(0, ge=0, le=MAX_REPLICAS)
     dynamic_ondemand_fallback: bool = False
-    # No extra spot replica unless asked, with or without `spot_placer`, as in SkyPilot: its
-    # service_spec.py keeps an unset num_overprovision None and autoscalers.py adds it to the
-    # target only when set (get_final_target_num_replicas); the placer changes no default.
-    num_overprovision: int = Field(0, ge=0, le=MAX_REPLICAS)
+    num_overprovision: int | None = Field(None, ge=0, le=MAX_REPLICAS)
     # SkyPilot's SpotHedge placer: spread spot replicas, leave locations that preempt
     # (policies/placement.py); unset, every spot replica goes to the cheapest location.
     spot_placer: Literal["dynamic_fallback"] | None = None
@@ -126,6 +123,10 @@ class ReplicaPolicy(Strict):
                 "add target_qps_per_replica, or set max_replicas equal to min_replicas",
                 "target_qps_per_replica",
             )
+        if self.num_overprovision is None:
+            # SkyPilot keeps one extra spot replica when the dynamic_fallback placer is on.
+            default = 1 if self.spot_placer == "dynamic_fallback" else 0
+            object.__setattr__(self, "num_overprovision", default)
         return self
 
     @property

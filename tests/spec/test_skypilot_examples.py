@@ -123,8 +123,7 @@ def test_fallback_options_reach_the_placement_config() -> None:
     config = spec.placement_config()
     assert config.use_spot and config.dynamic_ondemand_fallback
     assert config.base_ondemand_fallback_replicas == 1
-    assert config.num_overprovision == 0  # SkyPilot's placer changes no default
-    assert config.dynamic_placement
+    assert config.num_overprovision == 1  # SkyPilot's default with the dynamic_fallback placer
     assert spec.service.load_balancing_policy == "round_robin"
 
 
