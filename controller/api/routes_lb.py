@@ -43,6 +43,8 @@ def lb_sync(
         service = latest.spec.service
         pairs = [(str(url), int(version)) for url, version in found]
         ready = serving(pairs, row.version, latest.update_mode, row.target_replicas)
+        if not ready:
+            ready = _draining(s, row.id, rt.clock.now())
         weights = replica_weights(s, row.id, latest.spec, ready)
     rt.rates.record(name, body.request_count, body.window_seconds, rt.clock.now())
     return LbSyncResponse(
@@ -51,6 +53,25 @@ def lb_sync(
         resume_streams=service.resume_streams,
         replica_weights=weights,
     )
+
+
+DRAIN_MARGIN_SECONDS = 3.0
+"""A draining replica whose instance goes sooner than this is not worth a new request."""
+
+
+def _draining(s: Session, service_id: int, now: float) -> list[str]:
+    """With no READY replica left (every spot zone noticed at once), the draining ones
+    serve until shortly before their instances go: better than no replica at all while the
+    replacements start."""
+    rows = s.execute(
+        select(ReplicaRow.url).where(
+            ReplicaRow.service_id == service_id,
+            ReplicaRow.status == ReplicaStatus.DRAINING.value,
+            ReplicaRow.url.is_not(None),
+            ReplicaRow.drain_deadline > now + DRAIN_MARGIN_SECONDS,
+        )
+    ).all()
+    return [str(url) for (url,) in rows]
 
 
 def replica_weights(

@@ -145,3 +145,37 @@ def _stream_text(endpoint: str) -> str:
                 for choice in json.loads(line[6:])["choices"]:
                     parts.append(choice["delta"].get("content") or "")
     return "".join(parts)
+
+
+def test_every_spot_zone_noticed_at_once_keeps_serving_on_the_draining_replicas(
+    sqlite_controller: ControllerProcess, tmp_path: Path
+) -> None:
+    """No READY replica is left while the on-demand fallback starts: the draining ones keep
+    taking requests until shortly before the cloud takes them, so nobody gets a 503."""
+    env = sqlite_controller.env
+    spec = tmp_path / "all.yaml"
+    text = SPOT.format(workdir=Path(__file__).parents[2] / "examples" / "hello")
+    fallback = "spot_placer: dynamic_fallback, dynamic_ondemand_fallback: true}"
+    spec.write_text(text.replace("spot_placer: dynamic_fallback}", fallback))
+    assert fallback in spec.read_text()
+    assert env.serve("up", str(spec)).returncode == 0
+    ready = wait_until(
+        lambda: (s := status(env))["ready_replicas"] == 2 and s, "2 spot replicas READY", 60
+    )
+    plain = SteadyClient(ready["endpoint"], rate=20).start()
+    try:
+        for zone in ("local-a", "local-b", "local-c"):
+            out = env.serve("market", "set", zone, "--spot-capacity", "0", "--notice", "10")
+            assert out.returncode == 0, out.stdout + out.stderr
+        wait_until(
+            lambda: (
+                sum(r["status"] == "READY" and not r["spot"] for r in status(env)["replicas"]) == 2
+            ),
+            "2 on-demand replicas READY",
+            60,
+        )
+        sent = plain.sent
+        wait_until(lambda: plain.sent > sent + 20, "traffic on the on-demand replicas", 30)
+    finally:
+        plain.stop()
+    assert plain.failures == [], plain.failures[:5]
