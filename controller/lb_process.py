@@ -66,6 +66,10 @@ def start_lb(settings: Settings, service: str, port: int, policy: str) -> int:
         str(settings.lb_sync_seconds),
         "--policy",
         policy,
+        "--wake-wait",
+        str(settings.wake_wait_seconds),
+        "--wake-queue",
+        str(settings.wake_queue),
     ]
     with (log_dir / "lb.log").open("ab") as log:
         proc = subprocess.Popen(

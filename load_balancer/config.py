@@ -42,6 +42,8 @@ class LBConfig:
     resume_streams: bool = False
     max_resumes: int = 2
     resume_text_bytes: int = 256 << 10
+    wake_wait: float = 0.0
+    wake_queue: int = 100
 
     @property
     def standalone(self) -> bool:
@@ -124,6 +126,19 @@ def _parser() -> argparse.ArgumentParser:
         "longer resumable (default 256 KiB)",
     )
     p.add_argument(
+        "--wake-wait",
+        type=float,
+        default=0.0,
+        help="seconds to hold a request while no replica is ready (a service waking from "
+        "zero) before 503 with Retry-After; 0 (default) answers 503 at once",
+    )
+    p.add_argument(
+        "--wake-queue",
+        type=int,
+        default=100,
+        help="requests held at once while no replica is ready; one more gets 503 at once",
+    )
+    p.add_argument(
         "--event-loop",
         choices=("uvloop", "asyncio"),
         default="uvloop",
@@ -154,6 +169,8 @@ def _check_client_limits(args: argparse.Namespace) -> None:
         raise ConfigError("--max-head-bytes must be >= 1024 and --max-connections >= 1")
     if args.max_resumes < 1 or args.resume_text_bytes < 1:
         raise ConfigError("--max-resumes and --resume-text-bytes must be >= 1")
+    if args.wake_wait < 0 or args.wake_queue < 0:
+        raise ConfigError("--wake-wait and --wake-queue must be >= 0")
 
 
 def parse_config(argv: list[str] | None = None) -> LBConfig:
@@ -201,4 +218,6 @@ def parse_config(argv: list[str] | None = None) -> LBConfig:
         resume_streams=args.resume_streams,
         max_resumes=args.max_resumes,
         resume_text_bytes=args.resume_text_bytes,
+        wake_wait=args.wake_wait,
+        wake_queue=args.wake_queue,
     )

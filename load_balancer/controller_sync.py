@@ -11,6 +11,7 @@ total advances only after a 200); on any failure the last known replicas keep se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,8 +25,10 @@ from load_balancer.balancing import POLICIES, SlotAllocator
 from load_balancer.config import LBConfig, normalise_replica_url
 from load_balancer.structured_log import log_event
 from load_balancer.telemetry import REPLICA_SLOTS
+from load_balancer.wake import WakeQueue
 
 Assignments = list[tuple[str, int]]
+WAKE_SYNC_SECONDS = 0.5
 Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
@@ -74,8 +77,10 @@ class ControllerSync:
         received_total: Callable[[], int],
         apply: ApplyFn,
         clock: Callable[[], float] = time.monotonic,
+        wake: WakeQueue | None = None,
     ) -> None:
         self._config = config
+        self._wake = wake
         self._received_total = received_total
         self._apply = apply
         self._clock = clock
@@ -88,7 +93,20 @@ class ControllerSync:
         async with httpx.AsyncClient(timeout=max(self._config.sync_interval, 5.0)) as client:
             while True:
                 await self.sync_once(client)
-                await asyncio.sleep(self._config.sync_interval)
+                await self._pause()
+
+    async def _pause(self) -> None:
+        """The sync interval; while requests wait for a replica, at most WAKE_SYNC_SECONDS,
+        and cut short when one starts waiting (the controller hears of the traffic, and
+        scales up from zero, a sync sooner; the first replica is served a sync sooner)."""
+        wake = self._wake
+        if wake is None:
+            await asyncio.sleep(self._config.sync_interval)
+            return
+        pause = min(self._config.sync_interval, WAKE_SYNC_SECONDS) if wake.waiting else None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.sync_now.wait(), pause or self._config.sync_interval)
+        wake.sync_now.clear()
 
     async def sync_once(self, client: httpx.AsyncClient) -> SyncOutcome:
         total = self._received_total()

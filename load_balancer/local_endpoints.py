@@ -88,6 +88,7 @@ class LocalRequest(_LocalExchange):
                 "ready_replicas": len(self.app.replicas.ready),
                 "policy": self.app.replicas.policy_name,
                 "resume_streams": self.app.resume_streams,
+                "waiting": self.app.wake.waiting,
             }
             return 200, json.dumps(body).encode(), b""
         if self.path == b"/-/metrics":

@@ -7,6 +7,7 @@ from load_balancer.config import LBConfig
 from load_balancer.controller_sync import SyncUpdate
 from load_balancer.structured_log import log_event
 from load_balancer.telemetry import Telemetry, WorkerCounters, render_prometheus
+from load_balancer.wake import WakeQueue
 
 
 class ProxyApp:
@@ -19,10 +20,12 @@ class ProxyApp:
         self.replicas = ReplicaSet(config.policy, self.counters, config.connect_timeout)
         self.open_connections = 0
         self.resume_streams = config.resume_streams
+        self.wake = WakeQueue(config.wake_queue, config.wake_wait)
 
     def apply(self, update: SyncUpdate) -> None:
         """Take a sync's ready list and settings (requests already started keep theirs)."""
         self.replicas.update(update.assignments, update.policy, update.weights)
+        self.wake.replicas_changed(bool(self.replicas.ready))
         resume = update.resume_streams
         if resume is not None and resume != self.resume_streams:
             self.resume_streams = resume

@@ -91,7 +91,7 @@ async def _serve_single(config: LBConfig, telemetry: Telemetry, sock: socket.soc
     if config.standalone:
         app.apply(SyncUpdate(standalone_assignments(config)))
     else:
-        syncer = ControllerSync(config, telemetry.received_total, app.apply)
+        syncer = ControllerSync(config, telemetry.received_total, app.apply, wake=app.wake)
         sync_task = asyncio.get_running_loop().create_task(syncer.run())
     log_event("info", "lb_started", **_describe(config))
     await stop.wait()
