@@ -160,18 +160,24 @@ class Reconciler:
     def _target(
         self, name: str, spec: ServiceSpec, state: TickState, fleet: Fleet | None
     ) -> tuple[int, TickState]:
-        qps = self.request_rate.qps(name, self.clock.now()) if self.request_rate else None
-        before = state.scaler.target
+        now = self.clock.now()
+        qps = self.request_rate.qps(name, now) if self.request_rate else None
         config = scaling_config(spec)
-        target, scaler = decide_target(config, qps, state.scaler, self.clock.now(), fleet)
+        concurrency = None
+        if config.target_concurrency_per_replica is not None and self.request_rate:
+            concurrency = self.request_rate.concurrency(name, now)
+        before = state.scaler.target
+        target, scaler = decide_target(config, qps, state.scaler, now, fleet, concurrency)
         if before is not None and target != before:
             kind = "scale_up" if target > before else "scale_down"
             rate = f"{qps:.2f} req/s" if qps is not None else "no traffic data"
+            if concurrency is not None:
+                rate += f", {concurrency:.1f} in flight"
             self.store.event(
                 name,
                 kind,
                 f"target replicas {before} -> {target} ({rate})",
-                data={"from": before, "to": target, "qps": qps},
+                data={"from": before, "to": target, "qps": qps, "in_flight": concurrency},
             )
         return target, replace(state, scaler=scaler)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,9 +79,14 @@ class ControllerSync:
         apply: ApplyFn,
         clock: Callable[[], float] = time.monotonic,
         wake: WakeQueue | None = None,
+        in_flight: Callable[[], int] | None = None,
     ) -> None:
         self._config = config
         self._wake = wake
+        self._in_flight = in_flight
+        self._id = secrets.token_hex(6)
+        """Tells this load balancer's reports from others' (its requests in flight are
+        averaged per load balancer, then summed)."""
         self._received_total = received_total
         self._apply = apply
         self._clock = clock
@@ -111,17 +117,22 @@ class ControllerSync:
     async def sync_once(self, client: httpx.AsyncClient) -> SyncOutcome:
         total = self._received_total()
         now = self._clock()
-        payload = {
+        payload: dict[str, float | str] = {
             "request_count": total - self._reported,
             "window_seconds": round(max(now - self._last_success, 0.0), 3),
+            "lb_id": self._id,
         }
+        if self._in_flight is not None:
+            payload["in_flight"] = self._in_flight()
         outcome = await self._post(client, payload)
         if outcome.ok:
             self._reported = total
             self._last_success = now
         return outcome
 
-    async def _post(self, client: httpx.AsyncClient, payload: dict[str, float]) -> SyncOutcome:
+    async def _post(
+        self, client: httpx.AsyncClient, payload: dict[str, float | str]
+    ) -> SyncOutcome:
         """Ask each controller in turn, starting with the last one that answered."""
         try:
             headers = {"Authorization": f"Bearer {self._read_token()}"}
@@ -141,7 +152,7 @@ class ControllerSync:
         self,
         client: httpx.AsyncClient,
         base: str,
-        payload: dict[str, float],
+        payload: dict[str, float | str],
         headers: dict[str, str],
     ) -> SyncOutcome:
         url = f"{base}/api/v1/services/{self._config.service}/lb-sync"

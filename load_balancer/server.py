@@ -91,7 +91,13 @@ async def _serve_single(config: LBConfig, telemetry: Telemetry, sock: socket.soc
     if config.standalone:
         app.apply(SyncUpdate(standalone_assignments(config)))
     else:
-        syncer = ControllerSync(config, telemetry.received_total, app.apply, wake=app.wake)
+        syncer = ControllerSync(
+            config,
+            telemetry.received_total,
+            app.apply,
+            wake=app.wake,
+            in_flight=telemetry.in_flight_total,
+        )
         sync_task = asyncio.get_running_loop().create_task(syncer.run())
     log_event("info", "lb_started", **_describe(config))
     await stop.wait()
@@ -204,7 +210,12 @@ class _Supervisor:
         if self.config.standalone:
             self.broadcast(SyncUpdate(standalone_assignments(self.config)))
         else:
-            syncer = ControllerSync(self.config, self.telemetry.received_total, self.broadcast)
+            syncer = ControllerSync(
+                self.config,
+                self.telemetry.received_total,
+                self.broadcast,
+                in_flight=self.telemetry.in_flight_total,
+            )
             sync_task = loop.create_task(syncer.run())
         log_event("info", "lb_started", **_describe(self.config))
         while not stop.is_set():

@@ -46,7 +46,9 @@ def lb_sync(
         if not ready:
             ready = _draining(s, row.id, rt.clock.now())
         weights = replica_weights(s, row.id, latest.spec, ready)
-    rt.rates.record(name, body.request_count, body.window_seconds, rt.clock.now())
+    rt.rates.record(
+        name, body.request_count, body.window_seconds, rt.clock.now(), body.in_flight, body.lb_id
+    )
     return LbSyncResponse(
         ready_replicas=ready,
         load_balancing_policy=service.load_balancing_policy,

@@ -127,6 +127,10 @@ class LbSyncRequest(BaseModel):
 
     request_count: int = Field(0, ge=0, le=10**12)
     window_seconds: float = Field(0.0, ge=0)
+    in_flight: int | None = Field(None, ge=0, le=10**9)
+    """Requests in flight at the load balancer now (concurrency autoscaling)."""
+    lb_id: str | None = Field(None, max_length=64)
+    """Which load balancer reports (a service may have several)."""
 
 
 class LbSyncResponse(BaseModel):

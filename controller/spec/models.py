@@ -72,6 +72,9 @@ class ReplicaPolicy(Strict):
     # One number, or SkyPilot's per-accelerator form `{A100: 10, L4: 4}` (checked against
     # the resources in `controller/spec/capacity.py`).
     target_qps_per_replica: QpsTarget | None = None
+    # Our extension, as Ray Serve and Knative scale: requests in flight one replica should
+    # carry; with target_qps_per_replica too, the larger count wanted wins.
+    target_concurrency_per_replica: float | None = Field(None, gt=0)
     upscale_delay_seconds: float = Field(300, ge=0)
     downscale_delay_seconds: float = Field(1200, ge=0)
     base_ondemand_fallback_replicas: int = Field(0, ge=0, le=MAX_REPLICAS)
@@ -117,10 +120,12 @@ class ReplicaPolicy(Strict):
                 "make max_replicas at least min_replicas",
                 "max_replicas",
             )
-        if self.max_replicas != self.min_replicas and self.target_qps_per_replica is None:
+        targets = (self.target_qps_per_replica, self.target_concurrency_per_replica)
+        if self.max_replicas != self.min_replicas and targets == (None, None):
             raise SpecProblem(
                 "autoscaling between min_replicas and max_replicas needs target_qps_per_replica",
-                "add target_qps_per_replica, or set max_replicas equal to min_replicas",
+                "add target_qps_per_replica (or target_concurrency_per_replica), or set "
+                "max_replicas equal to min_replicas",
                 "target_qps_per_replica",
             )
         if self.num_overprovision is None:
@@ -131,7 +136,8 @@ class ReplicaPolicy(Strict):
 
     @property
     def autoscaling(self) -> bool:
-        return self.target_qps_per_replica is not None and self.max_replicas != self.min_replicas
+        targets = (self.target_qps_per_replica, self.target_concurrency_per_replica)
+        return targets != (None, None) and self.max_replicas != self.min_replicas
 
     @property
     def qps_per_accelerator(self) -> dict[str, float] | None:
