@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,10 +28,13 @@ log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 6 * 3600.0
 MAX_POINTS = 4096
-"""Per service: a service whose counts change at every 2 s sample keeps 2.3 h of them."""
+"""Per service (about 100 bytes each): a service whose counts change at every 2 s sample
+keeps 2.3 h of them; one at rest keeps one."""
+SHARE = 50
+"""The sampler waits at least this many times as long as its last sampling took."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Point:
     at: float
     ready_spot: int
@@ -40,8 +44,15 @@ class Point:
     on_demand_cost_per_hour: float
     """What `target` on-demand replicas would cost: the saving is the gap to `cost_per_hour`."""
 
-    def same_values(self, other: Point) -> bool:
-        return replace(self, at=0.0) == replace(other, at=0.0)
+    @property
+    def values(self) -> tuple[int, int, int, float, float]:
+        return (
+            self.ready_spot,
+            self.ready_on_demand,
+            self.target,
+            self.cost_per_hour,
+            self.on_demand_cost_per_hour,
+        )
 
 
 class HistoryRing:
@@ -57,7 +68,7 @@ class HistoryRing:
 
     def record(self, point: Point) -> None:
         self.sampled_at = point.at
-        if not self.points or not self.points[-1].same_values(point):
+        if not self.points or self.points[-1].values != point.values:
             self.points.append(point)
         start = point.at - self.window
         while len(self.points) >= 2 and self.points[1].at <= start:
@@ -143,8 +154,10 @@ def read_points(db: Database, now: float) -> dict[str, tuple[int, Point]]:
 
 
 class HistorySampler:
-    """Samples every `period` seconds on its own thread. Constructing it does no I/O; a
-    database error skips one sampling (the chart shows a longer step), never stops it."""
+    """Samples every `period` seconds on its own thread, or less often when a sampling
+    takes over 2% of the period (about 30 ms at 1,000 services), so it never costs more
+    than 2% of a core. Constructing it does no I/O; a database error skips one sampling
+    (the chart shows a longer step), never stops it."""
 
     def __init__(self, db: Database, clock: Clock, history: ServiceHistory, period: float):
         self.db, self.clock, self.history, self.period = db, clock, history, period
@@ -163,8 +176,9 @@ class HistorySampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             self.sample()
-            self._stop.wait(self.period)
+            self._stop.wait(max(self.period, SHARE * (time.monotonic() - started)))
 
     def stop(self) -> None:
         self._stop.set()

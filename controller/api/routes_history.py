@@ -6,6 +6,8 @@ controller starts, and a standby controller keeps its own from the same database
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
@@ -58,5 +60,5 @@ def history(
         window_seconds=kept.window,
         sampled_every_seconds=rt.settings.tick_seconds,
         sampled_at=found.sampled_at if found else None,
-        points=[HistoryPoint(**vars(p)) for p in points],
+        points=[HistoryPoint(**asdict(p)) for p in points],
     )

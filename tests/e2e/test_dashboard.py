@@ -47,8 +47,9 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    """One controller for the module with `chat`: three spot replicas, one per zone."""
+def chat(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """One controller for the module with `chat`: three spot replicas, one per zone. (It
+    asks for the browser first so that a missing one skips before anything starts.)"""
     root = tmp_path_factory.mktemp("dashboard")
     env = Env(home=root / "serve-home", database_url=f"sqlite:///{root / 'serve.db'}")
     proc = ControllerProcess(env).start()
@@ -134,7 +135,7 @@ def test_a_preemption_shows_up_in_the_timeline(chat: Env, page: Page, tmp_path: 
 
 
 @pytest.fixture
-def closed(sqlite_env: Env) -> Iterator[Env]:
+def closed(browser: Browser, sqlite_env: Env) -> Iterator[Env]:
     """A controller with SERVE_READ_AUTH=1 and one service."""
     sqlite_env.extra["SERVE_READ_AUTH"] = "1"
     proc = ControllerProcess(sqlite_env).start()
