@@ -239,8 +239,12 @@ export function renderReplicas(tbody, service, now, onPick) {
         el("td", { class: "num", text: r.id }),
         el("td", {}, status),
         el("td", { text: r.zone }),
-        el("td", { class: r.spot ? "spot-text" : "od-text", text: r.spot ? "spot" : "on-demand" }),
-        el("td", { class: "muted", text: r.instance_type }),
+        el(
+          "td",
+          {},
+          el("span", { class: r.spot ? "spot-text" : "od-text", text: r.spot ? "spot" : "on-demand" }),
+          el("span", { class: "muted", text: ` ${r.instance_type}` }),
+        ),
         el("td", { class: "num", text: money(r.price_per_hour) }),
         el("td", { class: "num muted", text: `${ago(now - launched)} ago` }),
       );
