@@ -176,6 +176,8 @@ class HistorySampler:
             self.history.record(read_points(self.db, self.clock.now()))
         except SQLAlchemyError as exc:
             log.debug("history sample skipped: %s", exc)
+        except Exception:  # a bug here must not freeze the chart for the controller's life
+            log.exception("history sample failed; trying again next period")
 
     def _run(self) -> None:
         while not self._stop.is_set():

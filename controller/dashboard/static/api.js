@@ -22,7 +22,11 @@ export function forgetToken() {
 async function get(path) {
   const headers = { Accept: "application/json" };
   const tokenValue = savedToken();
-  if (tokenValue) headers.Authorization = `Bearer ${tokenValue}`;
+  if (tokenValue) {
+    // A header cannot carry other characters (fetch would throw): such a token is wrong.
+    if (!/^[\x21-\x7e]+$/.test(tokenValue)) throw new Unauthorized(path);
+    headers.Authorization = `Bearer ${tokenValue}`;
+  }
   const response = await fetch(path, { headers, cache: "no-store" });
   if (response.status === 401) throw new Unauthorized(path);
   if (response.status === 404) throw new Missing(path);
