@@ -44,9 +44,9 @@ def events(env: Env) -> list[dict[str, Any]]:
 
 
 def test_a_noticed_spot_replica_drains_is_replaced_first_and_nobody_notices(
-    controller: ControllerProcess, tmp_path: Path
+    sqlite_controller: ControllerProcess, tmp_path: Path
 ) -> None:
-    env = controller.env
+    env = sqlite_controller.env
     spec = tmp_path / "notice.yaml"
     spec.write_text(SPOT.format(workdir=Path(__file__).parents[2] / "examples" / "hello"))
     out = env.serve("up", str(spec))
@@ -97,11 +97,11 @@ def test_a_noticed_spot_replica_drains_is_replaced_first_and_nobody_notices(
 
 
 def test_without_notice_a_cut_stream_resumes_on_another_replica_with_the_same_text(
-    controller: ControllerProcess, tmp_path: Path
+    sqlite_controller: ControllerProcess, tmp_path: Path
 ) -> None:
     """`resume_streams: true`, and a zone taken with no warning: every stream the client
     reads ends with [DONE] and the text an uninterrupted replica gives."""
-    env = controller.env
+    env = sqlite_controller.env
     spec = tmp_path / "resume.yaml"
     text = SPOT.format(workdir=Path(__file__).parents[2] / "examples" / "hello")
     spec.write_text(text.replace("round_robin\n", "round_robin\n  resume_streams: true\n"))
