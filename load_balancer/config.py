@@ -7,10 +7,15 @@ replicas come from the controller's sync call) and *standalone* (``--replicas``;
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from load_balancer.affinity import DEFAULT_BALANCE_FACTOR
 from load_balancer.balancing import POLICIES
+
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+"""A header field name is a token (RFC 9110 section 5.1)."""
 
 
 class ConfigError(ValueError):
@@ -44,6 +49,8 @@ class LBConfig:
     resume_text_bytes: int = 256 << 10
     wake_wait: float = 0.0
     wake_queue: int = 100
+    session_header: str = "x-session-id"
+    affinity_balance_factor: float = DEFAULT_BALANCE_FACTOR
 
     @property
     def standalone(self) -> bool:
@@ -139,6 +146,19 @@ def _parser() -> argparse.ArgumentParser:
         help="requests held at once while no replica is ready; one more gets 503 at once",
     )
     p.add_argument(
+        "--session-header",
+        default="X-Session-Id",
+        help="session_affinity policy: the request header whose value is the session key "
+        "(in controller mode the service's session_header overrides this)",
+    )
+    p.add_argument(
+        "--affinity-balance-factor",
+        type=float,
+        default=DEFAULT_BALANCE_FACTOR,
+        help="session_affinity policy: a session leaves its replica while that one holds "
+        "c times the mean requests in flight (default 1.25, >= 1)",
+    )
+    p.add_argument(
         "--event-loop",
         choices=("uvloop", "asyncio"),
         default="uvloop",
@@ -171,6 +191,10 @@ def _check_client_limits(args: argparse.Namespace) -> None:
         raise ConfigError("--max-resumes and --resume-text-bytes must be >= 1")
     if args.wake_wait < 0 or args.wake_queue < 0:
         raise ConfigError("--wake-wait and --wake-queue must be >= 0")
+    if not HEADER_NAME.match(args.session_header):
+        raise ConfigError(f"--session-header {args.session_header!r} is not a header name")
+    if not args.affinity_balance_factor >= 1.0:
+        raise ConfigError("--affinity-balance-factor must be >= 1 (1.25 is usual)")
 
 
 def parse_config(argv: list[str] | None = None) -> LBConfig:
@@ -220,4 +244,6 @@ def parse_config(argv: list[str] | None = None) -> LBConfig:
         resume_text_bytes=args.resume_text_bytes,
         wake_wait=args.wake_wait,
         wake_queue=args.wake_queue,
+        session_header=args.session_header.lower(),
+        affinity_balance_factor=args.affinity_balance_factor,
     )

@@ -2,10 +2,11 @@
 
 Contract: ``POST {controller}/api/v1/services/{name}/lb-sync`` with a bearer token and
 ``{"request_count", "window_seconds"}``; 200 answers ``{"ready_replicas": [...],
-"load_balancing_policy": ..., "resume_streams": bool, "replica_weights": {url: qps}}``
-(policy and resume may be absent: the current setting stays; weights may be absent: every
-replica weighs the same). Invariants: a request is reported exactly once (the reported
-total advances only after a 200); on any failure the last known replicas keep serving.
+"load_balancing_policy": ..., "resume_streams": bool, "replica_weights": {url: qps},
+"session_header": "x-session-id"}`` (policy, resume and session header may be absent: the
+current setting stays; weights may be absent: every replica weighs the same). Invariants: a
+request is reported exactly once (the reported total advances only after a 200); on any
+failure the last known replicas keep serving.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import httpx
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from load_balancer.balancing import POLICIES, SlotAllocator
-from load_balancer.config import LBConfig, normalise_replica_url
+from load_balancer.config import HEADER_NAME, LBConfig, normalise_replica_url
 from load_balancer.structured_log import log_event
 from load_balancer.telemetry import REPLICA_SLOTS
 from load_balancer.wake import WakeQueue
@@ -42,6 +43,7 @@ class SyncUpdate:
     policy: str | None = None
     resume_streams: bool | None = None
     weights: dict[str, float] = field(default_factory=dict)
+    session_header: str | None = None
 
 
 ApplyFn = Callable[[SyncUpdate], None]
@@ -54,6 +56,14 @@ class SyncResponse(BaseModel):
     load_balancing_policy: str | None = None
     resume_streams: bool | None = None
     replica_weights: dict[str, Weight] | None = None
+    session_header: str | None = None
+
+    @field_validator("session_header")
+    @classmethod
+    def _header_name(cls, name: str | None) -> str | None:
+        if name is not None and not HEADER_NAME.match(name):
+            raise ValueError(f"session_header {name!r} is not a header name")
+        return None if name is None else name.lower()
 
     @field_validator("load_balancing_policy")
     @classmethod
@@ -178,7 +188,8 @@ class ControllerSync:
             return self._failed("sync_bad_answer", str(exc)[:300])
         assignments = self._slots.assign(urls)
         policy, resume = answer.load_balancing_policy, answer.resume_streams
-        self._apply(SyncUpdate(assignments, policy, resume, weights))
+        update = SyncUpdate(assignments, policy, resume, weights, answer.session_header)
+        self._apply(update)
         return SyncOutcome(True)
 
     def _read_token(self) -> str:

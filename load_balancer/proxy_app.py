@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from load_balancer.balancing import ReplicaSet
+from load_balancer.balancing import AffinitySettings, ReplicaSet
 from load_balancer.config import LBConfig
 from load_balancer.controller_sync import SyncUpdate
 from load_balancer.structured_log import log_event
@@ -17,7 +17,10 @@ class ProxyApp:
         self.config = config
         self.telemetry = telemetry
         self.counters: WorkerCounters = telemetry.worker(worker_index)
-        self.replicas = ReplicaSet(config.policy, self.counters, config.connect_timeout)
+        affinity = AffinitySettings(
+            config.session_header.encode("latin-1"), config.affinity_balance_factor
+        )
+        self.replicas = ReplicaSet(config.policy, self.counters, config.connect_timeout, affinity)
         self.open_connections = 0
         self.resume_streams = config.resume_streams
         self.wake = WakeQueue(config.wake_queue, config.wake_wait)
@@ -30,6 +33,10 @@ class ProxyApp:
         if resume is not None and resume != self.resume_streams:
             self.resume_streams = resume
             log_event("info", "resume_streams_changed", resume_streams=resume)
+        header = update.session_header
+        if header is not None and header.lower().encode() != self.replicas.affinity.header:
+            self.replicas.set_session_header(header)
+            log_event("info", "session_header_changed", session_header=header.lower())
 
     def admit_connection(self) -> bool:
         """Take a client connection slot; False when ``--max-connections`` are all taken."""

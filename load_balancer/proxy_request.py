@@ -127,8 +127,9 @@ class ProxyRequest:
         if waking and not await self._wait_for_a_replica():
             return
         fresh = False
+        key = replicas.session_key(self.headers)
         for attempt in range(self.app.config.max_attempts):
-            replica = replicas.choose(tried)
+            replica = replicas.choose(tried, key)
             if replica is None:
                 break
             if attempt:

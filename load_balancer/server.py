@@ -3,9 +3,9 @@
 With ``--workers N > 1`` the supervisor binds the socket, forks N workers that accept on it,
 and is the only process that talks to the controller: it reads the request total from the
 shared telemetry, syncs, and sends each worker the ready list (with telemetry slots and
-weights), the policy and the resume setting over a pipe. So the controller sees one load
-balancer with one exact count, and ``/-/metrics`` on any worker sums every worker's row. A
-worker that dies is replaced and gets the last list.
+weights), the policy, the resume setting and the session header over a pipe. So the
+controller sees one load balancer with one exact count, and ``/-/metrics`` on any worker sums
+every worker's row. A worker that dies is replaced and gets the last list.
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ def _describe(config: LBConfig) -> dict[str, object]:
         "mode": "standalone" if config.standalone else "controller",
         "replicas": list(config.replicas),
         "resume_streams": config.resume_streams,
+        "session_header": config.session_header,
     }
 
 
@@ -134,7 +135,8 @@ async def _worker_main(
             pairs = [(url, int(slot)) for url, slot in message["replicas"]]
             resume = message.get("resume_streams")
             weights = {str(u): float(w) for u, w in (message.get("weights") or {}).items()}
-            app.apply(SyncUpdate(pairs, message.get("policy"), resume, weights))
+            header = message.get("session_header")
+            app.apply(SyncUpdate(pairs, message.get("policy"), resume, weights, header))
         stop.set()
 
     follower = loop.create_task(follow_updates())
@@ -154,6 +156,7 @@ class _Supervisor:
         self.pids: dict[int, int] = {}
         self.last_message = b""
         self.resume_streams: bool | None = None
+        self.session_header: str | None = None
 
     def run(self) -> None:
         for index in range(self.config.workers):
@@ -187,14 +190,18 @@ class _Supervisor:
 
     def broadcast(self, update: SyncUpdate) -> None:
         """Send every worker the update; a worker forked later gets the last one, so the
-        resume setting sent is the last one the controller gave, not only this sync's."""
+        resume setting and session header sent are the last ones the controller gave, not only
+        this sync's."""
         if update.resume_streams is not None:
             self.resume_streams = update.resume_streams
+        if update.session_header is not None:
+            self.session_header = update.session_header
         message = {
             "replicas": [[url, slot] for url, slot in update.assignments],
             "policy": update.policy,
             "resume_streams": self.resume_streams,
             "weights": update.weights,
+            "session_header": self.session_header,
         }
         self.last_message = json.dumps(message).encode() + b"\n"
         for fd in self.pipes.values():

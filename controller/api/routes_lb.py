@@ -15,6 +15,7 @@ from controller.db import ReplicaRow
 from controller.runtime import ControllerRuntime
 from controller.services import get_or_404, latest_version
 from controller.spec import ServiceSpec
+from controller.spec.models import ServiceSection
 from controller.updates import serving
 from replica_manager.records import ReplicaStatus
 
@@ -54,7 +55,15 @@ def lb_sync(
         load_balancing_policy=service.load_balancing_policy,
         resume_streams=service.resume_streams,
         replica_weights=weights,
+        session_header=_session_header(service),
     )
+
+
+def _session_header(service: ServiceSection) -> str | None:
+    """Sent only where it is read (``session_affinity``); absent, load balancers keep theirs."""
+    if service.load_balancing_policy != "session_affinity":
+        return None
+    return service.session_header.lower()
 
 
 DRAIN_MARGIN_SECONDS = 3.0

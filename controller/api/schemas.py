@@ -135,12 +135,15 @@ class LbSyncRequest(BaseModel):
 
 class LbSyncResponse(BaseModel):
     """`replica_weights` ({url: requests/s}) only when `target_qps_per_replica` is given per
-    accelerator; absent, the load balancers weigh every replica alike."""
+    accelerator; absent, the load balancers weigh every replica alike. `session_header`
+    (lowercase) names the header whose value is a request's session key under
+    `session_affinity`, sent only under that policy; absent, the load balancers keep theirs."""
 
     ready_replicas: list[str]
     load_balancing_policy: str
     resume_streams: bool = False
     replica_weights: dict[str, float] | None = None
+    session_header: str | None = None
 
 
 class ErrorBody(BaseModel):

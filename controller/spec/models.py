@@ -25,6 +25,7 @@ CLOUDS = ("aws", "gcp", "azure", "kubernetes", "local")
 CLOUD_ALIASES = {"k8s": "kubernetes", "amazon": "aws", "google": "gcp"}
 SERVICE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # a token, RFC 9110 section 5.1
 # Replica counts are stored in INTEGER columns and multiplied by prices; a bound far above
 # any real fleet keeps a typo'd or hostile count a clear 422 instead of a database overflow.
 MAX_REPLICAS = 1000
@@ -194,14 +195,18 @@ class ServiceSection(Strict):
     readiness_probe: ReadinessProbe = Field(default_factory=lambda: ReadinessProbe(path="/"))
     replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS)
     replica_policy: ReplicaPolicy | None = None
-    load_balancing_policy: Literal["least_load", "round_robin", "instance_aware_least_load"] = (
-        "least_load"
-    )
+    # session_affinity is our extension of SkyPilot's format (load_balancer/affinity.py).
+    load_balancing_policy: Literal[
+        "least_load", "round_robin", "instance_aware_least_load", "session_affinity"
+    ] = "least_load"
     ports: int | None = Field(None, ge=1, le=65535)
     tls: TLS | None = None
     # Our extension of SkyPilot's format: a streamed OpenAI-compatible answer cut off by a
     # dying replica continues on another (load_balancer/, README "Preemptions").
     resume_streams: bool = False
+    # Our extension: the request header whose value keeps a session on one replica under
+    # load_balancing_policy: session_affinity.
+    session_header: str = "X-Session-Id"
 
     @field_validator("readiness_probe", mode="before")
     @classmethod
@@ -212,6 +217,16 @@ class ServiceSection(Strict):
     @classmethod
     def _lb_lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("session_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not HEADER_NAME.match(value):
+            raise SpecProblem(
+                f"{value!r} is not a header name",
+                "use letters, digits and '-', e.g. X-Session-Id",
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_replica_count(self) -> ServiceSection:

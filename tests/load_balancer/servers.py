@@ -203,6 +203,7 @@ class FakeController:
     policy: str | None = None
     resume_streams: bool | None = None
     replica_weights: dict[str, float] | None = None
+    session_header: str | None = None
     status: int = 200
     service: str = "svc"
     syncs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -231,6 +232,8 @@ class FakeController:
                     answer["resume_streams"] = controller.resume_streams
                 if controller.replica_weights is not None:
                     answer["replica_weights"] = dict(controller.replica_weights)
+                if controller.session_header is not None:
+                    answer["session_header"] = controller.session_header
                 self._answer(200, answer)
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
