@@ -46,15 +46,18 @@ class Fleet:
 
 
 def replicas_for(rate: float, fleet: Fleet) -> int:
-    """Replicas wanted for `rate` (not clipped to min/max: the caller clips)."""
-    if rate <= TOLERANCE:
+    """Replicas wanted for `rate` (not clipped to min/max: the caller clips). The tolerance
+    is relative to a replica's capacity, as the one-number rule's `ceil(rate/qps - 1e-9)`,
+    so one accelerator gives exactly that rule."""
+    tol = TOLERANCE * fleet.next_replica
+    if rate <= tol:
         return 0
     total = sum(fleet.live)
-    if rate > total + TOLERANCE:
+    if rate > total + tol:
         return len(fleet.live) + math.ceil((rate - total) / fleet.next_replica - TOLERANCE)
     carried = 0.0
     for kept, capacity in enumerate(sorted(fleet.live), start=1):
         carried += capacity
-        if carried >= rate - TOLERANCE:
+        if carried >= rate - tol:
             return kept
     return len(fleet.live)

@@ -74,7 +74,7 @@ def test_max_replicas_caps_a_rate_no_fleet_can_carry() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.integers(min_value=0, max_value=8), capacities, rates)
 def test_one_accelerator_gives_the_one_number_rule(count: int, qps: float, rate: float) -> None:
-    expected = math.ceil(rate / qps - 1e-9) if rate > 1e-9 else 0
+    expected = max(0, math.ceil(rate / qps - 1e-9))  # ScalingConfig's one-number rule
     assert replicas_for(rate, Fleet((qps,) * count, qps)) == expected
 
 
