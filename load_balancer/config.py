@@ -2,6 +2,7 @@
 
 Two modes: *controller* (``--controller-url``, ``--service``, ``--token-file``; the ready
 replicas come from the controller's sync call) and *standalone* (``--replicas``; a fixed list).
+Either serves HTTPS with ``--tls-certfile`` and ``--tls-keyfile`` (see ``load_balancer.tls``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from load_balancer.tls import TlsFiles
 
 POLICIES = ("least_load", "round_robin")
 
@@ -42,6 +45,9 @@ class LBConfig:
     resume_streams: bool = False
     max_resumes: int = 2
     resume_text_bytes: int = 256 << 10
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    tls_check_seconds: float = 5.0
 
     @property
     def standalone(self) -> bool:
@@ -50,6 +56,12 @@ class LBConfig:
     @property
     def service_label(self) -> str:
         return self.service or "standalone"
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        if self.tls_certfile and self.tls_keyfile:
+            return TlsFiles(self.tls_certfile, self.tls_keyfile)
+        return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -123,6 +135,14 @@ def _parser() -> argparse.ArgumentParser:
         help="streamed text kept per request for a continuation; a longer answer is no "
         "longer resumable (default 256 KiB)",
     )
+    p.add_argument("--tls-certfile", help="serve HTTPS with this PEM certificate (chain)")
+    p.add_argument("--tls-keyfile", help="the PEM private key of --tls-certfile, unencrypted")
+    p.add_argument(
+        "--tls-check-seconds",
+        type=float,
+        default=5.0,
+        help="how often to look for replaced TLS files (SIGHUP reloads at once; default 5)",
+    )
     p.add_argument(
         "--event-loop",
         choices=("uvloop", "asyncio"),
@@ -154,6 +174,10 @@ def _check_client_limits(args: argparse.Namespace) -> None:
         raise ConfigError("--max-head-bytes must be >= 1024 and --max-connections >= 1")
     if args.max_resumes < 1 or args.resume_text_bytes < 1:
         raise ConfigError("--max-resumes and --resume-text-bytes must be >= 1")
+    if bool(args.tls_certfile) != bool(args.tls_keyfile):
+        raise ConfigError("give both --tls-certfile and --tls-keyfile, or neither")
+    if args.tls_check_seconds <= 0:
+        raise ConfigError("--tls-check-seconds must be > 0")
 
 
 def parse_config(argv: list[str] | None = None) -> LBConfig:
@@ -201,4 +225,7 @@ def parse_config(argv: list[str] | None = None) -> LBConfig:
         resume_streams=args.resume_streams,
         max_resumes=args.max_resumes,
         resume_text_bytes=args.resume_text_bytes,
+        tls_certfile=args.tls_certfile,
+        tls_keyfile=args.tls_keyfile,
+        tls_check_seconds=args.tls_check_seconds,
     )

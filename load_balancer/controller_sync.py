@@ -2,8 +2,9 @@
 
 Contract: ``POST {controller}/api/v1/services/{name}/lb-sync`` with a bearer token and
 ``{"request_count", "window_seconds"}``; 200 answers ``{"ready_replicas": [...],
-"load_balancing_policy": ..., "resume_streams": bool}`` (the last two may be absent: the
-current setting stays). Invariants: a request is reported exactly once (the reported
+"load_balancing_policy": ..., "resume_streams": bool, "api_key_hashes": [...]}`` (all but the
+first may be absent: the current setting stays; an empty ``api_key_hashes`` opens the
+endpoint). Invariants: a request is reported exactly once (the reported
 total advances only after a 200); on any failure the last known replicas keep serving.
 """
 
@@ -14,11 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
+from load_balancer.api_keys import MAX_KEYS
 from load_balancer.balancing import SlotAllocator
 from load_balancer.config import LBConfig, normalise_replica_url
 from load_balancer.structured_log import log_event
@@ -34,9 +36,11 @@ class SyncUpdate:
     assignments: Assignments
     policy: str | None = None
     resume_streams: bool | None = None
+    api_key_hashes: frozenset[str] | None = None
 
 
 ApplyFn = Callable[[SyncUpdate], None]
+KeyHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
 class SyncResponse(BaseModel):
@@ -45,6 +49,7 @@ class SyncResponse(BaseModel):
     ready_replicas: list[str]
     load_balancing_policy: Literal["least_load", "round_robin"] | None = None
     resume_streams: bool | None = None
+    api_key_hashes: list[KeyHash] | None = Field(None, max_length=MAX_KEYS)
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,15 @@ class ControllerSync:
         except (ValidationError, ValueError) as exc:
             return self._failed("sync_bad_answer", str(exc)[:300])
         assignments = self._slots.assign(urls)
-        self._apply(SyncUpdate(assignments, answer.load_balancing_policy, answer.resume_streams))
+        hashes = answer.api_key_hashes
+        self._apply(
+            SyncUpdate(
+                assignments,
+                answer.load_balancing_policy,
+                answer.resume_streams,
+                None if hashes is None else frozenset(hashes),
+            )
+        )
         return SyncOutcome(True)
 
     def _read_token(self) -> str:

@@ -6,6 +6,10 @@ shared telemetry, syncs, and sends each worker the ready list (with telemetry sl
 policy and the resume setting over a pipe. So the controller sees one load balancer with one
 exact count, and ``/-/metrics`` on any worker sums every worker's row. A worker that dies is
 replaced and gets the last list.
+
+With TLS every process that serves (the single one, or each worker) holds its own
+``ServerCertificate`` and watches the files; the supervisor checks the pair loads before it
+forks, and passes SIGHUP on to the workers.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from load_balancer.controller_sync import ControllerSync, SyncUpdate, standalone
 from load_balancer.proxy_app import ProxyApp
 from load_balancer.structured_log import log_event
 from load_balancer.telemetry import Telemetry
+from load_balancer.tls import ServerCertificate, load_context
 
 _DRAIN_SECONDS = 10.0
 
@@ -56,6 +61,10 @@ def run_loop(config: LBConfig, main: Coroutine[Any, Any, None]) -> None:
 
 
 def serve(config: LBConfig) -> None:
+    """Run until SIGTERM; raises TlsError (naming the file) before binding if TLS files do
+    not load."""
+    if config.tls is not None:
+        load_context(config.tls)
     sock = bind_socket(config)
     if config.workers == 1:
         telemetry = Telemetry(1)
@@ -68,12 +77,31 @@ async def _start_worker(
     config: LBConfig, telemetry: Telemetry, index: int, sock: socket.socket
 ) -> tuple[ProxyApp, asyncio.Server, asyncio.Event]:
     loop = asyncio.get_running_loop()
-    app = ProxyApp(config, telemetry, index)
-    server = await loop.create_server(lambda: ClientConnection(app), sock=sock)
+    certificate = None
+    if config.tls is not None:
+        certificate = ServerCertificate(config.tls, config.tls_check_seconds)
+    app = ProxyApp(config, telemetry, index, certificate)
+    if certificate is None:
+        server = await loop.create_server(lambda: ClientConnection(app), sock=sock)
+    else:
+        server = await loop.create_server(
+            lambda: ClientConnection(app),
+            sock=sock,
+            ssl=certificate.start(),
+            # A handshake is part of the request head: bounded by the same timeout.
+            ssl_handshake_timeout=config.request_head_timeout,
+        )
+        loop.add_signal_handler(signal.SIGHUP, certificate.request_reload)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return app, server, stop
+
+
+def _watch_certificate(app: ProxyApp) -> asyncio.Task[None] | None:
+    if app.certificate is None:
+        return None
+    return asyncio.get_running_loop().create_task(app.certificate.watch())
 
 
 async def _drain(app: ProxyApp, server: asyncio.Server) -> None:
@@ -87,6 +115,7 @@ async def _drain(app: ProxyApp, server: asyncio.Server) -> None:
 
 async def _serve_single(config: LBConfig, telemetry: Telemetry, sock: socket.socket) -> None:
     app, server, stop = await _start_worker(config, telemetry, 0, sock)
+    watcher = _watch_certificate(app)
     sync_task = None
     if config.standalone:
         app.apply(SyncUpdate(standalone_assignments(config)))
@@ -95,8 +124,9 @@ async def _serve_single(config: LBConfig, telemetry: Telemetry, sock: socket.soc
         sync_task = asyncio.get_running_loop().create_task(syncer.run())
     log_event("info", "lb_started", **_describe(config))
     await stop.wait()
-    if sync_task is not None:
-        sync_task.cancel()
+    for task in (sync_task, watcher):
+        if task is not None:
+            task.cancel()
     await _drain(app, server)
     log_event("info", "lb_stopped", service=config.service_label)
 
@@ -110,6 +140,7 @@ def _describe(config: LBConfig) -> dict[str, object]:
         "mode": "standalone" if config.standalone else "controller",
         "replicas": list(config.replicas),
         "resume_streams": config.resume_streams,
+        "tls": config.tls_certfile is not None,
     }
 
 
@@ -127,12 +158,17 @@ async def _worker_main(
             message = json.loads(line)
             pairs = [(url, int(slot)) for url, slot in message["replicas"]]
             resume = message.get("resume_streams")
-            app.apply(SyncUpdate(pairs, message.get("policy"), resume))
+            hashes = message.get("api_key_hashes")
+            keys = None if hashes is None else frozenset(hashes)
+            app.apply(SyncUpdate(pairs, message.get("policy"), resume, keys))
         stop.set()
 
     follower = loop.create_task(follow_updates())
+    watcher = _watch_certificate(app)
     await stop.wait()
     follower.cancel()
+    if watcher is not None:
+        watcher.cancel()
     await _drain(app, server)
 
 
@@ -147,6 +183,7 @@ class _Supervisor:
         self.pids: dict[int, int] = {}
         self.last_message = b""
         self.resume_streams: bool | None = None
+        self.api_key_hashes: frozenset[str] | None = None
 
     def run(self) -> None:
         for index in range(self.config.workers):
@@ -180,13 +217,18 @@ class _Supervisor:
 
     def broadcast(self, update: SyncUpdate) -> None:
         """Send every worker the update; a worker forked later gets the last one, so the
-        resume setting sent is the last one the controller gave, not only this sync's."""
+        resume setting and API key hashes sent are the last ones the controller gave, not
+        only this sync's."""
         if update.resume_streams is not None:
             self.resume_streams = update.resume_streams
+        if update.api_key_hashes is not None:
+            self.api_key_hashes = update.api_key_hashes
+        hashes = self.api_key_hashes
         message = {
             "replicas": [[url, slot] for url, slot in update.assignments],
             "policy": update.policy,
             "resume_streams": self.resume_streams,
+            "api_key_hashes": None if hashes is None else sorted(hashes),
         }
         self.last_message = json.dumps(message).encode() + b"\n"
         for fd in self.pipes.values():
@@ -198,6 +240,8 @@ class _Supervisor:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if self.config.tls is not None:
+            loop.add_signal_handler(signal.SIGHUP, self._signal_workers, signal.SIGHUP)
         sync_task = None
         if self.config.standalone:
             self.broadcast(SyncUpdate(standalone_assignments(self.config)))
@@ -222,10 +266,13 @@ class _Supervisor:
                 self.telemetry.worker(index).clear_in_flight()
                 self._fork(index)
 
-    def _stop_workers(self) -> None:
+    def _signal_workers(self, sig: int) -> None:
         for pid in self.pids.values():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, sig)
+
+    def _stop_workers(self) -> None:
+        self._signal_workers(signal.SIGTERM)
         for pid in self.pids.values():
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)

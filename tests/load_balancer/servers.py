@@ -202,6 +202,7 @@ class FakeController:
     ready_replicas: list[str] = field(default_factory=list)
     policy: str | None = None
     resume_streams: bool | None = None
+    api_key_hashes: list[str] | None = None
     status: int = 200
     service: str = "svc"
     syncs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -228,6 +229,8 @@ class FakeController:
                     answer["load_balancing_policy"] = controller.policy
                 if controller.resume_streams is not None:
                     answer["resume_streams"] = controller.resume_streams
+                if controller.api_key_hashes is not None:
+                    answer["api_key_hashes"] = list(controller.api_key_hashes)
                 self._answer(200, answer)
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
