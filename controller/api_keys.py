@@ -81,7 +81,9 @@ def list_keys(db: Database, service: str) -> list[ApiKeyRow]:
         return list(get_or_404(s, service).api_keys)
 
 
-def revoke_key(db: Database, clock: Clock, service: str, key_id: int) -> ApiKeyRow:
+def revoke_key(db: Database, clock: Clock, service: str, key_id: int) -> tuple[ApiKeyRow, int]:
+    """Delete the key; returns it and how many keys the service has left (with none left,
+    its endpoint is open)."""
     with db.session() as s:
         row = get_or_404(s, service)
         key = s.get(ApiKeyRow, key_id)
@@ -91,7 +93,7 @@ def revoke_key(db: Database, clock: Clock, service: str, key_id: int) -> ApiKeyR
             )
         s.delete(key)
         add_event(s, service, "api_key_revoked", _describe("revoked", key), clock.now())
-        return key
+        return key, len(active_hashes(s, row.id))
 
 
 def active_hashes(session: Session, service_id: int) -> list[str]:

@@ -8,7 +8,7 @@ from fastapi import Path as PathParam
 
 from controller.api.deps import require_token, runtime
 from controller.api.errors import Conflict, NotFound
-from controller.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
+from controller.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, ApiKeyRevoked
 from controller.api_keys import NoSuchKey, TooManyKeys, create_key, list_keys, revoke_key
 from controller.db import ApiKeyRow
 from controller.runtime import ControllerRuntime
@@ -39,14 +39,16 @@ def listing(name: str, rt: ControllerRuntime = Depends(runtime)) -> list[ApiKeyP
     return [_public(row) for row in list_keys(rt.db, name)]
 
 
-@router.delete("/{name}/keys/{key_id}", response_model=ApiKeyPublic)
+@router.delete("/{name}/keys/{key_id}", response_model=ApiKeyRevoked)
 def revoke(
     name: str,
     key_id: int = PathParam(ge=1, le=2**31 - 1),
     rt: ControllerRuntime = Depends(runtime),
-) -> ApiKeyPublic:
-    """The key stops working at each load balancer's next sync."""
+) -> ApiKeyRevoked:
+    """The key stops working at each load balancer's next sync. Revoking the last key opens
+    the endpoint (no keys: no check): make the new key before revoking the old one."""
     try:
-        return _public(revoke_key(rt.db, rt.clock, name, key_id))
+        key, left = revoke_key(rt.db, rt.clock, name, key_id)
     except NoSuchKey as exc:
         raise NotFound("no_such_api_key", str(exc)) from None
+    return ApiKeyRevoked(**_public(key).model_dump(), keys_left=left)

@@ -151,6 +151,11 @@ class ApiKeyPublic(BaseModel):
     created_at: float
 
 
+class ApiKeyRevoked(ApiKeyPublic):
+    keys_left: int
+    """0: the service has no keys left, so its endpoint is open again."""
+
+
 class ApiKeyCreated(ApiKeyPublic):
     key: str
     """The key itself: in this answer only; the controller keeps its hash."""

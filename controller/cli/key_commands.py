@@ -12,7 +12,7 @@ import json
 import typer
 from rich.table import Table
 
-from controller.api.schemas import ApiKeyCreated, ApiKeyPublic
+from controller.api.schemas import ApiKeyCreated, ApiKeyPublic, ApiKeyRevoked
 from controller.cli.app import app
 from controller.cli.connect import controller_client, service_path
 from controller.cli.errors import err_console, fail, friendly, wide_console
@@ -77,9 +77,15 @@ def revoke(
     name: str = typer.Argument(..., help="service"),
     key_id: int = typer.Argument(..., min=1, help="the ID `serve keys list` shows"),
 ) -> None:
-    """End a key; each load balancer refuses it from its next sync (2 s by default)."""
+    """End a key; each load balancer refuses it from its next sync (2 s by default).
+    Revoking the last key opens the endpoint: create the new key first."""
     if key_id > 2**31 - 1:
         raise fail(f"no API key {key_id}: `serve keys list {name}` lists them")
     raw = controller_client(start=False).json("DELETE", service_path(name, f"/keys/{key_id}"))
-    key = ApiKeyPublic.model_validate(raw)
+    key = ApiKeyRevoked.model_validate(raw)
     console.print(f"API key {key.id} ({key.prefix}...) of {name} revoked.")
+    if key.keys_left == 0:
+        err_console.print(
+            f"[yellow]warning:[/] {name} has no API keys left, so its endpoint is open to "
+            f"anyone again; `serve keys create {name}` closes it."
+        )

@@ -90,6 +90,7 @@ def test_the_sync_carries_the_hashes_and_a_revoked_key_leaves_them(
     assert set(sync_hashes(api, service)) == hashes
     revoked = api.delete(f"/api/v1/services/{service}/keys/{one['id']}")
     assert revoked.status_code == 200 and revoked.json()["prefix"] == one["prefix"]
+    assert revoked.json()["keys_left"] == 1
     assert sync_hashes(api, service) == [hashlib.sha256(two["key"].encode()).hexdigest()]
     again = api.delete(f"/api/v1/services/{service}/keys/{one['id']}")
     assert again.status_code == 404 and again.json()["error"] == "no_such_api_key"
