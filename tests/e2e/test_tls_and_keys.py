@@ -20,10 +20,7 @@ CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 SPEC = """
 service:
   readiness_probe: /health
-  replicas: 1
-  tls:
-    certfile: certs/cert.pem
-    keyfile: certs/key.pem
+  replicas: 1{tls}
 resources:
   ports: 8080
 envs:
@@ -31,6 +28,15 @@ envs:
 workdir: {workdir}
 run: python3 app.py
 """
+TLS = """
+  tls:
+    certfile: certs/cert.pem
+    keyfile: certs/key.pem"""
+
+
+def write_spec(path: Path, tls: bool) -> Path:
+    path.write_text(SPEC.format(tls=TLS if tls else "", workdir=REPO / "examples" / "hello"))
+    return path
 
 
 def cli(env: Env, *args: str, cwd: Path = REPO) -> str:
@@ -63,8 +69,7 @@ def test_https_endpoint_with_api_keys_and_a_renewed_certificate(
     env = sqlite_env
     cert, key = self_signed(tmp_path / "certs")
     trust = ssl.create_default_context(cafile=str(cert))
-    spec = tmp_path / "service.yaml"
-    spec.write_text(SPEC.format(workdir=REPO / "examples" / "hello"))
+    spec = write_spec(tmp_path / "service.yaml", tls=True)
     assert "READY" in cli(env, "up", str(spec), "-n", "hello", cwd=tmp_path)
     endpoint = json.loads(cli(env, "status", "hello", "--json"))["endpoint"]
     assert endpoint.startswith("https://")
@@ -105,3 +110,25 @@ def test_https_endpoint_with_api_keys_and_a_renewed_certificate(
 
 def _files(home: Path) -> list[Path]:
     return [p for p in home.rglob("*") if p.is_file() and p.stat().st_size < 50_000_000]
+
+
+@pytest.mark.slow
+def test_serve_update_that_adds_tls_restarts_the_load_balancer_with_it(
+    sqlite_env: Env, tmp_path: Path
+) -> None:
+    env = sqlite_env
+    cert, _ = self_signed(tmp_path / "certs")
+    trust = ssl.create_default_context(cafile=str(cert))
+    plain = write_spec(tmp_path / "plain.yaml", tls=False)
+    spec = write_spec(tmp_path / "service.yaml", tls=True)
+    cli(env, "up", str(plain), "-n", "hello", cwd=tmp_path)
+    endpoint = json.loads(cli(env, "status", "hello", "--json"))["endpoint"]
+    assert endpoint.startswith("http://")
+    assert httpx.get(f"{endpoint}/health", timeout=5).status_code == 200
+    cli(env, "update", "hello", str(spec), cwd=tmp_path)
+    secure = json.loads(cli(env, "status", "hello", "--json"))["endpoint"]
+    assert secure == endpoint.replace("http://", "https://")
+    wait_until(lambda: trusts(secure, trust), "the load balancer to serve HTTPS", timeout=60)
+    assert chat(secure, trust).status_code == 200
+    events = json.loads(cli(env, "status", "hello", "--json", "--events"))["events"]
+    assert any(e["kind"] == "lb_restarted" for e in events)
