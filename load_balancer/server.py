@@ -149,7 +149,8 @@ async def _worker_main(
 ) -> None:
     app, server, stop = await _start_worker(config, telemetry, index, sock)
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    # One line per update: up to 1,000 replicas and 1,000 key hashes, past the 64 KiB default.
+    reader = asyncio.StreamReader(limit=1 << 22)
     pipe = os.fdopen(updates_fd, "rb", buffering=0)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
 

@@ -190,3 +190,16 @@ def test_every_worker_gets_the_keys_from_the_supervisor(
         return codes == {401}
 
     wait_until(alpha_refused_everywhere, "every worker to drop the revoked key")
+
+
+def test_workers_take_a_thousand_keys(
+    procs: ProcessFactory,
+    controller: FakeController,
+    token_file: Path,
+    two_backends: tuple[Proc, Proc],
+) -> None:
+    lb = keyed_lb(procs, controller, token_file, two_backends[0], "--workers", "2")
+    controller.api_key_hashes = [hashed(f"ssk_{i:040d}") for i in range(999)] + [hashed(ALPHA)]
+    wait_until(lambda: health(lb)["api_keys"] == 1000, "a thousand keys")
+    codes = {httpx.get(f"{lb.url}/", headers=bearer(ALPHA)).status_code for _ in range(10)}
+    assert codes == {200}
