@@ -30,3 +30,15 @@ def average_qps(
     began = min(s.at - s.window_seconds for s in inside)
     span = min(window, max(1e-6, now - began))
     return sum(max(0, s.count) for s in inside) / span
+
+
+def mean_in_flight(samples: Iterable[tuple[str | None, float | None]]) -> float | None:
+    """(load balancer id, requests in flight) samples -> each load balancer's mean, summed:
+    the service's requests in flight however many load balancers front it."""
+    by_lb: dict[str, list[float]] = {}
+    for lb_id, in_flight in samples:
+        if lb_id is not None and in_flight is not None:
+            by_lb.setdefault(lb_id, []).append(in_flight)
+    if not by_lb:
+        return None
+    return sum(sum(values) / len(values) for values in by_lb.values())

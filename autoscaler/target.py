@@ -1,5 +1,10 @@
 """Request rate -> target replica count, with SkyPilot's upscale/downscale delays.
 
+The count wanted at a rate is `ceil(rate / target_qps_per_replica)`, or, when the target is
+given per accelerator, what the fleet's capacities need (`autoscaler/capacity.py`); with
+`target_concurrency_per_replica` also `ceil(requests in flight / target)`, and the larger of
+the two wins; the result is clipped to [min_replicas, max_replicas].
+
 Pure: the caller passes the rate, the previous state and the time, and stores the state it
 gets back (plain JSON), so a controller restart does not restart a long wait.
 
@@ -21,27 +26,61 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from autoscaler.capacity import Fleet, replicas_for
+
 NOISE_FRACTION = 0.10
 
 
 @dataclass(frozen=True)
 class ScalingConfig:
+    """`per_accelerator`: the target is given per accelerator, so each decision needs the
+    `Fleet` (and `target_qps_per_replica` is None)."""
+
     min_replicas: int
     max_replicas: int
     target_qps_per_replica: float | None = None
+    target_concurrency_per_replica: float | None = None
     upscale_delay_seconds: float = 300.0
     downscale_delay_seconds: float = 1200.0
+    per_accelerator: bool = False
 
     @property
     def autoscaling(self) -> bool:
-        return self.target_qps_per_replica is not None and self.max_replicas > self.min_replicas
+        has_target = (
+            self.target_qps_per_replica is not None
+            or self.per_accelerator
+            or self.target_concurrency_per_replica is not None
+        )
+        return has_target and self.max_replicas > self.min_replicas
 
-    def wanted(self, qps: float) -> int:
-        assert self.target_qps_per_replica
-        ratio = qps / self.target_qps_per_replica
+    def wanted(
+        self, qps: float | None, fleet: Fleet | None = None, concurrency: float | None = None
+    ) -> int:
+        """The count the rate needs and the count the requests in flight need: the larger."""
+        by_rate = self._for_rate(qps, fleet) if qps is not None else self.min_replicas
+        target = self.target_concurrency_per_replica
+        if target is None or concurrency is None:
+            return by_rate
+        ratio = concurrency / target
         if not math.isfinite(ratio) or ratio >= self.max_replicas:
             return self.max_replicas
-        return max(self.min_replicas, min(self.max_replicas, math.ceil(ratio - 1e-9)))
+        return max(by_rate, self.min_replicas, math.ceil(ratio - 1e-9))
+
+    def _for_rate(self, qps: float, fleet: Fleet | None) -> int:
+        if not self.per_accelerator and self.target_qps_per_replica is None:
+            return self.min_replicas
+        if self.per_accelerator:
+            assert fleet is not None, "a per-accelerator target needs the fleet"
+            if not math.isfinite(qps):
+                return self.max_replicas
+            count = replicas_for(qps, fleet)
+        else:
+            assert self.target_qps_per_replica
+            ratio = qps / self.target_qps_per_replica
+            if not math.isfinite(ratio) or ratio >= self.max_replicas:
+                return self.max_replicas
+            count = math.ceil(ratio - 1e-9)
+        return max(self.min_replicas, min(self.max_replicas, count))
 
 
 @dataclass(frozen=True)
@@ -99,15 +138,22 @@ class ScalerState:
 
 
 def decide_target(
-    config: ScalingConfig, qps: float | None, state: ScalerState, now: float
+    config: ScalingConfig,
+    qps: float | None,
+    state: ScalerState,
+    now: float,
+    fleet: Fleet | None = None,
+    concurrency: float | None = None,
 ) -> tuple[int, ScalerState]:
+    """`fleet`: the replicas' capacities, needed when `config.per_accelerator`;
+    `concurrency`: the requests in flight the load balancers report, averaged."""
     if not config.autoscaling:
         return config.min_replicas, ScalerState(target=config.min_replicas)
     current = config.min_replicas if state.target is None else state.target
     current = max(config.min_replicas, min(config.max_replicas, current))
-    if qps is None:
+    if qps is None and concurrency is None:
         return current, replace(state, target=current)
-    wanted = config.wanted(qps)
+    wanted = config.wanted(qps, fleet, concurrency)
     if current == 0 and wanted > 0:
         return wanted, ScalerState(target=wanted, qps=qps)
     up = _pending(state.up, wanted, wanted > current, now, config.upscale_delay_seconds, min)

@@ -87,6 +87,10 @@ def start_lb(
         str(settings.lb_sync_seconds),
         "--policy",
         policy,
+        "--wake-wait",
+        str(settings.wake_wait_seconds),
+        "--wake-queue",
+        str(settings.wake_queue),
         *tls_flags(tls),
     ]
     with (log_dir / "lb.log").open("ab") as log:

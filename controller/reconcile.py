@@ -13,9 +13,11 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from autoscaler.capacity import Fleet
 from autoscaler.target import decide_target
 from common.clock import Clock
 from controller.bundle_store import BundleStore
+from controller.capacity import CapacityTable
 from controller.db import Database
 from controller.db.replica_store import trim_events
 from controller.db.service_store import ServiceSnapshot, ServiceStore
@@ -33,7 +35,7 @@ from replica_manager.execute import Executor
 from replica_manager.lifecycle import app_failure_streak
 from replica_manager.observe import Observer
 from replica_manager.offer_book import OfferBook
-from replica_manager.records import ReplicaRecord
+from replica_manager.records import ReplicaRecord, ReplicaTemplate
 from replica_manager.records import ReplicaStatus as S
 from replica_manager.store import ReplicaStore
 
@@ -92,7 +94,8 @@ class Reconciler:
         state = self.placing.block_all(name, seen.blocked, state)
         streak = app_failure_streak(before, seen.records, state.app_failure_streak)
         state = replace(state, app_failure_streak=streak)
-        target, state = self._target(name, snap.spec, state)
+        fleet = self._fleet(snap.spec, template, seen.records)
+        target, state = self._target(name, snap.spec, state, fleet)
         if state.app_failure_streak < self.settings.app_failures_to_fail_service:
             events = tuple(seen.events)
             rolling = snap.update_mode == "rolling"
@@ -154,20 +157,39 @@ class Reconciler:
 
     # -- phase 3: how many ---------------------------------------------------------------
 
-    def _target(self, name: str, spec: ServiceSpec, state: TickState) -> tuple[int, TickState]:
-        qps = self.request_rate.qps(name, self.clock.now()) if self.request_rate else None
+    def _target(
+        self, name: str, spec: ServiceSpec, state: TickState, fleet: Fleet | None
+    ) -> tuple[int, TickState]:
+        now = self.clock.now()
+        qps = self.request_rate.qps(name, now) if self.request_rate else None
+        config = scaling_config(spec)
+        concurrency = None
+        if config.target_concurrency_per_replica is not None and self.request_rate:
+            concurrency = self.request_rate.concurrency(name, now)
         before = state.scaler.target
-        target, scaler = decide_target(scaling_config(spec), qps, state.scaler, self.clock.now())
+        target, scaler = decide_target(config, qps, state.scaler, now, fleet, concurrency)
         if before is not None and target != before:
             kind = "scale_up" if target > before else "scale_down"
             rate = f"{qps:.2f} req/s" if qps is not None else "no traffic data"
+            if concurrency is not None:
+                rate += f", {concurrency:.1f} in flight"
             self.store.event(
                 name,
                 kind,
                 f"target replicas {before} -> {target} ({rate})",
-                data={"from": before, "to": target, "qps": qps},
+                data={"from": before, "to": target, "qps": qps, "in_flight": concurrency},
             )
         return target, replace(state, scaler=scaler)
+
+    def _fleet(
+        self, spec: ServiceSpec, template: ReplicaTemplate, records: list[ReplicaRecord]
+    ) -> Fleet | None:
+        """The replicas' capacities, when the target is given per accelerator."""
+        table = CapacityTable.of(spec)
+        if table is None:
+            return None
+        offers = self.offers.for_version(template.service, template.version, template.resources)
+        return table.fleet(records, template.version, offers)
 
     # -- the load balancer ---------------------------------------------------------------
 

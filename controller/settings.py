@@ -45,6 +45,10 @@ class Settings:
     lb_port_start: int = 30001
     tick_seconds: float = 2.0
     lb_sync_seconds: float = 2.0
+    wake_wait_seconds: float = 120.0
+    """How long a load balancer holds a request while its service has no ready replica
+    (scaled to zero, or every replica lost) before answering 503."""
+    wake_queue: int = 100
     probe_failures_to_not_ready: int = 3
     not_ready_grace_seconds: float = 60.0
     orphan_scan_seconds: float = 60.0
@@ -89,6 +93,8 @@ class Settings:
             lb_port_start=_int(env, "SERVE_LB_PORT_START", 30001),
             tick_seconds=_float(env, "SERVE_TICK_SECONDS", 2.0),
             lb_sync_seconds=_float(env, "SERVE_LB_SYNC_SECONDS", 2.0),
+            wake_wait_seconds=_float(env, "SERVE_WAKE_WAIT_SECONDS", 120.0),
+            wake_queue=_int(env, "SERVE_WAKE_QUEUE", 100),
             probe_failures_to_not_ready=_int(env, "SERVE_PROBE_FAILURES", 3),
             not_ready_grace_seconds=_float(env, "SERVE_NOT_READY_GRACE_SECONDS", 60.0),
             orphan_scan_seconds=_float(env, "SERVE_ORPHAN_SCAN_SECONDS", 60.0),

@@ -37,10 +37,13 @@ def replica_template(
 
 def scaling_config(spec: ServiceSpec) -> ScalingConfig:
     p = spec.service.policy
+    target = p.target_qps_per_replica
     return ScalingConfig(
         min_replicas=p.min_replicas,
         max_replicas=p.max_replicas if p.max_replicas is not None else p.min_replicas,
-        target_qps_per_replica=p.target_qps_per_replica,
+        target_qps_per_replica=None if isinstance(target, dict) else target,
+        target_concurrency_per_replica=p.target_concurrency_per_replica,
         upscale_delay_seconds=p.upscale_delay_seconds,
         downscale_delay_seconds=p.downscale_delay_seconds,
+        per_accelerator=isinstance(target, dict),
     )

@@ -8,12 +8,16 @@ Either serves HTTPS with ``--tls-certfile`` and ``--tls-keyfile`` (see ``load_ba
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from load_balancer.affinity import DEFAULT_BALANCE_FACTOR
+from load_balancer.balancing import POLICIES
 from load_balancer.tls import TlsFiles
 
-POLICIES = ("least_load", "round_robin")
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+"""A header field name is a token (RFC 9110 section 5.1)."""
 
 
 class ConfigError(ValueError):
@@ -45,6 +49,10 @@ class LBConfig:
     resume_streams: bool = False
     max_resumes: int = 2
     resume_text_bytes: int = 256 << 10
+    wake_wait: float = 0.0
+    wake_queue: int = 100
+    session_header: str = "x-session-id"
+    affinity_balance_factor: float = DEFAULT_BALANCE_FACTOR
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
     tls_check_seconds: float = 5.0
@@ -80,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token-file", help="file holding the controller's bearer token")
     p.add_argument("--sync-interval", type=float, default=2.0, help="seconds between syncs")
     p.add_argument("--replicas", help="standalone mode: comma-separated replica URLs")
-    p.add_argument("--policy", choices=POLICIES, default="least_load")
+    p.add_argument("--policy", choices=tuple(POLICIES), default="least_load")
     p.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     p.add_argument("--max-attempts", type=int, default=3, help="tries per request, >= 1")
     p.add_argument("--connect-timeout", type=float, default=5.0, help="seconds per connect")
@@ -144,6 +152,32 @@ def _parser() -> argparse.ArgumentParser:
         help="how often to look for replaced TLS files (SIGHUP reloads at once; default 5)",
     )
     p.add_argument(
+        "--wake-wait",
+        type=float,
+        default=0.0,
+        help="seconds to hold a request while no replica is ready (a service waking from "
+        "zero) before 503 with Retry-After; 0 (default) answers 503 at once",
+    )
+    p.add_argument(
+        "--wake-queue",
+        type=int,
+        default=100,
+        help="requests held at once while no replica is ready; one more gets 503 at once",
+    )
+    p.add_argument(
+        "--session-header",
+        default="X-Session-Id",
+        help="session_affinity policy: the request header whose value is the session key "
+        "(in controller mode the service's session_header overrides this)",
+    )
+    p.add_argument(
+        "--affinity-balance-factor",
+        type=float,
+        default=DEFAULT_BALANCE_FACTOR,
+        help="session_affinity policy: a session leaves its replica while that one holds "
+        "c times the mean requests in flight (default 1.25, >= 1)",
+    )
+    p.add_argument(
         "--event-loop",
         choices=("uvloop", "asyncio"),
         default="uvloop",
@@ -174,6 +208,12 @@ def _check_client_limits(args: argparse.Namespace) -> None:
         raise ConfigError("--max-head-bytes must be >= 1024 and --max-connections >= 1")
     if args.max_resumes < 1 or args.resume_text_bytes < 1:
         raise ConfigError("--max-resumes and --resume-text-bytes must be >= 1")
+    if args.wake_wait < 0 or args.wake_queue < 0:
+        raise ConfigError("--wake-wait and --wake-queue must be >= 0")
+    if not HEADER_NAME.match(args.session_header):
+        raise ConfigError(f"--session-header {args.session_header!r} is not a header name")
+    if not args.affinity_balance_factor >= 1.0:
+        raise ConfigError("--affinity-balance-factor must be >= 1 (1.25 is usual)")
     if bool(args.tls_certfile) != bool(args.tls_keyfile):
         raise ConfigError("give both --tls-certfile and --tls-keyfile, or neither")
     if args.tls_check_seconds <= 0:
@@ -225,6 +265,10 @@ def parse_config(argv: list[str] | None = None) -> LBConfig:
         resume_streams=args.resume_streams,
         max_resumes=args.max_resumes,
         resume_text_bytes=args.resume_text_bytes,
+        wake_wait=args.wake_wait,
+        wake_queue=args.wake_queue,
+        session_header=args.session_header.lower(),
+        affinity_balance_factor=args.affinity_balance_factor,
         tls_certfile=args.tls_certfile,
         tls_keyfile=args.tls_keyfile,
         tls_check_seconds=args.tls_check_seconds,

@@ -2,40 +2,50 @@
 
 Contract: ``POST {controller}/api/v1/services/{name}/lb-sync`` with a bearer token and
 ``{"request_count", "window_seconds"}``; 200 answers ``{"ready_replicas": [...],
-"load_balancing_policy": ..., "resume_streams": bool, "api_key_hashes": [...]}`` (all but the
-first may be absent: the current setting stays; an empty ``api_key_hashes`` opens the
-endpoint). Invariants: a request is reported exactly once (the reported
-total advances only after a 200); on any failure the last known replicas keep serving.
+"load_balancing_policy": ..., "resume_streams": bool, "replica_weights": {url: qps},
+"session_header": "x-session-id", "api_key_hashes": [...]}`` (policy, resume, session
+header and key hashes may be absent: the current setting stays; weights may be absent: every
+replica weighs the same; an empty ``api_key_hashes`` opens the endpoint). Invariants: a
+request is reported exactly once (the reported total advances only after a 200); on any
+failure the last known replicas keep serving.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import httpx
-from pydantic import BaseModel, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 
 from load_balancer.api_keys import MAX_KEYS
-from load_balancer.balancing import SlotAllocator
-from load_balancer.config import LBConfig, normalise_replica_url
+from load_balancer.balancing import POLICIES, SlotAllocator
+from load_balancer.config import HEADER_NAME, LBConfig, normalise_replica_url
 from load_balancer.structured_log import log_event
 from load_balancer.telemetry import REPLICA_SLOTS
+from load_balancer.wake import WakeQueue
 
 Assignments = list[tuple[str, int]]
+WAKE_SYNC_SECONDS = 0.5
+Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 @dataclass(frozen=True)
 class SyncUpdate:
-    """What one sync tells the workers; None keeps a worker's current setting."""
+    """What one sync tells the workers; None keeps a worker's current setting. `weights`
+    (url -> capacity) is always the whole truth: empty means every replica weighs the same."""
 
     assignments: Assignments
     policy: str | None = None
     resume_streams: bool | None = None
+    weights: dict[str, float] = field(default_factory=dict)
+    session_header: str | None = None
     api_key_hashes: frozenset[str] | None = None
 
 
@@ -47,9 +57,25 @@ class SyncResponse(BaseModel):
     """The controller's answer (unknown extra fields are ignored for forward compatibility)."""
 
     ready_replicas: list[str]
-    load_balancing_policy: Literal["least_load", "round_robin"] | None = None
+    load_balancing_policy: str | None = None
     resume_streams: bool | None = None
+    replica_weights: dict[str, Weight] | None = None
+    session_header: str | None = None
     api_key_hashes: list[KeyHash] | None = Field(None, max_length=MAX_KEYS)
+
+    @field_validator("session_header")
+    @classmethod
+    def _header_name(cls, name: str | None) -> str | None:
+        if name is not None and not HEADER_NAME.match(name):
+            raise ValueError(f"session_header {name!r} is not a header name")
+        return None if name is None else name.lower()
+
+    @field_validator("load_balancing_policy")
+    @classmethod
+    def _known_policy(cls, name: str | None) -> str | None:
+        if name is not None and name not in POLICIES:
+            raise ValueError(f"unknown load_balancing_policy {name!r}")
+        return name
 
 
 @dataclass(frozen=True)
@@ -67,8 +93,15 @@ class ControllerSync:
         received_total: Callable[[], int],
         apply: ApplyFn,
         clock: Callable[[], float] = time.monotonic,
+        wake: WakeQueue | None = None,
+        in_flight: Callable[[], int] | None = None,
     ) -> None:
         self._config = config
+        self._wake = wake
+        self._in_flight = in_flight
+        self._id = secrets.token_hex(6)
+        """Tells this load balancer's reports from others' (its requests in flight are
+        averaged per load balancer, then summed)."""
         self._received_total = received_total
         self._apply = apply
         self._clock = clock
@@ -81,22 +114,40 @@ class ControllerSync:
         async with httpx.AsyncClient(timeout=max(self._config.sync_interval, 5.0)) as client:
             while True:
                 await self.sync_once(client)
-                await asyncio.sleep(self._config.sync_interval)
+                await self._pause()
+
+    async def _pause(self) -> None:
+        """The sync interval; while requests wait for a replica, at most WAKE_SYNC_SECONDS,
+        and cut short when one starts waiting (the controller hears of the traffic, and
+        scales up from zero, a sync sooner; the first replica is served a sync sooner)."""
+        wake = self._wake
+        if wake is None:
+            await asyncio.sleep(self._config.sync_interval)
+            return
+        pause = min(self._config.sync_interval, WAKE_SYNC_SECONDS) if wake.waiting else None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.sync_now.wait(), pause or self._config.sync_interval)
+        wake.sync_now.clear()
 
     async def sync_once(self, client: httpx.AsyncClient) -> SyncOutcome:
         total = self._received_total()
         now = self._clock()
-        payload = {
+        payload: dict[str, float | str] = {
             "request_count": total - self._reported,
             "window_seconds": round(max(now - self._last_success, 0.0), 3),
+            "lb_id": self._id,
         }
+        if self._in_flight is not None:
+            payload["in_flight"] = self._in_flight()
         outcome = await self._post(client, payload)
         if outcome.ok:
             self._reported = total
             self._last_success = now
         return outcome
 
-    async def _post(self, client: httpx.AsyncClient, payload: dict[str, float]) -> SyncOutcome:
+    async def _post(
+        self, client: httpx.AsyncClient, payload: dict[str, float | str]
+    ) -> SyncOutcome:
         """Ask each controller in turn, starting with the last one that answered."""
         try:
             headers = {"Authorization": f"Bearer {self._read_token()}"}
@@ -116,7 +167,7 @@ class ControllerSync:
         self,
         client: httpx.AsyncClient,
         base: str,
-        payload: dict[str, float],
+        payload: dict[str, float | str],
         headers: dict[str, str],
     ) -> SyncOutcome:
         url = f"{base}/api/v1/services/{self._config.service}/lb-sync"
@@ -135,18 +186,17 @@ class ControllerSync:
         try:
             answer = SyncResponse.model_validate_json(response.content)
             urls = [normalise_replica_url(u) for u in answer.ready_replicas]
+            weights = {
+                normalise_replica_url(u): w for u, w in (answer.replica_weights or {}).items()
+            }
         except (ValidationError, ValueError) as exc:
             return self._failed("sync_bad_answer", str(exc)[:300])
         assignments = self._slots.assign(urls)
-        hashes = answer.api_key_hashes
-        self._apply(
-            SyncUpdate(
-                assignments,
-                answer.load_balancing_policy,
-                answer.resume_streams,
-                None if hashes is None else frozenset(hashes),
-            )
-        )
+        assignments = self._slots.assign(urls)
+        policy, resume = answer.load_balancing_policy, answer.resume_streams
+        hashes = None if answer.api_key_hashes is None else frozenset(answer.api_key_hashes)
+        update = SyncUpdate(assignments, policy, resume, weights, answer.session_header, hashes)
+        self._apply(update)
         return SyncOutcome(True)
 
     def _read_token(self) -> str:

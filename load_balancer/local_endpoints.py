@@ -96,6 +96,7 @@ class LocalRequest(_LocalExchange):
                 "ready_replicas": len(self.app.replicas.ready),
                 "policy": self.app.replicas.policy_name,
                 "resume_streams": self.app.resume_streams,
+                "waiting": self.app.wake.waiting,
                 "syncs_applied": self.app.syncs_applied,
                 "api_keys": len(self.app.api_keys),
                 "tls": self.app.certificate.health() if self.app.certificate else None,

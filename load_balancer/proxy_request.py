@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from load_balancer.proxy_app import ProxyApp
 
 _HEAD, _LOST, _TIMEOUT, _DONE, _TRUNCATED = "head", "lost", "timeout", "done", "truncated"
+RETRY_AFTER_SECONDS = 10
 
 
 class ProxyRequest:
@@ -122,9 +123,13 @@ class ProxyRequest:
         tried: list[Replica] = []
         failures: list[str] = []
         replicas = self.app.replicas
+        waking = not replicas.ready and self.app.wake.wait_seconds > 0
+        if waking and not await self._wait_for_a_replica():
+            return
         fresh = False
+        key = replicas.session_key(self.headers)
         for attempt in range(self.app.config.max_attempts):
-            replica = replicas.choose(tried)
+            replica = replicas.choose(tried, key)
             if replica is None:
                 break
             if attempt:
@@ -348,15 +353,32 @@ class ProxyRequest:
             self._answer_local(502, "all_replicas_failed", detail)
         self._finish()
 
+    async def _wait_for_a_replica(self) -> bool:
+        """Hold the request while the service wakes (load_balancer/wake.py); False once it
+        was answered 503 instead."""
+        wake, name = self.app.wake, self.app.config.service_label
+        if wake.full():
+            detail = f"service {name} is starting; {wake.bound} requests already wait for it"
+        elif await wake.wait(lambda: bool(self.app.replicas.ready)):
+            return True
+        else:
+            detail = f"service {name} had no ready replica within {wake.wait_seconds:g}s"
+        self.app.counters.error(ErrorKind.NO_READY_REPLICA)
+        self._answer_local(503, "no_ready_replica", detail, retry_after=RETRY_AFTER_SECONDS)
+        self._finish()
+        return False
+
     def _timeout_detail(self, replica: Replica) -> str:
         seconds = self.app.config.response_timeout
         return f"{replica.url} sent no response head within {seconds:g}s (--response-timeout)"
 
-    def _answer_local(self, status: int, error: str, detail: str) -> None:
+    def _answer_local(
+        self, status: int, error: str, detail: str, retry_after: int | None = None
+    ) -> None:
         self._status = status
         self.keep_alive = self.keep_alive and self.body_done
         body = json.dumps({"error": error, "detail": detail}).encode()
-        self.client.write(json_response(status, body, self.keep_alive))
+        self.client.write(json_response(status, body, self.keep_alive, retry_after=retry_after))
 
     def _finish(self) -> None:
         elapsed = self._loop.time() - self._started_at

@@ -2,10 +2,10 @@
 
 With ``--workers N > 1`` the supervisor binds the socket, forks N workers that accept on it,
 and is the only process that talks to the controller: it reads the request total from the
-shared telemetry, syncs, and sends each worker the ready list (with telemetry slots), the
-policy and the resume setting over a pipe. So the controller sees one load balancer with one
-exact count, and ``/-/metrics`` on any worker sums every worker's row. A worker that dies is
-replaced and gets the last list.
+shared telemetry, syncs, and sends each worker the ready list (with telemetry slots and
+weights), the policy, the resume setting, the session header and the API key hashes over a
+pipe. So the controller sees one load balancer with one exact count, and ``/-/metrics`` on
+any worker sums every worker's row. A worker that dies is replaced and gets the last list.
 
 With TLS every process that serves (the single one, or each worker) holds its own
 ``ServerCertificate`` and watches the files; the supervisor checks the pair loads before it
@@ -120,7 +120,13 @@ async def _serve_single(config: LBConfig, telemetry: Telemetry, sock: socket.soc
     if config.standalone:
         app.apply(SyncUpdate(standalone_assignments(config)))
     else:
-        syncer = ControllerSync(config, telemetry.received_total, app.apply)
+        syncer = ControllerSync(
+            config,
+            telemetry.received_total,
+            app.apply,
+            wake=app.wake,
+            in_flight=telemetry.in_flight_total,
+        )
         sync_task = asyncio.get_running_loop().create_task(syncer.run())
     log_event("info", "lb_started", **_describe(config))
     await stop.wait()
@@ -140,6 +146,7 @@ def _describe(config: LBConfig) -> dict[str, object]:
         "mode": "standalone" if config.standalone else "controller",
         "replicas": list(config.replicas),
         "resume_streams": config.resume_streams,
+        "session_header": config.session_header,
         "tls": config.tls_certfile is not None,
     }
 
@@ -159,9 +166,11 @@ async def _worker_main(
             message = json.loads(line)
             pairs = [(url, int(slot)) for url, slot in message["replicas"]]
             resume = message.get("resume_streams")
+            weights = {str(u): float(w) for u, w in (message.get("weights") or {}).items()}
+            header = message.get("session_header")
             hashes = message.get("api_key_hashes")
             keys = None if hashes is None else frozenset(hashes)
-            app.apply(SyncUpdate(pairs, message.get("policy"), resume, keys))
+            app.apply(SyncUpdate(pairs, message.get("policy"), resume, weights, header, keys))
         stop.set()
 
     follower = loop.create_task(follow_updates())
@@ -184,6 +193,7 @@ class _Supervisor:
         self.pids: dict[int, int] = {}
         self.last_message = b""
         self.resume_streams: bool | None = None
+        self.session_header: str | None = None
         self.api_key_hashes: frozenset[str] | None = None
 
     def run(self) -> None:
@@ -218,10 +228,12 @@ class _Supervisor:
 
     def broadcast(self, update: SyncUpdate) -> None:
         """Send every worker the update; a worker forked later gets the last one, so the
-        resume setting and API key hashes sent are the last ones the controller gave, not
-        only this sync's."""
+        resume setting, session header and API key hashes sent are the last ones the
+        controller gave, not only this sync's."""
         if update.resume_streams is not None:
             self.resume_streams = update.resume_streams
+        if update.session_header is not None:
+            self.session_header = update.session_header
         if update.api_key_hashes is not None:
             self.api_key_hashes = update.api_key_hashes
         hashes = self.api_key_hashes
@@ -229,6 +241,8 @@ class _Supervisor:
             "replicas": [[url, slot] for url, slot in update.assignments],
             "policy": update.policy,
             "resume_streams": self.resume_streams,
+            "weights": update.weights,
+            "session_header": self.session_header,
             "api_key_hashes": None if hashes is None else sorted(hashes),
         }
         self.last_message = json.dumps(message).encode() + b"\n"
@@ -247,7 +261,12 @@ class _Supervisor:
         if self.config.standalone:
             self.broadcast(SyncUpdate(standalone_assignments(self.config)))
         else:
-            syncer = ControllerSync(self.config, self.telemetry.received_total, self.broadcast)
+            syncer = ControllerSync(
+                self.config,
+                self.telemetry.received_total,
+                self.broadcast,
+                in_flight=self.telemetry.in_flight_total,
+            )
             sync_task = loop.create_task(syncer.run())
         log_event("info", "lb_started", **_describe(self.config))
         while not stop.is_set():

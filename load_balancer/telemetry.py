@@ -134,6 +134,10 @@ class Telemetry:
     def received_total(self) -> int:
         return self.total(RECEIVED)
 
+    def in_flight_total(self) -> int:
+        """Requests in flight to replicas, over every worker."""
+        return sum(self.total(slot) for slot in range(IN_FLIGHT, ROW_SLOTS))
+
 
 def _line(name: str, labels: dict[str, str], value: float) -> str:
     rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())

@@ -1,12 +1,18 @@
 """SpotHedge's dynamic placement: which locations are active and where the next spot
-replica goes (EuroSys'25, Section 3; SkyPilot's `dynamic_fallback` spot placer).
+replica goes (EuroSys'25, Section 3; SkyPilot's `dynamic_fallback` spot placer), and where
+spot replicas go without a placer.
 
 Pure: no I/O, no clock, no randomness. Invariants:
 - every location starts active; a preemption or a capacity-refused spot launch makes it
   preemptive; a spot replica becoming ready there makes it active again;
 - whenever fewer than 2 of the offered spot locations are active, all become active;
 - the next spot replica goes to the cheapest active location hosting none of the current
-  spot replicas, else to the cheapest active location (ties: the caller's preference order).
+  spot replicas, else to the cheapest active location (ties: the caller's preference order);
+- without a placer (`place_cheapest_spot`) every spot replica goes to the cheapest location
+  that has not just refused one, wherever the others run and whatever preempted there: what
+  SkyPilot does when `spot_placer` is unset (sky/serve/replica_managers.py launches with the
+  task's resources and `retry_until_up`, so its optimizer picks the cheapest location and
+  fails over only when a launch is refused; sky/serve/spot_placer.py is not consulted).
 """
 
 from __future__ import annotations
@@ -70,3 +76,14 @@ def place_spot(
         chosen.append(location)
         taken[location.key] += 1
     return chosen
+
+
+def place_cheapest_spot(
+    offers: Sequence[Offer], count: int, avoid: frozenset[str]
+) -> list[Location]:
+    """`count` spot replicas in the cheapest location that has not just refused one (none
+    when every location did: the next tick tries again, as a launch retried until up does)."""
+    for offer in by_spot_price(offers):
+        if offer.location.key not in avoid:
+            return [offer.location] * max(0, count)
+    return []

@@ -6,7 +6,10 @@ plain JSON. Per call, with N = target, E = num_overprovision, B = base on-demand
   FallbackRequestRateAutoscaler does (the base on-demand replicas stand in for spot ones);
 - on-demand replicas kept: min(N, B + max(0, S - ready_spot)) with the dynamic part only
   when `dynamic_ondemand_fallback` is set, so on-demand is scaled down as spot becomes ready;
-- replicas of older versions are kept only until N replicas of the latest are ready.
+- replicas of older versions are kept only until N replicas of the latest are ready;
+- spot replicas are placed by the `dynamic_fallback` placer (spread, leave preemptive
+  locations) when `config.dynamic_placement`, else all in the cheapest location that takes
+  them, as SkyPilot places them without `spot_placer` (`policies/placement.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ from typing import Any
 
 from policies import refusals
 from policies.on_demand import scale_on_demand
-from policies.placement import active_offers, place_spot, update_preemptive
+from policies.placement import (
+    active_offers,
+    place_cheapest_spot,
+    place_spot,
+    update_preemptive,
+)
 from policies.replica_sets import outdated_to_remove, pick_for_removal, split_by_version
 from policies.types import Launch, PlacementConfig, Plan, PolicyInput
 
@@ -66,11 +74,13 @@ class SpotHedgePolicy:
         want_spot = spot_target(target, inp.config)
         want_on_demand = on_demand_target(target, inp.config, ready_spot)
 
-        active = active_offers(inp.offers, state.preemptive)
         avoid_spot = refusals.recently_refused(state.spot_refused, inp.now, self.refusal_backoff)
-        new_spot = place_spot(
-            active, (r.location for r in spots), want_spot - len(spots), avoid_spot
-        )
+        missing = want_spot - len(spots)
+        if inp.config.dynamic_placement:
+            active = active_offers(inp.offers, state.preemptive)
+            new_spot = place_spot(active, (r.location for r in spots), missing, avoid_spot)
+        else:
+            new_spot = place_cheapest_spot(inp.offers, missing, avoid_spot)
         stop_spot = pick_for_removal(spots, len(spots) - want_spot)
         avoid_od = refusals.recently_refused(state.on_demand_refused, inp.now, self.refusal_backoff)
         new_on_demand, stop_on_demand = scale_on_demand(inp, want_on_demand, avoid_od)
@@ -89,8 +99,13 @@ class SpotHedgePolicy:
         backoff = self.refusal_backoff
         spot_log = refusals.record_refusals(state.spot_refused, inp.events, spot=True)
         od_log = refusals.record_refusals(state.on_demand_refused, inp.events, spot=False)
+        placer = inp.config.dynamic_placement
         return SpotHedgeState(
-            preemptive=update_preemptive(state.preemptive, inp.events, inp.offers),
+            preemptive=(
+                update_preemptive(state.preemptive, inp.events, inp.offers)
+                if placer
+                else frozenset()
+            ),
             spot_refused=refusals.prune(spot_log, inp.now, backoff),
             on_demand_refused=refusals.prune(od_log, inp.now, backoff),
         )

@@ -79,12 +79,19 @@ class LocationEvent:
 
 @dataclass(frozen=True)
 class PlacementConfig:
-    """The service YAML's placement knobs, as a policy needs them."""
+    """The service YAML's placement knobs, as a policy needs them.
+
+    `dynamic_placement` is SkyPilot's `spot_placer: dynamic_fallback`: spot replicas spread
+    over active locations and leave the ones that preempt or refuse. False is a YAML without
+    a placer, where SkyPilot sends every spot launch to the cheapest location that takes it.
+    The default is True because SpotHedge, as the paper and the simulator run it, places so.
+    """
 
     use_spot: bool = False
     num_overprovision: int = 0
     base_ondemand_fallback_replicas: int = 0
     dynamic_ondemand_fallback: bool = False
+    dynamic_placement: bool = True
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ service:
   readiness_probe: {{path: /health, initial_delay_seconds: 60, timeout_seconds: 2}}
   replica_policy: {{min_replicas: 3, max_replicas: 3, num_overprovision: 0}}
   resume_streams: {resume}
+  spot_placer: dynamic_fallback
 resources: {{ports: 8080, use_spot: true}}
 workdir: {workdir}
 run: python3 app.py

@@ -3,15 +3,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from controller.api.deps import require_token, runtime
 from controller.api.schemas import LbSyncRequest, LbSyncResponse
 from controller.api_keys import active_hashes
+from controller.capacity import CapacityTable
 from controller.db import ReplicaRow
 from controller.runtime import ControllerRuntime
 from controller.services import get_or_404, latest_version
+from controller.spec import ServiceSpec
+from controller.spec.models import ServiceSection
 from controller.updates import serving
 from replica_manager.records import ReplicaStatus
 
@@ -19,7 +25,10 @@ router = APIRouter(prefix="/api/v1/services", tags=["load balancer"])
 
 
 @router.post(
-    "/{name}/lb-sync", response_model=LbSyncResponse, dependencies=[Depends(require_token)]
+    "/{name}/lb-sync",
+    response_model=LbSyncResponse,
+    response_model_exclude_none=True,
+    dependencies=[Depends(require_token)],
 )
 def lb_sync(
     name: str, body: LbSyncRequest, rt: ControllerRuntime = Depends(runtime)
@@ -37,11 +46,63 @@ def lb_sync(
         service = latest.spec.service
         pairs = [(str(url), int(version)) for url, version in found]
         ready = serving(pairs, row.version, latest.update_mode, row.target_replicas)
+        if not ready:
+            ready = _draining(s, row.id, rt.clock.now())
+        weights = replica_weights(s, row.id, latest.spec, ready)
         key_hashes = active_hashes(s, row.id)
-    rt.rates.record(name, body.request_count, body.window_seconds, rt.clock.now())
+    rt.rates.record(
+        name, body.request_count, body.window_seconds, rt.clock.now(), body.in_flight, body.lb_id
+    )
     return LbSyncResponse(
         ready_replicas=ready,
         load_balancing_policy=service.load_balancing_policy,
         resume_streams=service.resume_streams,
+        replica_weights=weights,
+        session_header=_session_header(service),
         api_key_hashes=key_hashes,
     )
+
+
+def _session_header(service: ServiceSection) -> str | None:
+    """Sent only where it is read (``session_affinity``); absent, load balancers keep theirs."""
+    if service.load_balancing_policy != "session_affinity":
+        return None
+    return service.session_header.lower()
+
+
+DRAIN_MARGIN_SECONDS = 3.0
+"""A draining replica whose instance goes sooner than this is not worth a new request."""
+
+
+def _draining(s: Session, service_id: int, now: float) -> list[str]:
+    """With no READY replica left (every spot zone noticed at once), the draining ones
+    serve until shortly before their instances go: better than no replica at all while the
+    replacements start."""
+    rows = s.execute(
+        select(ReplicaRow.url).where(
+            ReplicaRow.service_id == service_id,
+            ReplicaRow.status == ReplicaStatus.DRAINING.value,
+            ReplicaRow.url.is_not(None),
+            ReplicaRow.drain_deadline > now + DRAIN_MARGIN_SECONDS,
+        )
+    ).all()
+    return [str(url) for (url,) in rows]
+
+
+def replica_weights(
+    s: Session, service_id: int, spec: ServiceSpec, ready: Sequence[str | None]
+) -> dict[str, float] | None:
+    """Each ready replica's capacity, which `instance_aware_least_load` divides its requests
+    in flight by (controller/capacity.py); None when the target is one number or unset, and
+    the load balancers weigh every replica alike."""
+    table = CapacityTable.of(spec)
+    if table is None:
+        return None
+    rows = s.execute(
+        select(ReplicaRow.url, ReplicaRow.cloud, ReplicaRow.instance_type).where(
+            ReplicaRow.service_id == service_id,
+            ReplicaRow.status == ReplicaStatus.READY.value,
+            ReplicaRow.url.in_(ready),
+        )
+    ).all()
+    return table.weights((url, cloud, itype) for url, cloud, itype in rows if url)

@@ -127,12 +127,23 @@ class LbSyncRequest(BaseModel):
 
     request_count: int = Field(0, ge=0, le=10**12)
     window_seconds: float = Field(0.0, ge=0)
+    in_flight: int | None = Field(None, ge=0, le=10**9)
+    """Requests in flight at the load balancer now (concurrency autoscaling)."""
+    lb_id: str | None = Field(None, max_length=64)
+    """Which load balancer reports (a service may have several)."""
 
 
 class LbSyncResponse(BaseModel):
+    """`replica_weights` ({url: requests/s}) only when `target_qps_per_replica` is given per
+    accelerator; absent, the load balancers weigh every replica alike. `session_header`
+    (lowercase) names the header whose value is a request's session key under
+    `session_affinity`, sent only under that policy; absent, the load balancers keep theirs."""
+
     ready_replicas: list[str]
     load_balancing_policy: str
     resume_streams: bool = False
+    replica_weights: dict[str, float] | None = None
+    session_header: str | None = None
     api_key_hashes: list[str] = []
     """SHA-256 of each API key the load balancer must accept; empty: the endpoint is open."""
 

@@ -180,9 +180,10 @@ def update(
     env: Envs = None,
     secret: Secrets = None,
 ) -> None:
-    """Roll a service to a new version of its YAML, or back to an earlier version. A YAML
-    that changes only `service:` fields (counts, autoscaling, probe, balancing) keeps the
-    running replicas."""
+    """Roll a service to a new version of its YAML, or back to an earlier version.
+
+    A YAML that changes only `service:` fields (counts, autoscaling, probe, balancing)
+    keeps the running replicas."""
     if mode not in UPDATE_MODES:
         raise fail(f"--mode {mode!r}: use one of {', '.join(UPDATE_MODES)}")
     client = controller_client(start=False)

@@ -168,6 +168,9 @@ class RequestCountRow(Base):
     at: Mapped[float] = mapped_column(Float)
     count: Mapped[int] = mapped_column(Integer)
     window_seconds: Mapped[float] = mapped_column(Float)
+    # Requests in flight at the load balancer when it synced, and which one it is.
+    in_flight: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lb_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ApiKeyRow(Base):

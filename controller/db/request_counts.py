@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select
 
-from autoscaler.rate import CountSample, average_qps
+from autoscaler.rate import CountSample, average_qps, mean_in_flight
 from controller.db.engine import Database
 from controller.db.models import RequestCountRow
 
@@ -14,7 +14,15 @@ class RequestCounts:
         self.db = db
         self.window = window_seconds
 
-    def record(self, service: str, count: int, window_seconds: float, now: float) -> None:
+    def record(
+        self,
+        service: str,
+        count: int,
+        window_seconds: float,
+        now: float,
+        in_flight: int | None = None,
+        lb_id: str | None = None,
+    ) -> None:
         with self.db.session() as s:
             s.add(
                 RequestCountRow(
@@ -22,8 +30,24 @@ class RequestCounts:
                     at=now,
                     count=max(0, count),
                     window_seconds=max(0.0, window_seconds),
+                    in_flight=None if in_flight is None else max(0, in_flight),
+                    lb_id=lb_id,
                 )
             )
+
+    def concurrency(self, service: str, now: float) -> float | None:
+        """Requests in flight over the window: each load balancer's mean, summed; None when
+        no load balancer reported any."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(RequestCountRow.lb_id, RequestCountRow.in_flight).where(
+                    RequestCountRow.service_name == service,
+                    RequestCountRow.at > now - self.window,
+                    RequestCountRow.in_flight.is_not(None),
+                    RequestCountRow.lb_id.is_not(None),
+                )
+            ).all()
+        return mean_in_flight(rows)
 
     def qps(self, service: str, now: float) -> float | None:
         with self.db.session() as s:

@@ -9,17 +9,33 @@ accelerators become an ordered `{name: count}` mapping). Cross-field rules raise
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 CLOUDS = ("aws", "gcp", "azure", "kubernetes", "local")
 CLOUD_ALIASES = {"k8s": "kubernetes", "amazon": "aws", "google": "gcp"}
 SERVICE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # a token, RFC 9110 section 5.1
 # Replica counts are stored in INTEGER columns and multiplied by prices; a bound far above
 # any real fleet keeps a typo'd or hostile count a clear 422 instead of a database overflow.
 MAX_REPLICAS = 1000
+PositiveQps = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# A number, or SkyPilot's per-accelerator form; the YAML's shape picks the branch, so an error
+# speaks of that branch only.
+QpsTarget = Annotated[
+    Annotated[PositiveQps, Tag("number")] | Annotated[dict[str, PositiveQps], Tag("mapping")],
+    Discriminator(lambda v: "mapping" if isinstance(v, dict) else "number"),
+]
 
 
 class SpecProblem(ValueError):
@@ -54,18 +70,44 @@ class ReadinessProbe(Strict):
 class ReplicaPolicy(Strict):
     min_replicas: int = Field(1, ge=0, le=MAX_REPLICAS)
     max_replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS)
-    target_qps_per_replica: float | None = Field(None, gt=0)
+    # One number, or SkyPilot's per-accelerator form `{A100: 10, L4: 4}` (checked against
+    # the resources in `controller/spec/capacity.py`).
+    target_qps_per_replica: QpsTarget | None = None
+    # Our extension, as Ray Serve and Knative scale: requests in flight one replica should
+    # carry; with target_qps_per_replica too, the larger count wanted wins.
+    target_concurrency_per_replica: float | None = Field(None, gt=0)
     upscale_delay_seconds: float = Field(300, ge=0)
     downscale_delay_seconds: float = Field(1200, ge=0)
     base_ondemand_fallback_replicas: int = Field(0, ge=0, le=MAX_REPLICAS)
     dynamic_ondemand_fallback: bool = False
     num_overprovision: int | None = Field(None, ge=0, le=MAX_REPLICAS)
+    # SkyPilot's SpotHedge placer: spread spot replicas, leave locations that preempt
+    # (policies/placement.py); unset, every spot replica goes to the cheapest location.
     spot_placer: Literal["dynamic_fallback"] | None = None
 
     @field_validator("spot_placer", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("target_qps_per_replica")
+    @classmethod
+    def _accelerator_names(cls, value: Any) -> Any:
+        """`A100:1` keys mean `A100`, as SkyPilot's matching by base name does."""
+        if not isinstance(value, dict):
+            return value
+        if not value:
+            raise SpecProblem(
+                "target_qps_per_replica is an empty mapping",
+                "give one number, or '{A100: 10, L4: 4}': requests/s per replica by accelerator",
+            )
+        out: dict[str, float] = {}
+        for key, qps in value.items():
+            name = str(key).partition(":")[0].strip()
+            if not name or name.upper() in {k.upper() for k in out}:
+                raise SpecProblem(f"accelerator {key!r} is empty or named twice", "")
+            out[name] = qps
+        return out
 
     @model_validator(mode="after")
     def _bounds(self) -> ReplicaPolicy:
@@ -79,10 +121,12 @@ class ReplicaPolicy(Strict):
                 "make max_replicas at least min_replicas",
                 "max_replicas",
             )
-        if self.max_replicas != self.min_replicas and self.target_qps_per_replica is None:
+        targets = (self.target_qps_per_replica, self.target_concurrency_per_replica)
+        if self.max_replicas != self.min_replicas and targets == (None, None):
             raise SpecProblem(
                 "autoscaling between min_replicas and max_replicas needs target_qps_per_replica",
-                "add target_qps_per_replica, or set max_replicas equal to min_replicas",
+                "add target_qps_per_replica (or target_concurrency_per_replica), or set "
+                "max_replicas equal to min_replicas",
                 "target_qps_per_replica",
             )
         if self.num_overprovision is None:
@@ -93,7 +137,14 @@ class ReplicaPolicy(Strict):
 
     @property
     def autoscaling(self) -> bool:
-        return self.target_qps_per_replica is not None and self.max_replicas != self.min_replicas
+        targets = (self.target_qps_per_replica, self.target_concurrency_per_replica)
+        return targets != (None, None) and self.max_replicas != self.min_replicas
+
+    @property
+    def qps_per_accelerator(self) -> dict[str, float] | None:
+        """The per-accelerator target, or None when the target is one number (or unset)."""
+        target = self.target_qps_per_replica
+        return dict(target) if isinstance(target, dict) else None
 
     @property
     def uses_spot_options(self) -> bool:
@@ -144,12 +195,18 @@ class ServiceSection(Strict):
     readiness_probe: ReadinessProbe = Field(default_factory=lambda: ReadinessProbe(path="/"))
     replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS)
     replica_policy: ReplicaPolicy | None = None
-    load_balancing_policy: Literal["least_load", "round_robin"] = "least_load"
+    # session_affinity is our extension of SkyPilot's format (load_balancer/affinity.py).
+    load_balancing_policy: Literal[
+        "least_load", "round_robin", "instance_aware_least_load", "session_affinity"
+    ] = "least_load"
     ports: int | None = Field(None, ge=1, le=65535)
     tls: TLS | None = None
     # Our extension of SkyPilot's format: a streamed OpenAI-compatible answer cut off by a
     # dying replica continues on another (load_balancer/, README "Preemptions").
     resume_streams: bool = False
+    # Our extension: the request header whose value keeps a session on one replica under
+    # load_balancing_policy: session_affinity.
+    session_header: str = "X-Session-Id"
 
     @field_validator("readiness_probe", mode="before")
     @classmethod
@@ -160,6 +217,16 @@ class ServiceSection(Strict):
     @classmethod
     def _lb_lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("session_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not HEADER_NAME.match(value):
+            raise SpecProblem(
+                f"{value!r} is not a header name",
+                "use letters, digits and '-', e.g. X-Session-Id",
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_replica_count(self) -> ServiceSection:

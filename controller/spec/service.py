@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from controller.spec.capacity import check_per_accelerator_target
 from controller.spec.models import (
     BUCKET_SCHEMES,
     ENV_NAME,
@@ -95,6 +96,7 @@ class ServiceSpec(Strict):
                 "set resources.use_spot: true",
                 "resources",
             )
+        check_per_accelerator_target(self.service, self.resource_requests())
         return self
 
     def _check_ports(self) -> None:
@@ -132,6 +134,7 @@ class ServiceSpec(Strict):
             num_overprovision=policy.num_overprovision or 0,
             base_ondemand_fallback_replicas=policy.base_ondemand_fallback_replicas,
             dynamic_ondemand_fallback=policy.dynamic_ondemand_fallback,
+            dynamic_placement=policy.spot_placer == "dynamic_fallback",
         )
 
     def resource_requests(self) -> list[ResourceRequest]:

@@ -221,3 +221,18 @@ def test_a_spec_with_a_null_secret_is_refused_naming_it(
     assert resp.status_code == 422
     assert resp.json()["issues"][0]["path"] == "secrets.HF_TOKEN"
     assert name not in names(api)
+
+
+def test_lb_sync_names_the_session_header_under_session_affinity(
+    name: str, api: httpx.Client, auth: dict[str, str]
+) -> None:
+    service = {
+        "readiness_probe": "/health",
+        "load_balancing_policy": "session_affinity",
+        "session_header": "X-Conversation",
+    }
+    spec = {**SPEC, "service": service}
+    api.post("/api/v1/services", json={"name": name, "spec": spec}, headers=auth)
+    synced = api.post(f"/api/v1/services/{name}/lb-sync", json={}, headers=auth).json()
+    assert synced["load_balancing_policy"] == "session_affinity"
+    assert synced["session_header"] == "x-conversation"

@@ -22,7 +22,8 @@ SPOT = """
 name: notice
 service:
   readiness_probe: {{path: /health, initial_delay_seconds: 30, timeout_seconds: 2}}
-  replica_policy: {{min_replicas: 2, max_replicas: 2, num_overprovision: 0}}
+  replica_policy:
+    {{min_replicas: 2, max_replicas: 2, num_overprovision: 0, spot_placer: dynamic_fallback}}
   load_balancing_policy: round_robin
 resources: {{ports: 8080, use_spot: true}}
 workdir: {workdir}
@@ -43,9 +44,9 @@ def events(env: Env) -> list[dict[str, Any]]:
 
 
 def test_a_noticed_spot_replica_drains_is_replaced_first_and_nobody_notices(
-    controller: ControllerProcess, tmp_path: Path
+    sqlite_controller: ControllerProcess, tmp_path: Path
 ) -> None:
-    env = controller.env
+    env = sqlite_controller.env
     spec = tmp_path / "notice.yaml"
     spec.write_text(SPOT.format(workdir=Path(__file__).parents[2] / "examples" / "hello"))
     out = env.serve("up", str(spec))
@@ -96,11 +97,11 @@ def test_a_noticed_spot_replica_drains_is_replaced_first_and_nobody_notices(
 
 
 def test_without_notice_a_cut_stream_resumes_on_another_replica_with_the_same_text(
-    controller: ControllerProcess, tmp_path: Path
+    sqlite_controller: ControllerProcess, tmp_path: Path
 ) -> None:
     """`resume_streams: true`, and a zone taken with no warning: every stream the client
     reads ends with [DONE] and the text an uninterrupted replica gives."""
-    env = controller.env
+    env = sqlite_controller.env
     spec = tmp_path / "resume.yaml"
     text = SPOT.format(workdir=Path(__file__).parents[2] / "examples" / "hello")
     spec.write_text(text.replace("round_robin\n", "round_robin\n  resume_streams: true\n"))
@@ -144,3 +145,37 @@ def _stream_text(endpoint: str) -> str:
                 for choice in json.loads(line[6:])["choices"]:
                     parts.append(choice["delta"].get("content") or "")
     return "".join(parts)
+
+
+def test_every_spot_zone_noticed_at_once_keeps_serving_on_the_draining_replicas(
+    sqlite_controller: ControllerProcess, tmp_path: Path
+) -> None:
+    """No READY replica is left while the on-demand fallback starts: the draining ones keep
+    taking requests until shortly before the cloud takes them, so nobody gets a 503."""
+    env = sqlite_controller.env
+    spec = tmp_path / "all.yaml"
+    text = SPOT.format(workdir=Path(__file__).parents[2] / "examples" / "hello")
+    fallback = "spot_placer: dynamic_fallback, dynamic_ondemand_fallback: true}"
+    spec.write_text(text.replace("spot_placer: dynamic_fallback}", fallback))
+    assert fallback in spec.read_text()
+    assert env.serve("up", str(spec)).returncode == 0
+    ready = wait_until(
+        lambda: (s := status(env))["ready_replicas"] == 2 and s, "2 spot replicas READY", 60
+    )
+    plain = SteadyClient(ready["endpoint"], rate=20).start()
+    try:
+        for zone in ("local-a", "local-b", "local-c"):
+            out = env.serve("market", "set", zone, "--spot-capacity", "0", "--notice", "10")
+            assert out.returncode == 0, out.stdout + out.stderr
+        wait_until(
+            lambda: (
+                sum(r["status"] == "READY" and not r["spot"] for r in status(env)["replicas"]) == 2
+            ),
+            "2 on-demand replicas READY",
+            60,
+        )
+        sent = plain.sent
+        wait_until(lambda: plain.sent > sent + 20, "traffic on the on-demand replicas", 30)
+    finally:
+        plain.stop()
+    assert plain.failures == [], plain.failures[:5]

@@ -28,6 +28,7 @@ service:
     max_replicas: 2
     num_overprovision: 1
     dynamic_ondemand_fallback: true
+    spot_placer: dynamic_fallback
     base_ondemand_fallback_replicas: {base}
 resources: {{ports: 8080, use_spot: true}}
 workdir: {workdir}

@@ -202,6 +202,8 @@ class FakeController:
     ready_replicas: list[str] = field(default_factory=list)
     policy: str | None = None
     resume_streams: bool | None = None
+    replica_weights: dict[str, float] | None = None
+    session_header: str | None = None
     api_key_hashes: list[str] | None = None
     status: int = 200
     service: str = "svc"
@@ -229,6 +231,10 @@ class FakeController:
                     answer["load_balancing_policy"] = controller.policy
                 if controller.resume_streams is not None:
                     answer["resume_streams"] = controller.resume_streams
+                if controller.replica_weights is not None:
+                    answer["replica_weights"] = dict(controller.replica_weights)
+                if controller.session_header is not None:
+                    answer["session_header"] = controller.session_header
                 if controller.api_key_hashes is not None:
                     answer["api_key_hashes"] = list(controller.api_key_hashes)
                 self._answer(200, answer)

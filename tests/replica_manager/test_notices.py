@@ -15,7 +15,8 @@ NOTICE = 8.0
 SPOT = f"""
 service:
   readiness_probe: {{path: /health, initial_delay_seconds: 20, timeout_seconds: 2}}
-  replica_policy: {{min_replicas: 2, max_replicas: 2, num_overprovision: 0}}
+  replica_policy:
+    {{min_replicas: 2, max_replicas: 2, num_overprovision: 0, spot_placer: dynamic_fallback}}
 resources:
   ports: 8080
   use_spot: true
