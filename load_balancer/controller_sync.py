@@ -95,8 +95,11 @@ class ControllerSync:
         clock: Callable[[], float] = time.monotonic,
         wake: WakeQueue | None = None,
         in_flight: Callable[[], int] | None = None,
+        synced: Callable[[], None] | None = None,
     ) -> None:
         self._config = config
+        self._synced = synced
+        """Told of each successful sync (the last-sync gauge that alerts read)."""
         self._wake = wake
         self._in_flight = in_flight
         self._id = secrets.token_hex(6)
@@ -143,6 +146,8 @@ class ControllerSync:
         if outcome.ok:
             self._reported = total
             self._last_success = now
+            if self._synced is not None:
+                self._synced()
         return outcome
 
     async def _post(

@@ -67,4 +67,9 @@ class ProxyApp:
         self.open_connections -= 1
 
     def metrics_text(self) -> str:
-        return render_prometheus(self.telemetry, self.config.service_label, self.replicas.slots())
+        return render_prometheus(
+            self.telemetry,
+            self.config.service_label,
+            self.replicas.slots(),
+            follows_controller=not self.config.standalone,
+        )

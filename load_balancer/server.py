@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -126,6 +127,7 @@ async def _serve_single(config: LBConfig, telemetry: Telemetry, sock: socket.soc
             app.apply,
             wake=app.wake,
             in_flight=telemetry.in_flight_total,
+            synced=lambda: telemetry.sync_succeeded(time.time()),
         )
         sync_task = asyncio.get_running_loop().create_task(syncer.run())
     log_event("info", "lb_started", **_describe(config))
@@ -266,6 +268,7 @@ class _Supervisor:
                 self.telemetry.received_total,
                 self.broadcast,
                 in_flight=self.telemetry.in_flight_total,
+                synced=lambda: self.telemetry.sync_succeeded(time.time()),
             )
             sync_task = loop.create_task(syncer.run())
         log_event("info", "lb_started", **_describe(self.config))

@@ -4,6 +4,8 @@ Every worker owns one row of int64 slots in a buffer (an anonymous shared ``mmap
 several workers fork from one supervisor, a ``bytearray`` otherwise). Invariant: a worker
 writes only its own row; readers (the metrics endpoint, the controller sync) sum all rows, so
 totals are exact without locks (aligned 8-byte stores are atomic on the platforms we run on).
+One slot after the rows belongs to whoever syncs with the controller (the supervisor, or the
+sole worker): the wall-clock time of its last successful sync, which no worker writes.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ class Telemetry:
     """All workers' rows; ``shared=True`` puts them in memory inherited across ``fork``."""
 
     def __init__(self, workers: int, shared: bool = False) -> None:
-        size = workers * ROW_SLOTS * 8
+        size = (workers * ROW_SLOTS + 1) * 8
         self._buffer: mmap.mmap | bytearray = mmap.mmap(-1, size) if shared else bytearray(size)
         self._slots = memoryview(self._buffer).cast("q")
         self.workers = workers
@@ -138,10 +140,21 @@ class Telemetry:
         """Requests in flight to replicas, over every worker."""
         return sum(self.total(slot) for slot in range(IN_FLIGHT, ROW_SLOTS))
 
+    def sync_succeeded(self, unix_seconds: float) -> None:
+        """Called by the syncer alone, after each sync the controller answered with 200."""
+        self._slots[self.workers * ROW_SLOTS] = int(unix_seconds * 1000)
+
+    def last_sync_seconds(self) -> float:
+        """Unix time of the last successful sync; 0 before the first."""
+        return self._slots[self.workers * ROW_SLOTS] / 1000
+
 
 def _line(name: str, labels: dict[str, str], value: float) -> str:
+    """Values in full: `:g` kept 6 digits, rounding a Unix time by up to an hour and counts
+    past a million."""
     rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-    return f"{name}{{{rendered}}} {value:g}" if rendered else f"{name} {value:g}"
+    number = repr(value)
+    return f"{name}{{{rendered}}} {number}" if rendered else f"{name} {number}"
 
 
 def _escape(value: str) -> str:
@@ -153,9 +166,13 @@ def _header(name: str, kind: str, text: str) -> list[str]:
 
 
 def render_prometheus(
-    telemetry: Telemetry, service: str, replicas: Iterable[tuple[str, int]]
+    telemetry: Telemetry,
+    service: str,
+    replicas: Iterable[tuple[str, int]],
+    follows_controller: bool = False,
 ) -> str:
-    """Prometheus text exposition (format 0.0.4) of the summed rows of every worker."""
+    """Prometheus text exposition (format 0.0.4) of the summed rows of every worker; the
+    last-sync gauge only where a controller is followed (a standalone LB has none to reach)."""
     base = {"service": service}
     replica_list = list(replicas)
     out = _header("lb_received_requests_total", "counter", "Requests received for proxying.")
@@ -180,7 +197,15 @@ def render_prometheus(
         out.append(_line("lb_replica_in_flight", {**base, "replica": url}, value))
     out += _header("lb_ready_replicas", "gauge", "Replicas currently receiving new requests.")
     out.append(_line("lb_ready_replicas", base, len(replica_list)))
+    if follows_controller:
+        out += _render_last_sync(telemetry, base)
     return "\n".join(out) + "\n"
+
+
+def _render_last_sync(telemetry: Telemetry, base: dict[str, str]) -> list[str]:
+    name = "lb_last_sync_success_timestamp_seconds"
+    text = "Unix time of the last sync any controller answered (0: none yet)."
+    return [*_header(name, "gauge", text), _line(name, base, telemetry.last_sync_seconds())]
 
 
 def _render_histogram(telemetry: Telemetry, base: dict[str, str]) -> list[str]:
