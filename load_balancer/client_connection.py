@@ -4,9 +4,10 @@ Requests on a connection are answered in order: the first starts forwarding as s
 head is parsed (so uploads stream); pipelined ones wait their turn with reading paused. A
 request with ``Expect: 100-continue`` gets ``100 Continue`` when its turn comes (never inside
 the response before it), and only if none of its body has arrived by then.
-Paths under ``/-/`` are the load balancer's own and are never proxied. With API keys set, any
-other request needs a valid one (401 otherwise) and its ``Authorization`` header is not
-forwarded. A WebSocket handshake
+Paths under ``/-/`` are the load balancer's own and are never proxied. Until its first sync
+with the controller a load balancer proxies nothing (503: it does not know the API keys yet).
+With API keys set, any other request needs a valid one (401 otherwise) and its
+``Authorization`` header is not forwarded. A WebSocket handshake
 the replica accepts (101) turns the connection into a raw two-way tunnel; other upgrades
 (h2c, CONNECT) are refused with 501.
 
@@ -45,7 +46,12 @@ from load_balancer.http_head import (
     wants_upgrade,
     wants_websocket,
 )
-from load_balancer.local_endpoints import LocalRequest, RefusedRequest, UnauthorizedRequest
+from load_balancer.local_endpoints import (
+    LocalRequest,
+    NotSyncedRequest,
+    RefusedRequest,
+    UnauthorizedRequest,
+)
 from load_balancer.proxy_request import ProxyRequest
 from load_balancer.telemetry import ErrorKind
 
@@ -175,6 +181,8 @@ class ClientConnection(asyncio.Protocol):
         target = _origin_form(self._url)
         if target.startswith(RESERVED_PREFIX):
             return LocalRequest(self, self.app, method, target, keep_alive)
+        if self.app.syncs_applied == 0:
+            return NotSyncedRequest(self, self.app, keep_alive and not wants_upgrade(self._headers))
         headers = self._headers
         if self.app.api_keys.required:
             refusal = self.app.api_keys.check(headers)

@@ -159,5 +159,20 @@ class UnauthorizedRequest(_LocalExchange):
         return _error(401, "invalid_api_key", self.refusal.detail)
 
 
+class NotSyncedRequest(_LocalExchange):
+    """Following a controller that has not answered yet, the load balancer does not know
+    the service's API keys (nor has it a replica): 503 with ``Retry-After``, so a request
+    is never let through, or held for a wake, before the keys are known."""
+
+    extra_headers = b"Retry-After: 1\r\n"
+
+    def answer(self) -> tuple[int, bytes, bytes]:
+        self.app.counters.error(ErrorKind.NOT_SYNCED)
+        self.app.counters.answered(503, 0.0)
+        name = self.app.config.service_label
+        detail = f"the load balancer of {name} has not heard from its controller yet; retry shortly"
+        return _error(503, "not_synced", detail)
+
+
 def _error(status: int, error: str, detail: str) -> tuple[int, bytes, bytes]:
     return status, json.dumps({"error": error, "detail": detail}).encode(), b""

@@ -203,3 +203,39 @@ def test_workers_take_a_thousand_keys(
     wait_until(lambda: health(lb)["api_keys"] == 1000, "a thousand keys")
     codes = {httpx.get(f"{lb.url}/", headers=bearer(ALPHA)).status_code for _ in range(10)}
     assert codes == {200}
+
+
+def test_before_its_first_sync_the_load_balancer_lets_nothing_through(
+    procs: ProcessFactory,
+    controller: FakeController,
+    token_file: Path,
+    two_backends: tuple[Proc, Proc],
+) -> None:
+    controller.ready_replicas = [two_backends[0].url]
+    controller.api_key_hashes = [hashed(ALPHA)]
+    controller.status = 500
+    url = controller.start()
+    flags = ["--controller-url", url, "--service", "svc", "--token-file", str(token_file)]
+    lb = procs.lb(*flags, "--sync-interval", "0.1", "--wake-wait", "30")
+    early = httpx.get(f"{lb.url}/", timeout=5)
+    assert early.status_code == 503 and early.headers["retry-after"] == "1"
+    assert early.json()["error"] == "not_synced"
+    controller.status = 200
+    wait_until(lambda: health(lb)["syncs_applied"] >= 1, "the first sync")
+    assert httpx.get(f"{lb.url}/", timeout=5).status_code == 401
+
+
+def test_a_request_without_a_key_never_wakes_a_sleeping_service(
+    procs: ProcessFactory, controller: FakeController, token_file: Path
+) -> None:
+    controller.api_key_hashes = [hashed(ALPHA)]
+    url = controller.start()
+    flags = ["--controller-url", url, "--service", "svc", "--token-file", str(token_file)]
+    lb = procs.lb(*flags, "--sync-interval", "0.1", "--wake-wait", "30")
+    wait_until(lambda: health(lb)["api_keys"] == 1, "the keys")
+    syncs = len(controller.accepted)
+    assert httpx.get(f"{lb.url}/v1/models", timeout=5).status_code == 401
+    assert health(lb)["waiting"] == 0
+    after_next_sync(lb)
+    reported = sum(int(body["request_count"]) for body in controller.accepted[syncs:])
+    assert reported == 0
