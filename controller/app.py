@@ -16,6 +16,7 @@ from controller.api.errors import install_error_handlers
 from controller.api.routes_bundles import BUNDLES_PREFIX
 from controller.api.routes_bundles import router as bundles_router
 from controller.api.routes_history import router as history_router
+from controller.api.routes_keys import router as keys_router
 from controller.api.routes_lb import router as lb_router
 from controller.api.routes_market import router as market_router
 from controller.api.routes_meta import router as meta_router
@@ -57,6 +58,7 @@ def create_app(settings: Settings, runtime: ControllerRuntime | None = None) -> 
     app.include_router(updates_router)
     app.include_router(bundles_router)
     app.include_router(lb_router)
+    app.include_router(keys_router)
     app.include_router(market_router)
     app.include_router(history_router)
     app.include_router(dashboard_router)

@@ -17,6 +17,7 @@ from pathlib import Path
 from common.processes import is_alive, kill_group
 from controller.child_env import child_env
 from controller.settings import Settings
+from controller.spec.models import TLS
 
 
 def pick_port(host: str, start: int, taken: Iterable[int]) -> int:
@@ -45,7 +46,27 @@ def is_our_lb(pid: int | None, service: str) -> bool:
     return "load_balancer" in args and service in args
 
 
-def start_lb(settings: Settings, service: str, port: int, policy: str) -> int:
+def tls_flags(tls: TLS | None) -> list[str]:
+    return [] if tls is None else ["--tls-certfile", tls.certfile, "--tls-keyfile", tls.keyfile]
+
+
+def serves_tls_as(pid: int | None, tls: TLS | None) -> bool:
+    """Whether the running load balancer was started with these TLS files (or without TLS,
+    as asked): a `serve update` that changes `service.tls` needs a new one."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True
+    running = [a.decode(errors="replace") for a in args if a]
+    if "--tls-certfile" not in running:
+        return tls is None
+    at = running.index("--tls-certfile")
+    return running[at : at + 4] == tls_flags(tls)
+
+
+def start_lb(
+    settings: Settings, service: str, port: int, policy: str, tls: TLS | None = None
+) -> int:
     log_dir = settings.service_log_dir(service)
     log_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -70,6 +91,7 @@ def start_lb(settings: Settings, service: str, port: int, policy: str) -> int:
         str(settings.wake_wait_seconds),
         "--wake-queue",
         str(settings.wake_queue),
+        *tls_flags(tls),
     ]
     with (log_dir / "lb.log").open("ab") as log:
         proc = subprocess.Popen(

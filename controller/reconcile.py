@@ -21,7 +21,7 @@ from controller.capacity import CapacityTable
 from controller.db import Database
 from controller.db.replica_store import trim_events
 from controller.db.service_store import ServiceSnapshot, ServiceStore
-from controller.lb_process import is_our_lb, start_lb
+from controller.lb_process import is_our_lb, serves_tls_as, start_lb, stop_lb
 from controller.placement_round import PlacementRound
 from controller.settings import Settings
 from controller.spec import ServiceSpec
@@ -198,8 +198,23 @@ class Reconciler:
         (`SERVE_START_LOAD_BALANCERS=0`: they follow the controller from their hosts)."""
         if not self.settings.start_load_balancers:
             return
-        if is_our_lb(snap.lb_pid, snap.name) or snap.lb_port is None:
+        tls = snap.spec.service.tls
+        if is_our_lb(snap.lb_pid, snap.name):
+            if serves_tls_as(snap.lb_pid, tls):
+                return
+            self._restart_lb_for_tls(snap)
+        if snap.lb_port is None:
             return
         policy = snap.spec.service.load_balancing_policy
-        pid = start_lb(self.settings, snap.name, snap.lb_port, policy)
+        pid = start_lb(self.settings, snap.name, snap.lb_port, policy, tls)
         self.services.lb_started(snap.name, pid, snap.lb_port)
+
+    def _restart_lb_for_tls(self, snap: ServiceSnapshot) -> None:
+        """`service.tls` changed (`serve update`): the endpoint pauses while a load balancer
+        with the new setting replaces the old one. A new certificate at the same paths needs
+        none of this: the load balancer reloads it."""
+        stop_lb(snap.lb_pid, snap.name)
+        scheme = "https" if snap.spec.service.tls else "http"
+        self.store.event(
+            snap.name, "lb_restarted", f"load balancer restarted: service.tls changed ({scheme})"
+        )

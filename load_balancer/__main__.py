@@ -6,15 +6,16 @@ import sys
 
 from load_balancer.config import ConfigError, parse_config
 from load_balancer.server import serve
+from load_balancer.tls import TlsError
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_config(argv)
-    except ConfigError as exc:
+        serve(config)
+    except (ConfigError, TlsError) as exc:
         print(f"load_balancer: error: {exc}", file=sys.stderr)
         return 2
-    serve(config)
     return 0
 
 

@@ -4,7 +4,10 @@ Requests on a connection are answered in order: the first starts forwarding as s
 head is parsed (so uploads stream); pipelined ones wait their turn with reading paused. A
 request with ``Expect: 100-continue`` gets ``100 Continue`` when its turn comes (never inside
 the response before it), and only if none of its body has arrived by then.
-Paths under ``/-/`` are the load balancer's own and are never proxied. A WebSocket handshake
+Paths under ``/-/`` are the load balancer's own and are never proxied. Until its first sync
+with the controller a load balancer proxies nothing (503: it does not know the API keys yet).
+With API keys set, any other request needs a valid one (401 otherwise) and its
+``Authorization`` header is not forwarded. A WebSocket handshake
 the replica accepts (101) turns the connection into a raw two-way tunnel; other upgrades
 (h2c, CONNECT) are refused with 501.
 
@@ -25,6 +28,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from load_balancer import api_keys
 from load_balancer.client_limits import (
     MAX_HEADER_FIELDS,
     HeadBudget,
@@ -42,7 +46,12 @@ from load_balancer.http_head import (
     wants_upgrade,
     wants_websocket,
 )
-from load_balancer.local_endpoints import LocalRequest, RefusedRequest
+from load_balancer.local_endpoints import (
+    LocalRequest,
+    NotSyncedRequest,
+    RefusedRequest,
+    UnauthorizedRequest,
+)
 from load_balancer.proxy_request import ProxyRequest
 from load_balancer.telemetry import ErrorKind
 
@@ -172,14 +181,24 @@ class ClientConnection(asyncio.Protocol):
         target = _origin_form(self._url)
         if target.startswith(RESERVED_PREFIX):
             return LocalRequest(self, self.app, method, target, keep_alive)
-        websocket = method == b"GET" and wants_websocket(self._headers)
-        if method == b"CONNECT" or (wants_upgrade(self._headers) and not websocket):
+        if self.app.syncs_applied == 0:
+            return NotSyncedRequest(self, self.app, keep_alive and not wants_upgrade(self._headers))
+        headers = self._headers
+        if self.app.api_keys.required:
+            refusal = self.app.api_keys.check(headers)
+            if refusal is not None:
+                keep_alive = keep_alive and not wants_upgrade(headers)
+                early = expects_continue(headers)
+                return UnauthorizedRequest(self, self.app, refusal, keep_alive, early)
+            headers = api_keys.strip(headers)
+        websocket = method == b"GET" and wants_websocket(headers)
+        if method == b"CONNECT" or (wants_upgrade(headers) and not websocket):
             return RefusedRequest(self, self.app, method, keep_alive)
         http11 = parser.get_http_version() == "1.1"
         request = ProxyRequest(
-            self, self.app, method, target, self._headers, http11, keep_alive, websocket
+            self, self.app, method, target, headers, http11, keep_alive, websocket
         )
-        if expects_continue(self._headers):
+        if expects_continue(headers):
             self._awaiting_continue = request
         return request
 

@@ -2,6 +2,7 @@
 
 Two modes: *controller* (``--controller-url``, ``--service``, ``--token-file``; the ready
 replicas come from the controller's sync call) and *standalone* (``--replicas``; a fixed list).
+Either serves HTTPS with ``--tls-certfile`` and ``--tls-keyfile`` (see ``load_balancer.tls``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 from load_balancer.affinity import DEFAULT_BALANCE_FACTOR
 from load_balancer.balancing import POLICIES
+from load_balancer.tls import TlsFiles
 
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 """A header field name is a token (RFC 9110 section 5.1)."""
@@ -51,6 +53,9 @@ class LBConfig:
     wake_queue: int = 100
     session_header: str = "x-session-id"
     affinity_balance_factor: float = DEFAULT_BALANCE_FACTOR
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    tls_check_seconds: float = 5.0
 
     @property
     def standalone(self) -> bool:
@@ -59,6 +64,12 @@ class LBConfig:
     @property
     def service_label(self) -> str:
         return self.service or "standalone"
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        if self.tls_certfile and self.tls_keyfile:
+            return TlsFiles(self.tls_certfile, self.tls_keyfile)
+        return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -132,6 +143,14 @@ def _parser() -> argparse.ArgumentParser:
         help="streamed text kept per request for a continuation; a longer answer is no "
         "longer resumable (default 256 KiB)",
     )
+    p.add_argument("--tls-certfile", help="serve HTTPS with this PEM certificate (chain)")
+    p.add_argument("--tls-keyfile", help="the PEM private key of --tls-certfile, unencrypted")
+    p.add_argument(
+        "--tls-check-seconds",
+        type=float,
+        default=5.0,
+        help="how often to look for replaced TLS files (SIGHUP reloads at once; default 5)",
+    )
     p.add_argument(
         "--wake-wait",
         type=float,
@@ -195,6 +214,10 @@ def _check_client_limits(args: argparse.Namespace) -> None:
         raise ConfigError(f"--session-header {args.session_header!r} is not a header name")
     if not args.affinity_balance_factor >= 1.0:
         raise ConfigError("--affinity-balance-factor must be >= 1 (1.25 is usual)")
+    if bool(args.tls_certfile) != bool(args.tls_keyfile):
+        raise ConfigError("give both --tls-certfile and --tls-keyfile, or neither")
+    if args.tls_check_seconds <= 0:
+        raise ConfigError("--tls-check-seconds must be > 0")
 
 
 def parse_config(argv: list[str] | None = None) -> LBConfig:
@@ -246,4 +269,7 @@ def parse_config(argv: list[str] | None = None) -> LBConfig:
         wake_queue=args.wake_queue,
         session_header=args.session_header.lower(),
         affinity_balance_factor=args.affinity_balance_factor,
+        tls_certfile=args.tls_certfile,
+        tls_keyfile=args.tls_keyfile,
+        tls_check_seconds=args.tls_check_seconds,
     )

@@ -3,8 +3,9 @@
 Contract: ``POST {controller}/api/v1/services/{name}/lb-sync`` with a bearer token and
 ``{"request_count", "window_seconds"}``; 200 answers ``{"ready_replicas": [...],
 "load_balancing_policy": ..., "resume_streams": bool, "replica_weights": {url: qps},
-"session_header": "x-session-id"}`` (policy, resume and session header may be absent: the
-current setting stays; weights may be absent: every replica weighs the same). Invariants: a
+"session_header": "x-session-id", "api_key_hashes": [...]}`` (policy, resume, session
+header and key hashes may be absent: the current setting stays; weights may be absent: every
+replica weighs the same; an empty ``api_key_hashes`` opens the endpoint). Invariants: a
 request is reported exactly once (the reported total advances only after a 200); on any
 failure the last known replicas keep serving.
 """
@@ -21,8 +22,9 @@ from pathlib import Path
 from typing import Annotated
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 
+from load_balancer.api_keys import MAX_KEYS
 from load_balancer.balancing import POLICIES, SlotAllocator
 from load_balancer.config import HEADER_NAME, LBConfig, normalise_replica_url
 from load_balancer.structured_log import log_event
@@ -44,9 +46,11 @@ class SyncUpdate:
     resume_streams: bool | None = None
     weights: dict[str, float] = field(default_factory=dict)
     session_header: str | None = None
+    api_key_hashes: frozenset[str] | None = None
 
 
 ApplyFn = Callable[[SyncUpdate], None]
+KeyHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
 class SyncResponse(BaseModel):
@@ -57,6 +61,7 @@ class SyncResponse(BaseModel):
     resume_streams: bool | None = None
     replica_weights: dict[str, Weight] | None = None
     session_header: str | None = None
+    api_key_hashes: list[KeyHash] | None = Field(None, max_length=MAX_KEYS)
 
     @field_validator("session_header")
     @classmethod
@@ -192,8 +197,10 @@ class ControllerSync:
         except (ValidationError, ValueError) as exc:
             return self._failed("sync_bad_answer", str(exc)[:300])
         assignments = self._slots.assign(urls)
+        assignments = self._slots.assign(urls)
         policy, resume = answer.load_balancing_policy, answer.resume_streams
-        update = SyncUpdate(assignments, policy, resume, weights, answer.session_header)
+        hashes = None if answer.api_key_hashes is None else frozenset(answer.api_key_hashes)
+        update = SyncUpdate(assignments, policy, resume, weights, answer.session_header, hashes)
         self._apply(update)
         return SyncOutcome(True)
 

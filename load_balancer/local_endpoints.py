@@ -1,4 +1,5 @@
-"""Answers the load balancer gives itself: ``/-/healthz``, ``/-/metrics`` and refusals.
+"""Answers the load balancer gives itself: ``/-/healthz``, ``/-/metrics`` and refusals
+(501 for upgrades it does not proxy, 401 without a valid API key).
 
 These exchanges never touch a replica. Their body is read and discarded; the answer is
 written once the request is complete.
@@ -10,6 +11,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING
 
+from load_balancer.api_keys import KeyRefusal
 from load_balancer.http_head import json_response
 from load_balancer.telemetry import ErrorKind
 
@@ -22,6 +24,8 @@ _PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
 
 class _LocalExchange:
     """Waits for the end of the request body, then writes ``answer()``."""
+
+    extra_headers = b""
 
     def __init__(self, client: ClientConnection, app: ProxyApp, keep_alive: bool) -> None:
         self.client = client
@@ -59,7 +63,11 @@ class _LocalExchange:
             return
         self._answered = True
         status, body, content_type = self.answer()
-        self.client.write(json_response(status, body, self.keep_alive, content_type))
+        self.client.write(
+            json_response(
+                status, body, self.keep_alive, content_type, extra_headers=self.extra_headers
+            )
+        )
         self.client.request_finished(self, self.keep_alive)
 
 
@@ -89,6 +97,9 @@ class LocalRequest(_LocalExchange):
                 "policy": self.app.replicas.policy_name,
                 "resume_streams": self.app.resume_streams,
                 "waiting": self.app.wake.waiting,
+                "syncs_applied": self.app.syncs_applied,
+                "api_keys": len(self.app.api_keys),
+                "tls": self.app.certificate.health() if self.app.certificate else None,
             }
             return 200, json.dumps(body).encode(), b""
         if self.path == b"/-/metrics":
@@ -120,6 +131,47 @@ class RefusedRequest(_LocalExchange):
             "server-sent events, or connect to a replica directly"
         )
         return _error(501, "upgrade_not_supported", detail)
+
+
+class UnauthorizedRequest(_LocalExchange):
+    """A proxied path without a valid API key: 401, never forwarded. The body is read and
+    discarded first, so the connection stays usable; a client that waits for ``100
+    Continue`` gets the 401 at once instead (RFC 9110 section 10.1.1) and the connection
+    closes, its body unread."""
+
+    extra_headers = b"WWW-Authenticate: Bearer\r\n"
+
+    def __init__(
+        self,
+        client: ClientConnection,
+        app: ProxyApp,
+        refusal: KeyRefusal,
+        keep_alive: bool,
+        before_body: bool = False,
+    ) -> None:
+        super().__init__(client, app, keep_alive and not before_body)
+        self.refusal = refusal
+        self.body_done = before_body
+
+    def answer(self) -> tuple[int, bytes, bytes]:
+        self.app.counters.error(ErrorKind.INVALID_API_KEY)
+        self.app.counters.answered(401, 0.0)
+        return _error(401, "invalid_api_key", self.refusal.detail)
+
+
+class NotSyncedRequest(_LocalExchange):
+    """Following a controller that has not answered yet, the load balancer does not know
+    the service's API keys (nor has it a replica): 503 with ``Retry-After``, so a request
+    is never let through, or held for a wake, before the keys are known."""
+
+    extra_headers = b"Retry-After: 1\r\n"
+
+    def answer(self) -> tuple[int, bytes, bytes]:
+        self.app.counters.error(ErrorKind.NOT_SYNCED)
+        self.app.counters.answered(503, 0.0)
+        name = self.app.config.service_label
+        detail = f"the load balancer of {name} has not heard from its controller yet; retry shortly"
+        return _error(503, "not_synced", detail)
 
 
 def _error(status: int, error: str, detail: str) -> tuple[int, bytes, bytes]:

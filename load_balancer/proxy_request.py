@@ -202,6 +202,7 @@ class ProxyRequest:
             replica.authority,
             self.client.client_ip,
             self.upgrade,
+            self.app.forwarded_proto,
         )
         conn.begin(self, head_request=self.method == b"HEAD")
         self._upstream = conn

@@ -3,9 +3,13 @@
 With ``--workers N > 1`` the supervisor binds the socket, forks N workers that accept on it,
 and is the only process that talks to the controller: it reads the request total from the
 shared telemetry, syncs, and sends each worker the ready list (with telemetry slots and
-weights), the policy, the resume setting and the session header over a pipe. So the
-controller sees one load balancer with one exact count, and ``/-/metrics`` on any worker sums
-every worker's row. A worker that dies is replaced and gets the last list.
+weights), the policy, the resume setting, the session header and the API key hashes over a
+pipe. So the controller sees one load balancer with one exact count, and ``/-/metrics`` on
+any worker sums every worker's row. A worker that dies is replaced and gets the last list.
+
+With TLS every process that serves (the single one, or each worker) holds its own
+``ServerCertificate`` and watches the files; the supervisor checks the pair loads before it
+forks, and passes SIGHUP on to the workers.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from load_balancer.controller_sync import ControllerSync, SyncUpdate, standalone
 from load_balancer.proxy_app import ProxyApp
 from load_balancer.structured_log import log_event
 from load_balancer.telemetry import Telemetry
+from load_balancer.tls import ServerCertificate, load_context
 
 _DRAIN_SECONDS = 10.0
 
@@ -57,6 +62,10 @@ def run_loop(config: LBConfig, main: Coroutine[Any, Any, None]) -> None:
 
 
 def serve(config: LBConfig) -> None:
+    """Run until SIGTERM; raises TlsError (naming the file) before binding if TLS files do
+    not load."""
+    if config.tls is not None:
+        load_context(config.tls)
     sock = bind_socket(config)
     if config.workers == 1:
         telemetry = Telemetry(1)
@@ -69,12 +78,31 @@ async def _start_worker(
     config: LBConfig, telemetry: Telemetry, index: int, sock: socket.socket
 ) -> tuple[ProxyApp, asyncio.Server, asyncio.Event]:
     loop = asyncio.get_running_loop()
-    app = ProxyApp(config, telemetry, index)
-    server = await loop.create_server(lambda: ClientConnection(app), sock=sock)
+    certificate = None
+    if config.tls is not None:
+        certificate = ServerCertificate(config.tls, config.tls_check_seconds)
+    app = ProxyApp(config, telemetry, index, certificate)
+    if certificate is None:
+        server = await loop.create_server(lambda: ClientConnection(app), sock=sock)
+    else:
+        server = await loop.create_server(
+            lambda: ClientConnection(app),
+            sock=sock,
+            ssl=certificate.start(),
+            # A handshake is part of the request head: bounded by the same timeout.
+            ssl_handshake_timeout=config.request_head_timeout,
+        )
+        loop.add_signal_handler(signal.SIGHUP, certificate.request_reload)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return app, server, stop
+
+
+def _watch_certificate(app: ProxyApp) -> asyncio.Task[None] | None:
+    if app.certificate is None:
+        return None
+    return asyncio.get_running_loop().create_task(app.certificate.watch())
 
 
 async def _drain(app: ProxyApp, server: asyncio.Server) -> None:
@@ -88,6 +116,7 @@ async def _drain(app: ProxyApp, server: asyncio.Server) -> None:
 
 async def _serve_single(config: LBConfig, telemetry: Telemetry, sock: socket.socket) -> None:
     app, server, stop = await _start_worker(config, telemetry, 0, sock)
+    watcher = _watch_certificate(app)
     sync_task = None
     if config.standalone:
         app.apply(SyncUpdate(standalone_assignments(config)))
@@ -103,8 +132,9 @@ async def _serve_single(config: LBConfig, telemetry: Telemetry, sock: socket.soc
         sync_task = asyncio.get_running_loop().create_task(syncer.run())
     log_event("info", "lb_started", **_describe(config))
     await stop.wait()
-    if sync_task is not None:
-        sync_task.cancel()
+    for task in (sync_task, watcher):
+        if task is not None:
+            task.cancel()
     await _drain(app, server)
     log_event("info", "lb_stopped", service=config.service_label)
 
@@ -119,6 +149,7 @@ def _describe(config: LBConfig) -> dict[str, object]:
         "replicas": list(config.replicas),
         "resume_streams": config.resume_streams,
         "session_header": config.session_header,
+        "tls": config.tls_certfile is not None,
     }
 
 
@@ -127,7 +158,8 @@ async def _worker_main(
 ) -> None:
     app, server, stop = await _start_worker(config, telemetry, index, sock)
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    # One line per update: up to 1,000 replicas and 1,000 key hashes, past the 64 KiB default.
+    reader = asyncio.StreamReader(limit=1 << 22)
     pipe = os.fdopen(updates_fd, "rb", buffering=0)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
 
@@ -138,12 +170,17 @@ async def _worker_main(
             resume = message.get("resume_streams")
             weights = {str(u): float(w) for u, w in (message.get("weights") or {}).items()}
             header = message.get("session_header")
-            app.apply(SyncUpdate(pairs, message.get("policy"), resume, weights, header))
+            hashes = message.get("api_key_hashes")
+            keys = None if hashes is None else frozenset(hashes)
+            app.apply(SyncUpdate(pairs, message.get("policy"), resume, weights, header, keys))
         stop.set()
 
     follower = loop.create_task(follow_updates())
+    watcher = _watch_certificate(app)
     await stop.wait()
     follower.cancel()
+    if watcher is not None:
+        watcher.cancel()
     await _drain(app, server)
 
 
@@ -159,6 +196,7 @@ class _Supervisor:
         self.last_message = b""
         self.resume_streams: bool | None = None
         self.session_header: str | None = None
+        self.api_key_hashes: frozenset[str] | None = None
 
     def run(self) -> None:
         for index in range(self.config.workers):
@@ -192,18 +230,22 @@ class _Supervisor:
 
     def broadcast(self, update: SyncUpdate) -> None:
         """Send every worker the update; a worker forked later gets the last one, so the
-        resume setting and session header sent are the last ones the controller gave, not only
-        this sync's."""
+        resume setting, session header and API key hashes sent are the last ones the
+        controller gave, not only this sync's."""
         if update.resume_streams is not None:
             self.resume_streams = update.resume_streams
         if update.session_header is not None:
             self.session_header = update.session_header
+        if update.api_key_hashes is not None:
+            self.api_key_hashes = update.api_key_hashes
+        hashes = self.api_key_hashes
         message = {
             "replicas": [[url, slot] for url, slot in update.assignments],
             "policy": update.policy,
             "resume_streams": self.resume_streams,
             "weights": update.weights,
             "session_header": self.session_header,
+            "api_key_hashes": None if hashes is None else sorted(hashes),
         }
         self.last_message = json.dumps(message).encode() + b"\n"
         for fd in self.pipes.values():
@@ -215,6 +257,8 @@ class _Supervisor:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if self.config.tls is not None:
+            loop.add_signal_handler(signal.SIGHUP, self._signal_workers, signal.SIGHUP)
         sync_task = None
         if self.config.standalone:
             self.broadcast(SyncUpdate(standalone_assignments(self.config)))
@@ -245,10 +289,13 @@ class _Supervisor:
                 self.telemetry.worker(index).clear_in_flight()
                 self._fork(index)
 
-    def _stop_workers(self) -> None:
+    def _signal_workers(self, sig: int) -> None:
         for pid in self.pids.values():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, sig)
+
+    def _stop_workers(self) -> None:
+        self._signal_workers(signal.SIGTERM)
         for pid in self.pids.values():
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)

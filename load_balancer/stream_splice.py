@@ -173,7 +173,12 @@ class StreamSplice:
         headers = [(n, v) for n, v in self.origin.headers if n.lower() not in _FRAMING]
         headers.append((b"Content-Length", b"%d" % length))
         head, _ = upstream_request_head(
-            b"POST", self.origin.target, headers, replica.authority, self.origin.client_ip
+            b"POST",
+            self.origin.target,
+            headers,
+            replica.authority,
+            self.origin.client_ip,
+            proto=self.app.forwarded_proto,
         )
         return head
 

@@ -33,6 +33,8 @@ class ErrorKind(enum.StrEnum):
     REQUEST_TIMEOUT = "request_timeout"
     REQUEST_HEADER_FIELDS_TOO_LARGE = "request_header_fields_too_large"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    INVALID_API_KEY = "invalid_api_key"
+    NOT_SYNCED = "not_synced"
 
 
 ERROR_KINDS = tuple(ErrorKind)

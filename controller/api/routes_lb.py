@@ -1,4 +1,5 @@
-"""The load balancer's sync call: it reports request counts, it gets the ready replicas."""
+"""The load balancer's sync call: it reports request counts, it gets the ready replicas
+(and the hashes of the service's API keys)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from controller.api.deps import require_token, runtime
 from controller.api.schemas import LbSyncRequest, LbSyncResponse
+from controller.api_keys import active_hashes
 from controller.capacity import CapacityTable
 from controller.db import ReplicaRow
 from controller.runtime import ControllerRuntime
@@ -47,6 +49,7 @@ def lb_sync(
         if not ready:
             ready = _draining(s, row.id, rt.clock.now())
         weights = replica_weights(s, row.id, latest.spec, ready)
+        key_hashes = active_hashes(s, row.id)
     rt.rates.record(
         name, body.request_count, body.window_seconds, rt.clock.now(), body.in_flight, body.lb_id
     )
@@ -56,6 +59,7 @@ def lb_sync(
         resume_streams=service.resume_streams,
         replica_weights=weights,
         session_header=_session_header(service),
+        api_key_hashes=key_hashes,
     )
 
 

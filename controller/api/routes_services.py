@@ -42,6 +42,7 @@ from controller.spec import (
 )
 from controller.spec.loader import validate_spec
 from controller.spec.models import SpecProblem
+from controller.spec.tls_files import check_tls_files
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 
@@ -51,6 +52,7 @@ def spec_from(body: ServiceCreate | ServiceUpdate) -> tuple[ServiceSpec, list[st
         raise SpecError([SpecIssue("", "send either 'spec' (a mapping) or 'yaml' (text)")])
     data = body.spec if body.spec is not None else parse_yaml(body.yaml or "")
     spec = validate_spec(data)
+    check_tls_files(spec.service.tls)
     missing = spec.missing_values()
     if missing:
         raise SpecError(

@@ -144,6 +144,32 @@ class LbSyncResponse(BaseModel):
     resume_streams: bool = False
     replica_weights: dict[str, float] | None = None
     session_header: str | None = None
+    api_key_hashes: list[str] = []
+    """SHA-256 of each API key the load balancer must accept; empty: the endpoint is open."""
+
+
+class ApiKeyCreate(BaseModel):
+    label: str = Field("", max_length=64, pattern=r"^[\w .:@/+-]*$")
+    """A note for operators (who uses the key); letters, digits, spaces and ._:@/+-"""
+
+
+class ApiKeyPublic(BaseModel):
+    """A key as listed: never its value."""
+
+    id: int
+    prefix: str
+    label: str
+    created_at: float
+
+
+class ApiKeyRevoked(ApiKeyPublic):
+    keys_left: int
+    """0: the service has no keys left, so its endpoint is open again."""
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str
+    """The key itself: in this answer only; the controller keeps its hash."""
 
 
 class ErrorBody(BaseModel):

@@ -10,6 +10,7 @@ from controller.costs import hourly_rates
 from controller.db import EventRow, ReplicaRow
 from controller.services import VersionView, latest_version
 from controller.settings import Settings
+from controller.spec import ServiceSpec
 from replica_manager.lifecycle import ALIVE
 from replica_manager.records import ReplicaStatus
 
@@ -101,7 +102,7 @@ def service_view(
         status=row.status,
         status_reason=row.status_reason,
         version=row.version,
-        endpoint=f"http://{settings.public_host}:{row.lb_port}" if row.lb_port else None,
+        endpoint=endpoint_url(settings, row.lb_port, spec) if row.lb_port else None,
         created_at=row.created_at,
         uptime_seconds=now - row.ready_since if row.ready_since else None,
         target_replicas=row.target_replicas,
@@ -115,6 +116,11 @@ def service_view(
         replicas=[replica_view(r) for r in replicas],
         spec=version.redacted,
     )
+
+
+def endpoint_url(settings: Settings, port: int, spec: ServiceSpec) -> str:
+    scheme = "https" if spec.service.tls is not None else "http"
+    return f"{scheme}://{settings.public_host}:{port}"
 
 
 def cost_view(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import controller.cli.controller_commands
 import controller.cli.down_command
+import controller.cli.key_commands
 import controller.cli.market_commands
 import controller.cli.service_commands
 import controller.cli.simulate  # noqa: F401

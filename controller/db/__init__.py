@@ -1,5 +1,6 @@
 from controller.db.engine import Database, make_engine, normalise_url, upgrade_schema
 from controller.db.models import (
+    ApiKeyRow,
     Base,
     EventRow,
     InstallationRow,
@@ -10,6 +11,7 @@ from controller.db.models import (
 )
 
 __all__ = [
+    "ApiKeyRow",
     "Base",
     "Database",
     "EventRow",

@@ -60,6 +60,9 @@ class ServiceRow(Base):
     replicas: Mapped[list[ReplicaRow]] = relationship(
         back_populates="service", cascade="all, delete-orphan", order_by="ReplicaRow.replica_id"
     )
+    api_keys: Mapped[list[ApiKeyRow]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="ApiKeyRow.id"
+    )
 
 
 class ServiceVersionRow(Base):
@@ -168,3 +171,19 @@ class RequestCountRow(Base):
     # Requests in flight at the load balancer when it synced, and which one it is.
     in_flight: Mapped[float | None] = mapped_column(Float, nullable=True)
     lb_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ApiKeyRow(Base):
+    """An API key of a service's endpoint (`controller.api_keys`): its SHA-256, never its
+    value. Revoking deletes the row; the load balancers drop the hash at their next sync."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_id: Mapped[int] = mapped_column(
+        ForeignKey("services.id", ondelete="CASCADE"), index=True
+    )
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    created_at: Mapped[float] = mapped_column(Float)

@@ -29,7 +29,6 @@ IGNORED_FIELDS = {
     "resources.network_tier": "network tiers are not chosen by this controller",
     "resources.autostop": "service replicas are never auto-stopped",
     "config": "per-task config overrides are not supported",
-    "service.tls": "terminate TLS in front of the load balancer",
 }
 
 

@@ -95,6 +95,7 @@ def test_lb_sync_needs_the_token(name: str, api: httpx.Client, auth: dict[str, s
         "ready_replicas": [],
         "load_balancing_policy": "least_load",
         "resume_streams": False,
+        "api_key_hashes": [],
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -53,10 +54,11 @@ def _env() -> dict[str, str]:
 class Proc:
     process: subprocess.Popen[bytes]
     port: int
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -118,16 +120,23 @@ class ProcessFactory:
         wait_until(lambda: _accepts(port), "closer replica")
         return proc
 
-    def lb(self, *flags: str, wait_ready: int | None = None) -> Proc:
+    def lb(
+        self, *flags: str, wait_ready: int | None = None, tls: ssl.SSLContext | None = None
+    ) -> Proc:
         """Start ``python -m load_balancer`` and wait until /-/healthz answers (and, with
-        ``wait_ready``, until it reports that many ready replicas)."""
+        ``wait_ready``, until it reports that many ready replicas). With ``tls`` (a client
+        context trusting its certificate) it is asked over HTTPS."""
         port = free_port()
         args = ["-m", "load_balancer", "--port", str(port), "--host", "127.0.0.1", *flags]
         proc = self._spawn(args, port)
+        if tls is not None:
+            proc.scheme = "https"
 
         def healthy() -> bool:
+            if proc.process.poll() is not None:
+                raise AssertionError(f"load balancer exited: {proc.stderr_text()}")
             try:
-                body = httpx.get(f"{proc.url}/-/healthz", timeout=1).json()
+                body = httpx.get(f"{proc.url}/-/healthz", timeout=1, verify=tls or True).json()
             except httpx.HTTPError:
                 return False
             return wait_ready is None or body["ready_replicas"] == wait_ready

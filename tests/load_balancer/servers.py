@@ -204,6 +204,7 @@ class FakeController:
     resume_streams: bool | None = None
     replica_weights: dict[str, float] | None = None
     session_header: str | None = None
+    api_key_hashes: list[str] | None = None
     status: int = 200
     service: str = "svc"
     syncs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -234,6 +235,8 @@ class FakeController:
                     answer["replica_weights"] = dict(controller.replica_weights)
                 if controller.session_header is not None:
                     answer["session_header"] = controller.session_header
+                if controller.api_key_hashes is not None:
+                    answer["api_key_hashes"] = list(controller.api_key_hashes)
                 self._answer(200, answer)
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
