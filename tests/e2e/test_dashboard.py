@@ -32,7 +32,9 @@ SPOT = """
 name: chat
 service:
   readiness_probe: {{path: /health, initial_delay_seconds: 30, timeout_seconds: 2}}
-  replica_policy: {{min_replicas: 2, max_replicas: 2, num_overprovision: 1, dynamic_ondemand_fallback: true}}
+  replica_policy:
+    {{min_replicas: 2, max_replicas: 2, num_overprovision: 1, dynamic_ondemand_fallback: true,
+      spot_placer: dynamic_fallback}}
 resources: {{ports: 8080, use_spot: true}}
 workdir: {workdir}
 run: echo '<b id="injected">not markup</b>'; python3 app.py
