@@ -12,7 +12,7 @@ from tests.replica_manager.conftest import APP, Harness
 SPOT = f"""
 service:
   readiness_probe: {{path: /health, initial_delay_seconds: 20, timeout_seconds: 2}}
-  replica_policy: {{min_replicas: 3, max_replicas: 3{{placer}}}}
+  replica_policy: {{min_replicas: 3, max_replicas: 3, num_overprovision: 0{{placer}}}}
 resources:
   ports: 8080
   use_spot: true
