@@ -1,13 +1,14 @@
 """The sync call: report request counts to the controller, learn the ready replicas.
 
 Contract: ``POST {controller}/api/v1/services/{name}/lb-sync`` with a bearer token and
-``{"request_count", "window_seconds"}``; 200 answers ``{"ready_replicas": [...],
-"load_balancing_policy": ..., "resume_streams": bool, "replica_weights": {url: qps},
-"session_header": "x-session-id", "api_key_hashes": [...]}`` (policy, resume, session
-header and key hashes may be absent: the current setting stays; weights may be absent: every
-replica weighs the same; an empty ``api_key_hashes`` opens the endpoint). Invariants: a
-request is reported exactly once (the reported total advances only after a 200); on any
-failure the last known replicas keep serving.
+``{"request_count", "window_seconds", "lb_id", "in_flight", "tokens": {url: [prompt,
+completion]}}`` (tokens only when answers reported usage since the last sync); 200 answers
+``{"ready_replicas": [...], "load_balancing_policy": ..., "resume_streams": bool,
+"replica_weights": {url: qps}, "session_header": "x-session-id", "api_key_hashes": [...]}``
+(policy, resume, session header and key hashes may be absent: the current setting stays;
+weights may be absent: every replica weighs the same; an empty ``api_key_hashes`` opens the
+endpoint). Invariants: a request, and a token, is reported exactly once (the reported totals
+advance only after a 200); on any failure the last known replicas keep serving.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from load_balancer.telemetry import REPLICA_SLOTS
 from load_balancer.wake import WakeQueue
 
 Assignments = list[tuple[str, int]]
+TokenTotals = dict[int, tuple[int, int]]
 WAKE_SYNC_SECONDS = 0.5
 Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -96,6 +98,7 @@ class ControllerSync:
         wake: WakeQueue | None = None,
         in_flight: Callable[[], int] | None = None,
         synced: Callable[[], None] | None = None,
+        tokens: Callable[[], TokenTotals] | None = None,
     ) -> None:
         self._config = config
         self._synced = synced
@@ -109,6 +112,11 @@ class ControllerSync:
         self._apply = apply
         self._clock = clock
         self._slots = SlotAllocator(REPLICA_SLOTS)
+        self._tokens = tokens
+        self._tokens_reported: TokenTotals = {}
+        self._slot_urls: dict[int, str] = {}
+        """The last replica each slot was given to: tokens of an answer that ended after its
+        replica left the ready list still go to that replica."""
         self._reported = 0
         self._last_success = clock()
         self._current = 0
@@ -135,24 +143,39 @@ class ControllerSync:
     async def sync_once(self, client: httpx.AsyncClient) -> SyncOutcome:
         total = self._received_total()
         now = self._clock()
-        payload: dict[str, float | str] = {
+        payload: dict[str, object] = {
             "request_count": total - self._reported,
             "window_seconds": round(max(now - self._last_success, 0.0), 3),
             "lb_id": self._id,
         }
         if self._in_flight is not None:
             payload["in_flight"] = self._in_flight()
+        tokens = self._tokens() if self._tokens is not None else {}
+        if deltas := self._token_deltas(tokens):
+            payload["tokens"] = deltas
         outcome = await self._post(client, payload)
         if outcome.ok:
+            self._tokens_reported.update(tokens)
             self._reported = total
             self._last_success = now
             if self._synced is not None:
                 self._synced()
         return outcome
 
-    async def _post(
-        self, client: httpx.AsyncClient, payload: dict[str, float | str]
-    ) -> SyncOutcome:
+    def _token_deltas(self, totals: TokenTotals) -> dict[str, list[int]]:
+        """Replica URL -> [prompt, completion] tokens not reported yet."""
+        deltas: dict[str, list[int]] = {}
+        for slot, (prompt, completion) in totals.items():
+            before = self._tokens_reported.get(slot, (0, 0))
+            url = self._slot_urls.get(slot)
+            new = [prompt - before[0], completion - before[1]]
+            if url is not None and (new[0] or new[1]):
+                sums = deltas.setdefault(url, [0, 0])
+                sums[0] += new[0]
+                sums[1] += new[1]
+        return deltas
+
+    async def _post(self, client: httpx.AsyncClient, payload: dict[str, object]) -> SyncOutcome:
         """Ask each controller in turn, starting with the last one that answered."""
         try:
             headers = {"Authorization": f"Bearer {self._read_token()}"}
@@ -172,7 +195,7 @@ class ControllerSync:
         self,
         client: httpx.AsyncClient,
         base: str,
-        payload: dict[str, float | str],
+        payload: dict[str, object],
         headers: dict[str, str],
     ) -> SyncOutcome:
         url = f"{base}/api/v1/services/{self._config.service}/lb-sync"
@@ -197,7 +220,7 @@ class ControllerSync:
         except (ValidationError, ValueError) as exc:
             return self._failed("sync_bad_answer", str(exc)[:300])
         assignments = self._slots.assign(urls)
-        assignments = self._slots.assign(urls)
+        self._slot_urls.update((slot, url) for url, slot in assignments)
         policy, resume = answer.load_balancing_policy, answer.resume_streams
         hashes = None if answer.api_key_hashes is None else frozenset(answer.api_key_hashes)
         update = SyncUpdate(assignments, policy, resume, weights, answer.session_header, hashes)

@@ -10,7 +10,8 @@ Invariants:
 - a client that goes away aborts the upstream exchange;
 - a WebSocket handshake answered 101 becomes a raw tunnel until either side closes;
 - with resume on, a streamed OpenAI answer is forwarded in whole events and, if its replica
-  breaks off, continued on another (``stream_watch``); other requests are never parsed.
+  breaks off, continued on another (``stream_watch``); other requests are never parsed;
+- the ``usage`` of an OpenAI answer is read from its last bytes (``usage``), per replica.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from load_balancer.stream_watch import StreamWatch
 from load_balancer.structured_log import log_event
 from load_balancer.telemetry import ErrorKind
 from load_balancer.upstream import UpstreamConnection
+from load_balancer.usage import UsageMeter
 
 if TYPE_CHECKING:
     from load_balancer.client_connection import ClientConnection
@@ -87,6 +89,7 @@ class ProxyRequest:
         self._out: list[bytes] = []
         self._tunnel = False
         self._watch = StreamWatch.for_request(app, method, target)
+        self._meter = UsageMeter.for_request(method, target)
         app.counters.received()
 
     def start(self) -> None:
@@ -165,6 +168,9 @@ class ProxyRequest:
                 self.app.replicas.eject(replica)
                 return f"connect failed ({exc or type(exc).__name__})", False
         outcome = await self._exchange(conn, replica)
+        tokens = self._meter.tokens() if outcome == _DONE and self._meter else None
+        if tokens is not None:
+            self.app.counters.tokens(replica.slot, *tokens)
         reusable = outcome == _DONE and self._upstream_keep_alive and self.body_done
         reusable = reusable and not self.upgrade
         replica.pool.release(conn, reusable and not self._client_gone)
@@ -265,6 +271,8 @@ class ProxyRequest:
             status, reason, headers, body_allowed, self.keep_alive, self.http11
         )
         self._out.append(head)
+        if self._meter is not None and not self._meter.start(status, headers):
+            self._meter = None
         if self._watch is not None and not self._watch.track(status, headers, self.body_done):
             self._watch = None
         if status == 101 and self.upgrade:
@@ -281,6 +289,8 @@ class ProxyRequest:
         self._out.append(data)
 
     def response_body(self, data: bytes) -> None:
+        if self._meter is not None:
+            self._meter.feed(data)
         watch = self._watch
         if watch is not None:
             data = watch.forward(data)

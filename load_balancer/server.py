@@ -128,6 +128,7 @@ async def _serve_single(config: LBConfig, telemetry: Telemetry, sock: socket.soc
             wake=app.wake,
             in_flight=telemetry.in_flight_total,
             synced=lambda: telemetry.sync_succeeded(time.time()),
+            tokens=telemetry.tokens_by_slot,
         )
         sync_task = asyncio.get_running_loop().create_task(syncer.run())
     log_event("info", "lb_started", **_describe(config))
@@ -269,6 +270,7 @@ class _Supervisor:
                 self.broadcast,
                 in_flight=self.telemetry.in_flight_total,
                 synced=lambda: self.telemetry.sync_succeeded(time.time()),
+                tokens=self.telemetry.tokens_by_slot,
             )
             sync_task = loop.create_task(syncer.run())
         log_event("info", "lb_started", **_describe(self.config))

@@ -34,6 +34,7 @@ from load_balancer.stream_tracker import StreamTracker
 from load_balancer.structured_log import log_event
 from load_balancer.telemetry import ErrorKind
 from load_balancer.upstream import UpstreamConnection
+from load_balancer.usage import UsageMeter
 
 if TYPE_CHECKING:
     from load_balancer.client_connection import ClientConnection
@@ -219,6 +220,8 @@ class _ContinuationSink:
         self.keep_alive = False
         self._head = False
         self._out: list[bytes] = []
+        self._meter = UsageMeter()
+        """The continuation's own usage (its prompt holds what the broken replica sent)."""
 
     def _settle(self, outcome: Outcome, detail: str = "") -> None:
         if not self.outcome.done():
@@ -233,10 +236,13 @@ class _ContinuationSink:
             what = f"answered {status} ({kind.decode('latin-1')}), not an event stream"
             self._settle(Outcome.REFUSED, f"the continuation on {self.replica.url} {what}")
             self.conn.abort()
+            return
+        self._meter.start(status, headers)
 
     def response_body(self, data: bytes) -> None:
         if self.outcome.done():
             return
+        self._meter.feed(data)
         events = self.splice.tracker.feed(data)
         if events:
             self._out.append(events)
@@ -244,6 +250,8 @@ class _ContinuationSink:
 
     def response_complete(self) -> None:
         if self.splice.tracker.complete:
+            if (tokens := self._meter.tokens()) is not None:
+                self.splice.app.counters.tokens(self.replica.slot, *tokens)
             self._settle(Outcome.COMPLETE)
         else:
             self._settle(Outcome.BROKEN, f"{self.replica.url} ended the continuation early")

@@ -72,7 +72,11 @@ RESUME_FAILURES = RESUMES + 1
 RESUME_GAP_SUM_US = RESUME_FAILURES + 1
 RESUME_GAP_COUNT = RESUME_GAP_SUM_US + 1
 IN_FLIGHT = RESUME_GAP_COUNT + 1
-ROW_SLOTS = IN_FLIGHT + REPLICA_SLOTS
+IN_FLIGHT_END = IN_FLIGHT + REPLICA_SLOTS
+PROMPT_TOKENS = IN_FLIGHT_END
+COMPLETION_TOKENS = PROMPT_TOKENS + REPLICA_SLOTS
+METERED = COMPLETION_TOKENS + REPLICA_SLOTS
+ROW_SLOTS = METERED + 1
 _ERROR_INDEX = {kind: ERRORS + i for i, kind in enumerate(ERROR_KINDS)}
 
 
@@ -111,12 +115,20 @@ class WorkerCounters:
         self._row[IN_FLIGHT + slot] += delta
 
     def in_flight_total(self) -> int:
-        return sum(self._row[IN_FLIGHT:ROW_SLOTS])
+        return sum(self._row[IN_FLIGHT:IN_FLIGHT_END])
 
     def clear_in_flight(self) -> None:
-        """Forget a dead worker's gauges before its replacement takes the row."""
-        for slot in range(IN_FLIGHT, ROW_SLOTS):
+        """Forget a dead worker's gauges before its replacement takes the row (its token
+        counters stay: they are totals the syncer has not necessarily reported yet)."""
+        for slot in range(IN_FLIGHT, IN_FLIGHT_END):
             self._row[slot] = 0
+
+    def tokens(self, slot: int, prompt: int, completion: int) -> None:
+        """An answer of the replica in ``slot`` said what it used (load_balancer/usage.py)."""
+        row = self._row
+        row[PROMPT_TOKENS + slot] += prompt
+        row[COMPLETION_TOKENS + slot] += completion
+        row[METERED] += 1
 
 
 class Telemetry:
@@ -139,7 +151,18 @@ class Telemetry:
 
     def in_flight_total(self) -> int:
         """Requests in flight to replicas, over every worker."""
-        return sum(self.total(slot) for slot in range(IN_FLIGHT, ROW_SLOTS))
+        return sum(self.total(slot) for slot in range(IN_FLIGHT, IN_FLIGHT_END))
+
+    def tokens_by_slot(self) -> dict[int, tuple[int, int]]:
+        """Replica slot -> (prompt, completion) tokens since start, over every worker; only
+        slots that served any."""
+        found: dict[int, tuple[int, int]] = {}
+        for slot in range(REPLICA_SLOTS):
+            prompt = self.total(PROMPT_TOKENS + slot)
+            completion = self.total(COMPLETION_TOKENS + slot)
+            if prompt or completion:
+                found[slot] = (prompt, completion)
+        return found
 
     def sync_succeeded(self, unix_seconds: float) -> None:
         """Called by the syncer alone, after each sync the controller answered with 200."""
@@ -192,6 +215,7 @@ def render_prometheus(
     out.append(_line("lb_retries_total", base, telemetry.total(RETRIES)))
     out += _render_histogram(telemetry, base)
     out += _render_resumes(telemetry, base)
+    out += _render_tokens(telemetry, base)
     out += _header("lb_replica_in_flight", "gauge", "Requests in flight per ready replica.")
     for url, slot in replica_list:
         value = telemetry.total(IN_FLIGHT + slot)
@@ -234,4 +258,16 @@ def _render_resumes(telemetry: Telemetry, base: dict[str, str]) -> list[str]:
     out += _header(name, "summary", "Time from a break to the first continued byte sent.")
     out.append(_line(f"{name}_sum", base, telemetry.total(RESUME_GAP_SUM_US) / 1e6))
     out.append(_line(f"{name}_count", base, telemetry.total(RESUME_GAP_COUNT)))
+    return out
+
+
+def _render_tokens(telemetry: Telemetry, base: dict[str, str]) -> list[str]:
+    name = "lb_tokens_total"
+    out = _header(name, "counter", "Tokens that answers reported in their OpenAI usage.")
+    for kind, start in (("prompt", PROMPT_TOKENS), ("completion", COMPLETION_TOKENS)):
+        total = sum(telemetry.total(start + slot) for slot in range(REPLICA_SLOTS))
+        out.append(_line(name, {**base, "kind": kind}, total))
+    name = "lb_metered_responses_total"
+    out += _header(name, "counter", "Answers whose token usage was read.")
+    out.append(_line(name, base, telemetry.total(METERED)))
     return out
