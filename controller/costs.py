@@ -22,6 +22,9 @@ class Priced(Protocol):
     @property
     def terminated_at(self) -> float | None: ...
 
+    @property
+    def spot(self) -> bool: ...
+
 
 def hourly_rates(replicas: Iterable[Priced], target: int) -> tuple[float, float]:
     """(what the instances we pay for cost now, what `target` on-demand replicas would)."""
@@ -29,3 +32,14 @@ def hourly_rates(replicas: Iterable[Priced], target: int) -> tuple[float, float]
     paying = sum(r.price_per_hour for r in rows if r.instance_id and r.terminated_at is None)
     on_demand = max((r.on_demand_price_per_hour for r in rows), default=0.0) * target
     return paying, on_demand
+
+
+def hourly_rates_by_market(replicas: Iterable[Priced]) -> dict[str, float]:
+    """What the instances we pay for cost now, by market (`spot`, `on_demand`): the
+    numerator of each market's $ per million tokens."""
+    rates: dict[str, float] = {}
+    for r in replicas:
+        if r.instance_id and r.terminated_at is None:
+            market = "spot" if r.spot else "on_demand"
+            rates[market] = rates.get(market, 0.0) + r.price_per_hour
+    return rates

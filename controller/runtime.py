@@ -22,6 +22,7 @@ from controller.bundle_store import BundleStore
 from controller.db import Database, InstallationRow, ServiceRow
 from controller.db.replica_store import SqlReplicaStore
 from controller.db.request_counts import RequestCounts
+from controller.db.token_counts import trim_token_counts
 from controller.leader import leader_lock
 from controller.reconcile import Reconciler
 from controller.settings import Settings
@@ -183,6 +184,7 @@ class ControllerRuntime:
         try:
             with self.db.session() as session:
                 names = list(session.scalars(select(ServiceRow.name)).all())
+                trim_token_counts(session, self.clock.now())
             self.rates.trim(self.clock.now())
         except OperationalError as exc:
             self._back_off(exc)

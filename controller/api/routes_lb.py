@@ -1,9 +1,9 @@
-"""The load balancer's sync call: it reports request counts, it gets the ready replicas
-(and the hashes of the service's API keys)."""
+"""The load balancer's sync call: it reports request counts (and the tokens its answers
+used, per replica), it gets the ready replicas (and the hashes of the service's API keys)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
@@ -14,6 +14,7 @@ from controller.api.schemas import LbSyncRequest, LbSyncResponse
 from controller.api_keys import active_hashes
 from controller.capacity import CapacityTable
 from controller.db import ReplicaRow
+from controller.db.token_counts import ON_DEMAND, SPOT, UNKNOWN, Tokens, record_tokens
 from controller.runtime import ControllerRuntime
 from controller.services import get_or_404, latest_version
 from controller.spec import ServiceSpec
@@ -50,6 +51,8 @@ def lb_sync(
             ready = _draining(s, row.id, rt.clock.now())
         weights = replica_weights(s, row.id, latest.spec, ready)
         key_hashes = active_hashes(s, row.id)
+        if body.tokens:
+            record_tokens(s, row.id, tokens_by_market(s, row.id, body.tokens), rt.clock.now())
     rt.rates.record(
         name, body.request_count, body.window_seconds, rt.clock.now(), body.in_flight, body.lb_id
     )
@@ -61,6 +64,26 @@ def lb_sync(
         session_header=_session_header(service),
         api_key_hashes=key_hashes,
     )
+
+
+def tokens_by_market(
+    s: Session, service_id: int, by_url: Mapping[str, tuple[int, int]]
+) -> dict[str, Tokens]:
+    """A replica's tokens go to its market; a URL that several replicas had over time goes
+    to the latest of them (a local port is reused), one the controller never had to
+    `unknown`."""
+    rows = s.execute(
+        select(ReplicaRow.url, ReplicaRow.spot)
+        .where(ReplicaRow.service_id == service_id, ReplicaRow.url.in_(list(by_url)))
+        .order_by(ReplicaRow.replica_id)
+    ).all()
+    market_of = {str(url): SPOT if spot else ON_DEMAND for url, spot in rows}
+    sums: dict[str, Tokens] = {}
+    for url, (prompt, completion) in by_url.items():
+        market = market_of.get(url, UNKNOWN)
+        before = sums.get(market, (0, 0))
+        sums[market] = (before[0] + prompt, before[1] + completion)
+    return sums
 
 
 def _session_header(service: ServiceSection) -> str | None:

@@ -66,5 +66,5 @@ def timings(
 @router.get("/metrics", dependencies=[Depends(read_access)])
 def metrics(rt: ControllerRuntime = Depends(runtime)) -> Response:
     registry = CollectorRegistry()
-    registry.register(ControllerCollector(rt.db))
+    registry.register(ControllerCollector(rt.db, rt.clock.now))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -21,7 +21,7 @@ from controller.api.schemas import (
     ServicePublic,
     ServiceUpdate,
 )
-from controller.api.views import event_view, replica_view, service_view
+from controller.api.views import event_view, replica_view, service_view_in
 from controller.bundle import BundleError, pack
 from controller.db import EventRow, ServiceRow
 from controller.replica_down import end_replica, purge, shutting_down
@@ -145,14 +145,14 @@ def create(body: ServiceCreate, rt: ControllerRuntime = Depends(runtime)) -> Ser
     bundle = bundle_for(rt, spec, body.bundle)
     create_service(rt.db, rt.settings, rt.clock, name, spec, bundle)
     with rt.db.session() as s:
-        view = service_view(get_or_404(s, name), rt.settings, rt.clock.now())
+        view = service_view_in(s, get_or_404(s, name), rt.settings, rt.clock.now())
     return ServiceCreated(**view.model_dump(), warnings=warnings)
 
 
 @router.get("/{name}", response_model=ServicePublic, dependencies=[Depends(read_access)])
 def get(name: str, rt: ControllerRuntime = Depends(runtime)) -> ServicePublic:
     with rt.db.session() as s:
-        return service_view(get_or_404(s, name), rt.settings, rt.clock.now())
+        return service_view_in(s, get_or_404(s, name), rt.settings, rt.clock.now())
 
 
 @router.delete("/{name}", status_code=202, dependencies=[Depends(require_token)])

@@ -10,7 +10,7 @@ from controller.api.deps import require_token, runtime
 from controller.api.errors import NotFound
 from controller.api.routes_services import bundle_for, spec_from
 from controller.api.schemas import ServiceCreated, ServiceRollback, ServiceUpdate
-from controller.api.views import service_view
+from controller.api.views import service_view_in
 from controller.runtime import ControllerRuntime
 from controller.services import get_or_404
 from controller.updates import NoVersionToRollBackTo, rollback_service, update_service
@@ -26,7 +26,7 @@ def update(
     bundle = bundle_for(rt, spec, body.bundle)
     update_service(rt.db, rt.clock, name, spec, bundle, body.mode, body.max_surge)
     with rt.db.session() as s:
-        view = service_view(get_or_404(s, name), rt.settings, rt.clock.now())
+        view = service_view_in(s, get_or_404(s, name), rt.settings, rt.clock.now())
     return ServiceCreated(**view.model_dump(), warnings=warnings)
 
 
@@ -41,5 +41,5 @@ def rollback(
     except NoVersionToRollBackTo as exc:
         raise NotFound("no_version_to_roll_back_to", str(exc)) from None
     with rt.db.session() as s:
-        view = service_view(get_or_404(s, name), rt.settings, rt.clock.now())
+        view = service_view_in(s, get_or_404(s, name), rt.settings, rt.clock.now())
     return ServiceCreated(**view.model_dump())

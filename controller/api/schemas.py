@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -83,6 +83,27 @@ class CostPublic(BaseModel):
     savings_fraction: float | None
 
 
+class MarketTokensPublic(BaseModel):
+    """Tokens that answers reported in their OpenAI ``usage`` (read by the load balancers)."""
+
+    tokens_per_second: float
+    prompt_tokens_per_second: float
+    completion_tokens_per_second: float
+    cost_per_hour: float
+    usd_per_million_tokens: float | None
+    """Cost per hour now over tokens per hour in the window; None while no token came."""
+    tokens_so_far: int
+
+
+class TokensPublic(MarketTokensPublic):
+    window_seconds: float
+    """The rates' window: the last 5 minutes, or the service's age if it is younger."""
+    usd_per_million_tokens_so_far: float | None
+    """Cost so far over tokens so far."""
+    markets: dict[str, MarketTokensPublic]
+    """`spot`, `on_demand` (and `unknown`: answers of replicas the controller does not know)."""
+
+
 class ServicePublic(BaseModel):
     name: str
     status: ServiceStatus
@@ -99,6 +120,7 @@ class ServicePublic(BaseModel):
     policy: str
     policy_state: dict[str, Any]
     cost: CostPublic
+    tokens: TokensPublic
     replicas: list[ReplicaPublic]
     spec: dict[str, Any]
 
@@ -120,6 +142,9 @@ class EventPublic(BaseModel):
     """Identical consecutive events are one: `count` times, first at `at`, last at `last_at`."""
 
 
+TokenCount = Annotated[int, Field(ge=0, le=10**15)]
+
+
 class LbSyncRequest(BaseModel):
     """`request_count` is bounded far above any real report (an unbounded one overflowed the
     rate arithmetic and stopped the service's reconcile until the window passed). The window
@@ -131,6 +156,8 @@ class LbSyncRequest(BaseModel):
     """Requests in flight at the load balancer now (concurrency autoscaling)."""
     lb_id: str | None = Field(None, max_length=64)
     """Which load balancer reports (a service may have several)."""
+    tokens: dict[str, tuple[TokenCount, TokenCount]] | None = Field(None, max_length=1024)
+    """Replica URL -> [prompt, completion] tokens its answers reported since the last sync."""
 
 
 class LbSyncResponse(BaseModel):

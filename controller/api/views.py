@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from controller.api.schemas import CostPublic, EventPublic, ReplicaPublic, ServicePublic
-from controller.costs import hourly_rates
-from controller.db import EventRow, ReplicaRow
+from sqlalchemy.orm import Session
+
+from controller.api.schemas import (
+    CostPublic,
+    EventPublic,
+    MarketTokensPublic,
+    ReplicaPublic,
+    ServicePublic,
+    TokensPublic,
+)
+from controller.costs import hourly_rates, hourly_rates_by_market
+from controller.db import EventRow, ReplicaRow, ServiceRow
+from controller.db.token_counts import TOKEN_WINDOW_SECONDS, TokenFigures, Tokens, token_figures
 from controller.services import VersionView, latest_version
 from controller.settings import Settings
 from controller.spec import ServiceSpec
@@ -89,6 +99,7 @@ def service_view(
     now: float,
     version: VersionView | None = None,
     replicas: Sequence[Any] | None = None,
+    tokens: TokenFigures | None = None,
 ) -> ServicePublic:
     """From an ORM row (its relationship gives the replicas) or a Core row of the services
     table with its `version` and `replicas` (a listing reads them all at once)."""
@@ -113,9 +124,20 @@ def service_view(
         policy=row.policy_name or ("spothedge" if spec.any_spot else "on_demand"),
         policy_state=row.policy_state or {},
         cost=cost_view(per_hour, od_per_hour, row.cost_so_far, row.on_demand_cost_so_far),
+        tokens=tokens_view(
+            tokens or TokenFigures(),
+            hourly_rates_by_market(replicas),
+            row.cost_so_far,
+            now - row.created_at,
+        ),
         replicas=[replica_view(r) for r in replicas],
         spec=version.redacted,
     )
+
+
+def service_view_in(s: Session, row: ServiceRow, settings: Settings, now: float) -> ServicePublic:
+    """One service's view with its tokens (read in the caller's session)."""
+    return service_view(row, settings, now, tokens=token_figures(s, [row.id], now).get(row.id))
 
 
 def endpoint_url(settings: Settings, port: int, spec: ServiceSpec) -> str:
@@ -134,6 +156,57 @@ def cost_view(
         on_demand_so_far=round(on_demand_so_far, 4),
         savings_fraction=round(savings, 4) if savings is not None else None,
     )
+
+
+def tokens_view(
+    figures: TokenFigures, cost_per_hour: dict[str, float], cost_so_far: float, age: float
+) -> TokensPublic:
+    """Tokens/s over the window (or the service's age, if shorter: a young service's rate is
+    not diluted by time it did not exist), and $ per million tokens: per market, that
+    market's instances' cost per hour now over its tokens per hour."""
+    window = max(1.0, min(TOKEN_WINDOW_SECONDS, age))
+    markets = {
+        m: _market_tokens(figures.window.get(m), figures.total.get(m), cost_per_hour.get(m), window)
+        for m in sorted({*figures.window, *figures.total, *cost_per_hour})
+    }
+    whole = _market_tokens(
+        _sum(figures.window.values()),
+        _sum(figures.total.values()),
+        sum(cost_per_hour.values()),
+        window,
+    )
+    so_far = whole.tokens_so_far
+    return TokensPublic(
+        **whole.model_dump(),
+        window_seconds=round(window, 1),
+        usd_per_million_tokens_so_far=round(cost_so_far / so_far * 1e6, 4) if so_far else None,
+        markets=markets,
+    )
+
+
+def _market_tokens(
+    recent: Tokens | None, total: Tokens | None, cost_per_hour: float | None, window: float
+) -> MarketTokensPublic:
+    """`cost_per_hour` None: a market whose cost we do not know (`unknown`) has no price."""
+    prompt, completion = recent or (0, 0)
+    per_second = (prompt + completion) / window
+    priced = per_second > 0 and cost_per_hour is not None
+    cost_per_hour = cost_per_hour or 0.0
+    return MarketTokensPublic(
+        tokens_per_second=round(per_second, 3),
+        prompt_tokens_per_second=round(prompt / window, 3),
+        completion_tokens_per_second=round(completion / window, 3),
+        cost_per_hour=round(cost_per_hour, 4),
+        usd_per_million_tokens=(
+            round(cost_per_hour / (per_second * 3600) * 1e6, 4) if priced else None
+        ),
+        tokens_so_far=sum(total or (0, 0)),
+    )
+
+
+def _sum(figures: Iterable[Tokens]) -> Tokens:
+    pairs = list(figures)
+    return sum(p for p, _ in pairs), sum(c for _, c in pairs)
 
 
 def event_view(row: EventRow) -> EventPublic:

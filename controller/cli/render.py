@@ -110,6 +110,42 @@ def replicas_table(services: list[dict[str, Any]], now: float | None = None) -> 
     return table
 
 
+def tokens_table(services: list[dict[str, Any]]) -> Table | None:
+    """Per service and market, what its answers said they used; None while no service has
+    had a token (a service whose replicas do not speak OpenAI never shows one)."""
+    metered = [svc for svc in services if svc.get("tokens", {}).get("tokens_so_far")]
+    if not metered:
+        return None
+    table = Table(title="Tokens (last 5 min)", title_justify="left", box=None, header_style="bold")
+    for col in (
+        "SERVICE_NAME",
+        "MARKET",
+        "TOKENS/S",
+        "PROMPT/S",
+        "OUTPUT/S",
+        "COST/HR",
+        "$/M TOKENS",
+        "SO FAR",
+    ):
+        table.add_column(col, justify="left" if col in ("SERVICE_NAME", "MARKET") else "right")
+    for svc in metered:
+        tokens = svc["tokens"]
+        rows = [(m, figures) for m, figures in sorted(tokens["markets"].items())]
+        for market, figures in [*rows, ("all", tokens)]:
+            per_million = figures.get("usd_per_million_tokens")
+            table.add_row(
+                svc["name"],
+                Text(market, style="bold" if market == "all" else ""),
+                f"{figures['tokens_per_second']:,.1f}",
+                f"{figures['prompt_tokens_per_second']:,.1f}",
+                f"{figures['completion_tokens_per_second']:,.1f}",
+                f"${figures['cost_per_hour']:.2f}",
+                f"${per_million:,.2f}" if per_million is not None else "-",
+                f"{figures['tokens_so_far']:,}",
+            )
+    return table
+
+
 def events_table(events: list[dict[str, Any]]) -> Table:
     table = Table(title="Events", title_justify="left", box=None, header_style="bold")
     for col in ("TIME", "KIND", "REPLICA", "MESSAGE"):
@@ -139,6 +175,8 @@ def reasons(services: list[dict[str, Any]]) -> Text:
 
 def print_status(console: Console, services: list[dict[str, Any]], events: list[Any]) -> None:
     parts: list[Any] = [services_table(services), Text(""), replicas_table(services)]
+    if (tokens := tokens_table(services)) is not None:
+        parts += [Text(""), tokens]
     notes = reasons(services)
     if notes:
         parts += [Text(""), notes]

@@ -8,6 +8,8 @@ from controller.db.models import (
     RequestCountRow,
     ServiceRow,
     ServiceVersionRow,
+    TokenCountRow,
+    TokenTotalRow,
 )
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "RequestCountRow",
     "ServiceRow",
     "ServiceVersionRow",
+    "TokenCountRow",
+    "TokenTotalRow",
     "make_engine",
     "normalise_url",
     "upgrade_schema",

@@ -173,6 +173,36 @@ class RequestCountRow(Base):
     lb_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+class TokenCountRow(Base):
+    """Tokens one load balancer sync reported for one market of a service (what its answers
+    said in their OpenAI ``usage``): the recent tokens/s and $ per million tokens read a
+    window of these; older rows are trimmed."""
+
+    __tablename__ = "token_counts"
+    __table_args__ = (Index("ix_token_counts_service_at", "service_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    at: Mapped[float] = mapped_column(Float)
+    market: Mapped[str] = mapped_column(String(16))
+    prompt: Mapped[int] = mapped_column(BigInteger)
+    completion: Mapped[int] = mapped_column(BigInteger)
+
+
+class TokenTotalRow(Base):
+    """Tokens since the service was created, per market: the counters `/metrics` shows and
+    the $ per million tokens so far (never trimmed; one row per market)."""
+
+    __tablename__ = "token_totals"
+
+    service_id: Mapped[int] = mapped_column(
+        ForeignKey("services.id", ondelete="CASCADE"), primary_key=True
+    )
+    market: Mapped[str] = mapped_column(String(16), primary_key=True)
+    prompt: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class ApiKeyRow(Base):
     """An API key of a service's endpoint (`controller.api_keys`): its SHA-256, never its
     value. Revoking deletes the row; the load balancers drop the hash at their next sync."""
