@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from tests.support.browser import chromium, screenshot_dir
@@ -112,6 +113,35 @@ def test_the_log_tail_shows_the_apps_output_as_text(chat: Env, page: Page) -> No
     expect(log).to_contain_text("serving hello-1 on port", timeout=WAIT_MS)
     expect(log).to_contain_text('<b id="injected">not markup</b>')
     expect(page.locator("#injected")).to_have_count(0)
+
+
+def test_tokens_and_cost_per_million_tokens_show_per_market(
+    chat: Env, page: Page, tmp_path: Path
+) -> None:
+    """The whole path: answers' `usage` read by the service's load balancer, synced, kept,
+    shown by the page and by `serve status`."""
+    endpoint = chat.serve("status", "chat", "--endpoint").stdout.strip()
+    client = openai.OpenAI(base_url=endpoint + "/v1", api_key="unused", max_retries=2)
+    used = 0
+    for n in range(6):
+        answer = client.chat.completions.create(
+            model="hello-1", messages=[{"role": "user", "content": f"question {n}"}]
+        )
+        assert answer.usage is not None
+        used += answer.usage.total_tokens
+    page.goto(chat.url)
+    row = page.locator('#services tr[data-service="chat"]')
+    expect(row.locator('[data-field="per-million"]')).to_have_text(
+        re.compile(r"^\$\d"), timeout=WAIT_MS
+    )
+    expect(row.locator('[data-field="tokens-per-second"]')).to_have_text(re.compile(r"^\d"))
+    spot = page.locator('#tokens tr[data-market="spot"]')
+    expect(spot.locator(".per-million")).to_have_text(re.compile(r"^\$\d"))
+    expect(page.locator('#tokens tr[data-market="all"]')).to_contain_text(f"{used:,}")
+    page.locator("#tokens-card").screenshot(path=shots(tmp_path) / "dashboard-tokens.png")
+    status = chat.serve("status", "chat")
+    assert "Tokens (last 5 min)" in status.stdout, status.stdout
+    assert f"{used:,}" in status.stdout
 
 
 def test_a_preemption_shows_up_in_the_timeline(chat: Env, page: Page, tmp_path: Path) -> None:

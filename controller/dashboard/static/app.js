@@ -12,6 +12,7 @@ import {
   renderMarket,
   renderReplicas,
   renderServices,
+  renderTokens,
   renderZones,
 } from "./views.js";
 
@@ -100,6 +101,7 @@ async function refreshDetail(service, market) {
   const source = state.logSource ?? defaultLogSource(service);
   renderZones($("zones"), $("zone-legend"), service, market, source, pickLog);
   renderReplicas($("replicas").tBodies[0], service, Date.now() / 1000, pickLog);
+  renderTokens($("tokens-card"), $("tokens").tBodies[0], service);
   renderChart($("chart"), history, events, state.range);
   renderEvents($("events"), events, $("notable").checked);
   await refreshLog(service);

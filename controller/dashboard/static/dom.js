@@ -50,6 +50,17 @@ export function money(value) {
   return value >= 100 ? `$${value.toFixed(0)}` : `$${value.toFixed(2)}`;
 }
 
+/** Dollars per million tokens: cents matter, so never rounded to whole dollars. */
+export function perMillion(value) {
+  if (value === null || value === undefined) return "–";
+  return value >= 1000 ? `$${value.toFixed(0)}` : value >= 0.1 ? `$${value.toFixed(2)}` : `$${value.toFixed(4)}`;
+}
+
+export function rate(value) {
+  if (!value) return "–";
+  return value >= 100 ? value.toFixed(0) : value.toFixed(1);
+}
+
 export function percent(fraction) {
   return fraction === null || fraction === undefined ? "–" : `${Math.round(fraction * 100)}%`;
 }

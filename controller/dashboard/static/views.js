@@ -1,6 +1,6 @@
 // Each part of the page drawn from the API's bodies. Pure DOM building: no fetching here.
 
-import { ago, clock, el, link, money, percent, pill, token } from "./dom.js";
+import { ago, clock, el, link, money, percent, perMillion, pill, rate, token } from "./dom.js";
 
 const ENDED = new Set([
   "PREEMPTED",
@@ -61,9 +61,33 @@ export function renderServices(tbody, empty, services, selected, onSelect) {
         el("td", { class: "num", text: money(s.cost.per_hour) }),
         el("td", { class: "num muted", text: money(s.cost.on_demand_per_hour) }),
         el("td", { class: "num saved", text: percent(s.cost.savings_fraction) }),
+        el("td", { class: "num", "data-field": "tokens-per-second", text: rate(s.tokens.tokens_per_second) }),
+        el("td", { class: "num", "data-field": "per-million", text: perMillion(s.tokens.usd_per_million_tokens) }),
       );
     }),
   );
+}
+
+const MARKET_NAMES = { spot: "Spot", on_demand: "On-demand", unknown: "Unknown replicas", all: "All" };
+
+/** Tokens per market from the answers' OpenAI `usage`; hidden until a token came. */
+export function renderTokens(card, tbody, service) {
+  const tokens = service.tokens;
+  card.hidden = !tokens.tokens_so_far;
+  const row = (name, figures, cls) =>
+    el(
+      "tr",
+      { class: cls, "data-market": name },
+      el("td", { text: MARKET_NAMES[name] ?? name }),
+      el("td", { class: "num", text: rate(figures.tokens_per_second) }),
+      el("td", { class: "num muted", text: rate(figures.prompt_tokens_per_second) }),
+      el("td", { class: "num muted", text: rate(figures.completion_tokens_per_second) }),
+      el("td", { class: "num", text: money(figures.cost_per_hour) }),
+      el("td", { class: "num per-million", text: perMillion(figures.usd_per_million_tokens) }),
+      el("td", { class: "num", text: figures.tokens_so_far.toLocaleString() }),
+    );
+  const markets = Object.entries(tokens.markets).sort(([a], [b]) => a.localeCompare(b));
+  tbody.replaceChildren(...markets.map(([name, figures]) => row(name, figures, "")), row("all", tokens, "total"));
 }
 
 export function renderHead(parts, service) {
