@@ -51,18 +51,35 @@ def main() -> int:
 
     print(f"\n$ curl -N {endpoint}/v1/chat/completions  (stream: true)")
     with httpx.stream(
-        "POST", f"{endpoint}/v1/chat/completions", json={**CHAT, "stream": True}, timeout=30
+        "POST",
+        f"{endpoint}/v1/chat/completions",
+        json={**CHAT, "stream": True, "stream_options": {"include_usage": True}},
+        timeout=30,
     ) as resp:
         for line in resp.iter_lines():
             if line.startswith("data: {"):
-                token = json.loads(line[6:])["choices"][0]["delta"].get("content", "")
-                print(token, end="", flush=True)
+                for choice in json.loads(line[6:])["choices"]:  # none in the usage chunk
+                    print(choice["delta"].get("content", ""), end="", flush=True)
     print("\n")
-    print(f"hello is serving at {endpoint}. Try:")
+    _wait_for_tokens()
+    print("$ serve status hello   (the answers' usage: tokens/s and $ per million tokens)")
+    serve("status", "hello")
+
+    print(f"\nhello is serving at {endpoint}. Try:")
     print("  .venv/bin/serve status hello          # replicas, zones, cost")
     print("  .venv/bin/serve logs hello --replica 1")
     print("  .venv/bin/serve down hello            # stop it")
     return 0
+
+
+def _wait_for_tokens(timeout: float = 15.0) -> None:
+    """The load balancer reports tokens with its next sync (every 2 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        svc = json.loads(serve("status", "hello", "--json").stdout)
+        if svc["tokens"]["tokens_so_far"]:
+            return
+        time.sleep(0.5)
 
 
 def _post_with_retry(url: str, body: dict) -> dict:
