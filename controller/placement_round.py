@@ -1,7 +1,8 @@
 """Phase 3 of a tick: ask the placement policy for a plan and carry it out, re-planning in
 the same tick while locations refuse launches.
 
-The policy (SpotHedge for spot services, plain on-demand otherwise) is the same object the
+The policy (for spot services the YAML's `spot_policy`, SpotHedge by default; plain
+on-demand otherwise) is the same object the
 simulator replays; its state comes from and goes back to the service row only when it
 changed. The operator hears when the plan leans on on-demand and when it stops, and when a
 cloud is blocked because its answer needs a person.
@@ -68,7 +69,7 @@ class PlacementRound:
             return state
         config = spec.placement_config()
         policy = make_policy(
-            "spothedge" if config.use_spot else "on_demand",
+            spec.service.policy.spot_policy if config.use_spot else "on_demand",
             refusal_backoff=self.settings.refusal_backoff_seconds,
         )
         policy_state = (

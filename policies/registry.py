@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from policies.adaptive_hedge import AdaptiveHedgePolicy
 from policies.on_demand import OnDemandPolicy
 from policies.optimal import OptimalPolicy
 from policies.spot_only import EvenSpreadPolicy, RoundRobinPolicy
@@ -17,6 +18,7 @@ from policies.types import Policy
 
 _FACTORIES: dict[str, Callable[..., Policy]] = {
     "spothedge": SpotHedgePolicy,
+    "adaptive_hedge": AdaptiveHedgePolicy,
     "on_demand": OnDemandPolicy,
     "even_spread": EvenSpreadPolicy,
     "round_robin": RoundRobinPolicy,

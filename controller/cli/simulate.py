@@ -148,6 +148,7 @@ def _document(
             "cold_start_seconds": s.cold_start_seconds,
             "tick_seconds": s.tick_seconds,
             "preemption": s.preemption,
+            "notice_seconds": s.notice_seconds,
             "hours": spec.hours,
             "repeats": spec.repeats,
             "seed": spec.seed,
@@ -166,6 +167,7 @@ def _tables(doc: dict[str, Any]) -> list[Table]:
     main = Table(
         title=f"{t['name']}: {len(t['zones'])} zones, N_tar={s['target']}, "
         f"N_extra={s['overprovision']}, cold start {s['cold_start_seconds']:g}s, "
+        f"notice {s['notice_seconds']:g}s, "
         f"{s['repeats']} x {s['hours']:g}h",
     )
     for name in ("Policy", "Cost vs on-demand", "Availability", "Preemptions", "Launches"):
@@ -226,6 +228,10 @@ def simulate(
     base_on_demand: Annotated[int, typer.Option(min=0, help="Base on-demand replicas.")] = 0,
     dynamic_fallback: Annotated[bool, typer.Option(help="Dynamic on-demand fallback.")] = True,
     cold_start: Annotated[float, typer.Option(min=0, help="Seconds until ready.")] = 120.0,
+    notice: Annotated[
+        float,
+        typer.Option(min=0, help="Preemption notice in seconds: the replica serves until it ends."),
+    ] = 0.0,
     tick: Annotated[float, typer.Option(min=1, help="Seconds per simulation step.")] = 30.0,
     hours: Annotated[float, typer.Option(help="Length of each replayed window.")] = 24.0,
     repeats: Annotated[int, typer.Option(min=1, help="Windows at random offsets.")] = 10,
@@ -266,6 +272,7 @@ def simulate(
                 cold_start_seconds=cold_start,
                 tick_seconds=tick,
                 preemption=preemption.value,
+                notice_seconds=notice,
             ),
             hours=hours,
             repeats=repeats,

@@ -84,8 +84,12 @@ class ReplicaPolicy(Strict):
     # SkyPilot's SpotHedge placer: spread spot replicas, leave locations that preempt
     # (policies/placement.py); unset, every spot replica goes to the cheapest location.
     spot_placer: Literal["dynamic_fallback"] | None = None
+    # Our extension of SkyPilot's format: which spot policy places the replicas
+    # (policies/registry.py). SpotHedge is SkyPilot's; adaptive_hedge sizes the hedge from
+    # recent preemptions (policies/adaptive_hedge.py) and always spreads like the placer.
+    spot_policy: Literal["spothedge", "adaptive_hedge"] = "spothedge"
 
-    @field_validator("spot_placer", mode="before")
+    @field_validator("spot_placer", "spot_policy", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
@@ -153,6 +157,7 @@ class ReplicaPolicy(Strict):
             or self.dynamic_ondemand_fallback
             or self.spot_placer
             or self.num_overprovision
+            or self.spot_policy != "spothedge"
         )
 
 

@@ -1,13 +1,20 @@
 """The tick loop: a policy plans, the trace decides what the clouds allow.
 
-Per tick, in this order: replicas whose cold start is over become ready (READY events);
-spot replicas above the zone's capacity are preempted, newest first or at random (PREEMPTED
-events); the policy plans; terminations happen; each spot launch succeeds only while the
-zone is under its capacity, and a refused one is reported back to the policy in a re-plan
-within the same tick (LAUNCH_REFUSED events), as the controller does. Then the tick is
+Per tick, in this order: replicas whose notice ran out are taken; replicas whose cold start
+is over become ready (READY events); spot replicas above the zone's capacity are preempted,
+newest first or at random (PREEMPTED events); the policy plans; terminations happen; each
+spot launch succeeds only while the zone is under its capacity, and a refused one is
+reported back to the policy in a re-plan within the same tick (LAUNCH_REFUSED events), as
+the controller does. Then the tick is
 accounted: every launched replica costs its price for the tick, and the tick is available
 if at least `target` replicas are ready. Ticks before the first cold start is over are not
 measured. Deterministic given the seed.
+
+With a preemption notice of n ticks (`notice_seconds`, rounded up to ticks), the cloud warns
+n ticks ahead: a zone's capacity at tick t is the lowest it will be over ticks t..t+n, a
+replica above it gets its notice at t (the PREEMPTED event, and it leaves the policy's view,
+as a DRAINING replica leaves the controller's, so its replacement can start at once), keeps
+serving and costing until t+n, then is taken. With n = 0 this is the plain model above.
 """
 
 from __future__ import annotations
@@ -42,10 +49,15 @@ class SimSettings:
     cold_start_seconds: float = 120.0
     tick_seconds: float = 30.0
     preemption: PreemptionOrder = "newest"
+    notice_seconds: float = 0.0
 
     @property
     def cold_start_ticks(self) -> int:
         return math.ceil(self.cold_start_seconds / self.tick_seconds - 1e-9)
+
+    @property
+    def notice_ticks(self) -> int:
+        return math.ceil(self.notice_seconds / self.tick_seconds - 1e-9)
 
     def placement(self) -> PlacementConfig:
         return PlacementConfig(
@@ -97,6 +109,8 @@ class _Live:
     row: int
     launched_tick: int
     ready_tick: int | None = None
+    taken_at_tick: int | None = None
+    """Set once its preemption notice came: the tick the cloud takes it."""
 
 
 @dataclass
@@ -130,6 +144,8 @@ def _end(world: _World, replica_id: int, now: float, tick: float, lost: bool) ->
 def _become_ready(world: _World, t: int, cold: int, now: float) -> list[LocationEvent]:
     events = []
     for rep in world.live.values():
+        if rep.taken_at_tick is not None:
+            continue  # draining: it never starts serving
         if rep.ready_tick is None and t - rep.launched_tick >= cold:
             rep.ready_tick = t
             v = rep.view
@@ -141,29 +157,50 @@ def _become_ready(world: _World, t: int, cold: int, now: float) -> list[Location
 def _preempt(
     world: _World,
     cap: np.ndarray[Any, Any],
-    now: float,
-    tick: float,
-    order: PreemptionOrder,
+    t: int,
+    settings: SimSettings,
     rng: np.random.Generator,
 ) -> list[LocationEvent]:
+    """Notify (or, without a notice, take at once) the spot replicas above `cap`."""
+    tick = settings.tick_seconds
+    now = t * tick
     by_row: dict[int, list[_Live]] = {}
     for rep in world.live.values():
-        if rep.view.spot:
+        if rep.view.spot and rep.taken_at_tick is None:
             by_row.setdefault(rep.row, []).append(rep)
     events = []
     for row, reps in by_row.items():
         excess = len(reps) - int(cap[row])
         if excess <= 0:
             continue
-        if order == "random":
+        if settings.preemption == "random":
             victims = [reps[i] for i in rng.permutation(len(reps))[:excess]]
         else:
             victims = sorted(reps, key=lambda r: (-r.launched_tick, -r.view.replica_id))[:excess]
         for rep in victims:
-            _end(world, rep.view.replica_id, now, tick, lost=True)
+            if settings.notice_ticks == 0:
+                _end(world, rep.view.replica_id, now, tick, lost=True)
+            else:
+                rep.taken_at_tick = t + settings.notice_ticks
             world.preemptions += 1
             events.append(LocationEvent(LocationEventKind.PREEMPTED, rep.view.location, now))
     return events
+
+
+def _take_noticed(world: _World, t: int, tick: float) -> None:
+    """The cloud takes the replicas whose notice ran out (requests still on them fail)."""
+    for rid, rep in list(world.live.items()):
+        if rep.taken_at_tick is not None and rep.taken_at_tick <= t:
+            _end(world, rid, t * tick, tick, lost=True)
+
+
+def _lowest_ahead(capacity: np.ndarray[Any, Any], ticks: int) -> np.ndarray[Any, Any]:
+    """capacity[:, t] replaced by its minimum over t..t+ticks (the end of the trace repeats)."""
+    lowest = capacity.copy()
+    for k in range(1, ticks + 1):
+        ahead = np.concatenate([capacity[:, k:], np.repeat(capacity[:, -1:], k, axis=1)], axis=1)
+        lowest = np.minimum(lowest, ahead[:, : capacity.shape[1]])
+    return lowest
 
 
 def _launch(
@@ -175,7 +212,11 @@ def _launch(
         if row is None:
             raise ValueError(f"policy launched in {launch.location}, which was not offered")
         if launch.spot:
-            running = sum(1 for r in world.live.values() if r.view.spot and r.row == row)
+            running = sum(
+                1
+                for r in world.live.values()
+                if r.view.spot and r.row == row and r.taken_at_tick is None
+            )
             if running >= cap[row]:
                 world.refused += 1
                 refused.append(
@@ -210,13 +251,16 @@ def run_window(
     cost = 0.0
     available = measured = 0
     ticks = capacity.shape[1]
+    if settings.notice_ticks:
+        capacity = _lowest_ahead(capacity, settings.notice_ticks)
     for t in range(ticks):
         now = t * tick
         cap = capacity[:, t]
+        _take_noticed(world, t, tick)
         events = _become_ready(world, t, cold, now)
-        events += _preempt(world, cap, now, tick, settings.preemption, rng)
+        events += _preempt(world, cap, t, settings, rng)
         for _ in range(len(offers) + 2):
-            views = tuple(r.view for r in world.live.values())
+            views = tuple(r.view for r in world.live.values() if r.taken_at_tick is None)
             inp = PolicyInput(settings.target, offers, views, config, now, 1, tuple(events))
             plan, state = policy.plan(inp, state)
             for rid in plan.terminations:

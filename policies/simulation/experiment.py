@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -151,17 +151,9 @@ def _latency(
 
 def _settings_for(name: str, settings: SimSettings) -> SimSettings:
     """Baselines run without overprovisioning, as in the paper."""
-    if name in ("spothedge", "optimal"):
+    if name in ("spothedge", "adaptive_hedge", "optimal"):
         return settings
-    return SimSettings(
-        target=settings.target,
-        overprovision=0,
-        base_on_demand=settings.base_on_demand,
-        dynamic_fallback=settings.dynamic_fallback,
-        cold_start_seconds=settings.cold_start_seconds,
-        tick_seconds=settings.tick_seconds,
-        preemption=settings.preemption,
-    )
+    return replace(settings, overprovision=0)
 
 
 def run_experiment(

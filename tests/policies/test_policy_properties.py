@@ -52,7 +52,7 @@ worlds = st.builds(
     events=events.map(tuple),
     latest_version=st.integers(1, 3),
 )
-POLICIES = ("spothedge", "on_demand", "even_spread", "round_robin", "static_mix")
+POLICIES = ("spothedge", "adaptive_hedge", "on_demand", "even_spread", "round_robin", "static_mix")
 
 
 def on_demand_after(world, plan):

@@ -81,3 +81,23 @@ def test_unknown_policy_is_refused_with_the_known_names(tmp_path):
     done = serve("--trace", str(steady_trace(tmp_path)), "--policy", "cheapest")
     assert done.returncode == 2
     assert "spothedge" in done.stderr
+
+
+def test_notice_is_applied_to_both_policies_and_reported(tmp_path):
+    trace = write_trace(
+        tmp_path / "drop",
+        {"us-east-1a": [9] * 240 + [0] * 240, "us-west-2a": [9] * 480},
+    )
+    runs = {}
+    for notice in ("0", "120"):
+        done = serve(
+            "--trace", str(trace), "--policy", "spothedge", "--policy", "adaptive_hedge",
+            "--hours", "3", "--repeats", "1", "--target", "1", "--overprovision", "0",
+            "--workload", "poisson", "--notice", notice, "--json",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        doc = json.loads(done.stdout)
+        assert doc["settings"]["notice_seconds"] == float(notice)
+        runs[notice] = {p["policy"]: p["availability"] for p in doc["policies"]}
+    assert runs["120"]["spothedge"] == 1.0 > runs["0"]["spothedge"]
+    assert runs["120"]["adaptive_hedge"] == 1.0

@@ -1,0 +1,204 @@
+"""adaptive_hedge: SpotHedge with the hedge sized from a decaying preemption risk.
+
+Pure: no I/O, no clock, no randomness; the state is a frozen value that round-trips through
+plain JSON. Per call, with N = target, B = base on-demand replicas, E = num_overprovision:
+- risk R = recent preemptions over all zones, each halving every `half_life` seconds
+  (`policies/zone_risk.py`), plus a prior of one preemption at the first plan (a policy
+  that has seen nothing has not seen a calm market either);
+- extra spot replicas K = 0 while R < `calm_risk`, max(1, E) while R < `volatile_risk`,
+  max(1, E) + 1 above: no hedge is paid for in calm periods, more in volatile ones;
+- spot replicas kept S = max(0, N + K - B), spread over calm zones, zone risk remembered
+  with a longer half-life (`zone_half_life`: a zone that failed hours ago tends to fail again);
+  when more than half sit in one zone (`policies/risk_placement.py`), one extra spot replica
+  is launched in a clean zone and, once it is ready, one of the fullest zone is stopped
+  (make before break: serving capacity never drops to move a replica);
+- on-demand replicas kept: B + max(0, N + K_od - ready_spot) with `dynamic_ondemand_fallback`,
+  K_od = K if `fallback_covers_hedge` else 0; and while the last preemption anywhere is less
+  than `stable_seconds` old, the on-demand replicas already running are kept (spot that just
+  came back is not trusted yet); never above N;
+- replicas of older versions are kept only until N replicas of the latest are ready.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from policies import refusals, zone_risk
+from policies.on_demand import scale_on_demand
+from policies.replica_sets import outdated_to_remove, split_by_version
+from policies.risk_placement import place_spread, replica_to_move, spot_removal, usable_offers
+from policies.types import Launch, LocationEventKind, PlacementConfig, Plan, PolicyInput
+
+
+@dataclass(frozen=True)
+class AdaptiveHedgeState:
+    """Per-zone risk (long memory), the market's recent preemptions (short memory, with a
+    prior of one preemption at `started_at`), the last preemption anywhere, recent refusals."""
+
+    risk: zone_risk.RiskTable = ()
+    market: zone_risk.RiskTable = ()
+    started_at: float | None = None
+    last_preempted_at: float | None = None
+    spot_refused: refusals.RefusalLog = ()
+    on_demand_refused: refusals.RefusalLog = ()
+
+
+@dataclass(frozen=True)
+class AdaptiveHedgeParams:
+    """Chosen on the aws1 and gcp1 traces only (benchmarks/policy/README.md)."""
+
+    half_life: float = 3600.0
+    zone_half_life: float = 12 * 3600.0
+    calm_risk: float = 0.05
+    volatile_risk: float = 2.0
+    stable_seconds: float = 0.0
+    avoid_risk: float = 0.5
+    refusal_weight: float = 0.25
+    cover_risk: float = 1.5
+    rebalance_risk: float = 0.1
+    rebalance: bool = True
+
+
+def hedge_size(risk: float, config: PlacementConfig, params: AdaptiveHedgeParams) -> int:
+    """Extra spot replicas for the current risk: none when calm, more when volatile."""
+    if risk < params.calm_risk:
+        return 0
+    base = max(1, config.num_overprovision)
+    return base if risk < params.volatile_risk else base + 1
+
+
+class AdaptiveHedgePolicy:
+    """The successor of SpotHedge for `use_spot: true` services (issue 17)."""
+
+    name = "adaptive_hedge"
+
+    def __init__(
+        self,
+        refusal_backoff: float = refusals.DEFAULT_BACKOFF_SECONDS,
+        params: AdaptiveHedgeParams | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.refusal_backoff = refusal_backoff
+        self.params = AdaptiveHedgeParams(**{**vars(params or AdaptiveHedgeParams()), **overrides})
+
+    def initial_state(self) -> AdaptiveHedgeState:
+        return AdaptiveHedgeState()
+
+    def plan(self, inp: PolicyInput, state: AdaptiveHedgeState) -> tuple[Plan, AdaptiveHedgeState]:
+        state = self._observe(inp, state)
+        p = self.params
+        target = max(0, inp.target)
+        cfg = inp.config
+        current, outdated = split_by_version(inp.replicas, inp.latest_version)
+        spots = [r for r in current if r.spot]
+        ready_spot = sum(1 for r in spots if r.ready)
+        market_risk = self._market_risk(inp.now, state)
+        hedge = hedge_size(market_risk, cfg, p) if cfg.use_spot else 0
+        want_spot = max(0, target + hedge - cfg.base_ondemand_fallback_replicas)
+        if not cfg.use_spot:
+            want_spot = 0
+
+        risk = zone_risk.zone_risk(state.risk, p.refusal_weight)
+        avoid = refusals.recently_refused(state.spot_refused, inp.now, self.refusal_backoff)
+        usable = usable_offers(inp.offers, risk, p.avoid_risk)
+        excess = len(spots) - want_spot
+        clean = [o for o in usable if risk.get(o.location.key, 0.0) < p.rebalance_risk]
+        ready_ones = [r for r in spots if r.ready]
+        moving = p.rebalance and excess > 0 and len(ready_ones) < len(spots)
+        if moving and replica_to_move(ready_ones, clean, avoid) is not None:
+            excess -= 1  # the replica launched to rebalance: keep it until it is ready
+        stop_spot = spot_removal(spots, excess, risk)
+        kept = [r for r in spots if r.replica_id not in stop_spot]
+        balance = 0
+        if p.rebalance and cfg.use_spot and len(kept) == want_spot and all(r.ready for r in kept):
+            balance = int(replica_to_move(kept, clean, avoid) is not None)
+        where = clean if balance else usable
+        missing = want_spot - len(kept) + balance
+        new_spot = place_spread(where, (r.location for r in kept), missing, risk, avoid)
+
+        want_od = self._on_demand_target(inp, target, hedge, ready_spot, state, market_risk)
+        avoid_od = refusals.recently_refused(state.on_demand_refused, inp.now, self.refusal_backoff)
+        new_od, stop_od = scale_on_demand(inp, want_od, avoid_od)
+        plan = Plan(
+            launches=tuple(Launch(loc, spot=True) for loc in new_spot) + tuple(new_od),
+            terminations=stop_spot + stop_od + outdated_to_remove(outdated, current, target),
+            spot_target=want_spot,
+            on_demand_target=want_od,
+            notes=(
+                f"risk {market_risk:.2f}: {hedge} extra spot",
+                f"spot {len(spots)}/{want_spot} launched, {ready_spot} ready",
+                f"on-demand fallback {want_od}",
+            ),
+        )
+        return plan, state
+
+    def _on_demand_target(
+        self,
+        inp: PolicyInput,
+        target: int,
+        hedge: int,
+        ready_spot: int,
+        state: AdaptiveHedgeState,
+        market_risk: float,
+    ) -> int:
+        cfg = inp.config
+        if not cfg.use_spot:
+            return target
+        wanted = cfg.base_ondemand_fallback_replicas
+        if cfg.dynamic_ondemand_fallback:
+            cover = target + (hedge if market_risk >= self.params.cover_risk else 0)
+            short = max(0, cover - cfg.base_ondemand_fallback_replicas - ready_spot)
+            wanted += short
+            last = state.last_preempted_at
+            if last is not None and inp.now - last < self.params.stable_seconds:
+                current, _ = split_by_version(inp.replicas, inp.latest_version)
+                wanted = max(wanted, sum(1 for r in current if not r.spot))
+        return max(0, min(target, wanted))
+
+    def _market_risk(self, now: float, state: AdaptiveHedgeState) -> float:
+        """Recent preemptions anywhere, plus a prior of one at the start: a policy that has
+        seen nothing yet has not seen a calm market either."""
+        started = now if state.started_at is None else state.started_at
+        prior = math.pow(2.0, -max(0.0, now - started) / self.params.half_life)
+        return zone_risk.preemption_risk(state.market) + prior
+
+    def _observe(self, inp: PolicyInput, state: AdaptiveHedgeState) -> AdaptiveHedgeState:
+        backoff = self.refusal_backoff
+        spot_log = refusals.record_refusals(state.spot_refused, inp.events, spot=True)
+        od_log = refusals.record_refusals(state.on_demand_refused, inp.events, spot=False)
+        preempted = [e.at for e in inp.events if e.spot and e.kind is LocationEventKind.PREEMPTED]
+        last = state.last_preempted_at
+        if preempted:
+            last = max([*preempted, *(() if last is None else (last,))])
+        return AdaptiveHedgeState(
+            risk=zone_risk.observe(state.risk, inp.events, inp.now, self.params.zone_half_life),
+            market=zone_risk.observe(state.market, inp.events, inp.now, self.params.half_life),
+            started_at=inp.now if state.started_at is None else state.started_at,
+            last_preempted_at=last,
+            spot_refused=refusals.prune(spot_log, inp.now, backoff),
+            on_demand_refused=refusals.prune(od_log, inp.now, backoff),
+        )
+
+    def state_to_dict(self, state: AdaptiveHedgeState) -> dict[str, Any]:
+        return {
+            "risk": zone_risk.table_to_json(state.risk),
+            "market": zone_risk.table_to_json(state.market),
+            "started_at": state.started_at,
+            "last_preempted_at": state.last_preempted_at,
+            "spot_refused": refusals.log_to_json(state.spot_refused),
+            "on_demand_refused": refusals.log_to_json(state.on_demand_refused),
+        }
+
+    def state_from_dict(self, data: dict[str, Any]) -> AdaptiveHedgeState:
+        last = data.get("last_preempted_at")
+        started = data.get("started_at")
+        return AdaptiveHedgeState(
+            risk=zone_risk.table_from_json(data.get("risk")),
+            market=zone_risk.table_from_json(data.get("market")),
+            started_at=None if started is None else float(started),
+            last_preempted_at=None if last is None else float(last),
+            spot_refused=refusals.log_from_json(data.get("spot_refused")),
+            on_demand_refused=refusals.log_from_json(data.get("on_demand_refused")),
+        )

@@ -1,0 +1,54 @@
+"""adaptive_hedge in the running controller, on the local simulated spot market: a zone is
+preempted while a client sends requests, the policy moves spot out of it (bridging with
+on-demand), then the zone comes back; no request fails throughout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_spot_live import SPOT, alive, events, market, settle_spot, up
+from tests.support.load import SteadyClient
+from tests.support.processes import ControllerProcess
+
+pytestmark = pytest.mark.slow
+
+
+def adaptive_yaml(tmp_path: Path) -> Path:
+    text = SPOT.replace("spot_placer: dynamic_fallback", "spot_policy: adaptive_hedge")
+    path = tmp_path / "adaptive.yaml"
+    workdir = Path(__file__).parents[2] / "examples" / "hello"
+    path.write_text(text.format(base=0, workdir=workdir))
+    return path
+
+
+def test_adaptive_hedge_rides_a_zone_preemption_and_its_recovery(
+    controller: ControllerProcess, tmp_path: Path
+) -> None:
+    env = controller.env
+    endpoint = up(env, adaptive_yaml(tmp_path))
+    # A fresh policy has not seen a calm market: target 2 plus one hedge replica, spread.
+    first = settle_spot(env, spot_ready=3, on_demand=0)
+    assert sorted(r["zone"] for r in alive(first, True)) == ["local-a", "local-b", "local-c"]
+
+    client = SteadyClient(endpoint, rate=20).start()
+    try:
+        market(env, "local-a", 0)
+        moved = settle_spot(env, spot_ready=3, on_demand=0)
+        market(env, "local-a", None)
+        sent_before = client.sent
+        recovered = settle_spot(env, spot_ready=3, on_demand=0)
+        while client.sent < sent_before + 20:
+            settle_spot(env, spot_ready=3, on_demand=0)
+    finally:
+        client.stop()
+
+    assert moved["policy_state"]["risk"]["local/local/local-a"][0] >= 0.99
+    assert "local-a" not in {r["zone"] for r in alive(moved, True)}
+    assert "local-a" not in {r["zone"] for r in alive(recovered, True)}  # remembered as risky
+    kinds = [e["kind"] for e in events(env)]
+    preempted_at = kinds.index("replica_preempted")
+    assert "fallback_to_on_demand" in kinds[preempted_at:]
+    assert "back_to_spot" in kinds[preempted_at:]
+    assert client.sent > 40 and client.failures == []

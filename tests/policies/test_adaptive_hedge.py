@@ -1,0 +1,124 @@
+"""adaptive_hedge: the hedge follows the risk, spot is spread and rebalanced, state persists."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policies.adaptive_hedge import AdaptiveHedgePolicy, AdaptiveHedgeState
+from policies.types import LocationEventKind, Plan
+from tests.policies.builders import A, B, C, event, inp, replica
+from tests.policies.test_policy_properties import worlds
+
+HOUR = 3600.0
+P = LocationEventKind.PREEMPTED
+
+
+def spot_launches(plan: Plan) -> int:
+    return sum(1 for launch in plan.launches if launch.spot)
+
+
+def calm_state(policy: AdaptiveHedgePolicy, now: float) -> AdaptiveHedgeState:
+    """A policy that started long ago and has seen no preemption since."""
+    _, state = policy.plan(inp(target=3, now=now - 48 * HOUR), policy.initial_state())
+    return state
+
+
+def three_ready() -> tuple:
+    return (replica(1, A), replica(2, B), replica(3, C))
+
+
+def test_no_extra_spot_replica_in_a_calm_market():
+    policy = AdaptiveHedgePolicy()
+    now = 100 * HOUR
+    plan, _ = policy.plan(inp(target=3, replicas=three_ready(), now=now), calm_state(policy, now))
+    assert plan.spot_target == 3
+    assert spot_launches(plan) == 0
+
+
+def test_a_fresh_policy_hedges_before_it_has_seen_the_market():
+    policy = AdaptiveHedgePolicy()
+    plan, _ = policy.plan(inp(target=3, replicas=three_ready()), policy.initial_state())
+    assert plan.spot_target == 4
+
+
+def test_hedge_grows_with_preemptions_and_shrinks_as_they_age():
+    policy = AdaptiveHedgePolicy()
+    now = 100 * HOUR
+    state = calm_state(policy, now)
+    storm = tuple(event(P, loc, now) for loc in (A, B, C))
+    plan, state = policy.plan(inp(target=3, replicas=three_ready(), now=now, events=storm), state)
+    assert plan.spot_target == 5  # volatile: max(1, E) + 1 extra
+    plan, state = policy.plan(inp(target=3, replicas=three_ready(), now=now + 2 * HOUR), state)
+    assert plan.spot_target == 4  # risk 3/4: one extra
+    plan, _ = policy.plan(inp(target=3, replicas=three_ready(), now=now + 10 * HOUR), state)
+    assert plan.spot_target == 3  # calm again: none
+
+
+def test_new_spot_replicas_avoid_the_zone_that_just_preempted():
+    policy = AdaptiveHedgePolicy()
+    now = 100 * HOUR
+    state = calm_state(policy, now)
+    plan, _ = policy.plan(
+        inp(target=3, replicas=(replica(1, B), replica(2, C)), now=now, events=(event(P, A, now),)),
+        state,
+    )
+    assert plan.launches and all(launch.location != A for launch in plan.launches if launch.spot)
+
+
+def test_a_zone_holding_most_replicas_is_relieved_make_before_break():
+    policy = AdaptiveHedgePolicy()
+    now = 100 * HOUR
+    state = calm_state(policy, now)
+    crowded = (replica(1, A), replica(2, A), replica(3, A, launched_at=50.0))
+    plan, state = policy.plan(inp(target=3, replicas=crowded, now=now), state)
+    assert plan.terminations == ()
+    assert [launch.location for launch in plan.launches] in ([B], [C])
+    moved_to = plan.launches[0].location
+    starting = (*crowded, replica(4, moved_to, ready=False))
+    plan, state = policy.plan(inp(target=3, replicas=starting, now=now + 30), state)
+    assert plan.terminations == () and plan.launches == ()  # wait until it is ready
+    ready = (*crowded, replica(4, moved_to))
+    plan, _ = policy.plan(inp(target=3, replicas=ready, now=now + 150), state)
+    assert plan.terminations == (3,)  # the newest of the fullest zone
+
+
+def test_on_demand_fallback_is_kept_until_spot_is_stable_when_asked():
+    policy = AdaptiveHedgePolicy(stable_seconds=HOUR)
+    now = 100 * HOUR
+    state = calm_state(policy, now)
+    _, state = policy.plan(inp(target=3, now=now, events=(event(P, A, now),)), state)
+    back = (*three_ready(), replica(9, A, spot=False))
+    plan, state = policy.plan(inp(target=3, replicas=back, now=now + 600), state)
+    assert 9 not in plan.terminations and plan.on_demand_target == 1
+    plan, _ = policy.plan(inp(target=3, replicas=back, now=now + 2 * HOUR), state)
+    assert 9 in plan.terminations
+
+
+def test_without_the_hold_on_demand_goes_as_soon_as_spot_covers_the_target():
+    policy = AdaptiveHedgePolicy()
+    now = 100 * HOUR
+    state = calm_state(policy, now)
+    back = (*three_ready(), replica(9, A, spot=False))
+    plan, _ = policy.plan(inp(target=3, replicas=back, now=now), state)
+    assert 9 in plan.terminations
+
+
+@settings(max_examples=200, deadline=None)
+@given(world=worlds)
+def test_is_deterministic(world):
+    policy = AdaptiveHedgePolicy()
+    assert policy.plan(world, policy.initial_state()) == policy.plan(world, policy.initial_state())
+
+
+@settings(max_examples=200, deadline=None)
+@given(world=worlds, later=st.floats(0, 10_000))
+def test_state_round_trips_through_json_and_plans_the_same(world, later):
+    import json
+
+    policy = AdaptiveHedgePolicy()
+    _, state = policy.plan(world, policy.initial_state())
+    restored = policy.state_from_dict(json.loads(json.dumps(policy.state_to_dict(state))))
+    assert restored == state
+    nxt = inp(target=world.target, offers=world.offers, now=world.now + later)
+    assert policy.plan(nxt, restored) == policy.plan(nxt, state)
