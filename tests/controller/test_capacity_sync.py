@@ -26,7 +26,7 @@ from controller.spec import load_spec_text
 from policies.types import Location, Offer
 from replica_manager.records import ReplicaRecord
 from replica_manager.records import ReplicaStatus as S
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import free_port, lb_port_block, wait_until
 
 PER_ACCELERATOR = """
 service:
@@ -51,7 +51,7 @@ def rt(db_url: str, tmp_path: Path) -> Iterator[ControllerRuntime]:
         Settings.from_env({}),
         home=tmp_path / "home",
         database_url=db_url,
-        lb_port_start=free_port(),
+        lb_port_start=lb_port_block(),
         clouds=("local",),
     )
     runtime = ControllerRuntime(settings)

@@ -24,7 +24,7 @@ from controller.settings import Settings
 from controller.spec import load_spec_text
 from policies.types import Location
 from replica_manager.records import ReplicaStatus as S
-from tests.support.processes import free_port
+from tests.support.processes import lb_port_block
 
 SPEC = """
 service: {readiness_probe: /health, replicas: 2}
@@ -54,7 +54,7 @@ def rt(db_url: str, tmp_path: Path, clock: ManualClock) -> Iterator[ControllerRu
         Settings.from_env({}),
         home=tmp_path / "home",
         database_url=db_url,
-        lb_port_start=free_port(),
+        lb_port_start=lb_port_block(),
         clouds=("local",),
     )
     runtime = ControllerRuntime(settings, clock)

@@ -24,7 +24,7 @@ from controller.spec import load_spec_text
 from provisioners.errors import ProvisionError
 from provisioners.local import LocalProvisioner
 from replica_manager.records import ReplicaRecord
-from tests.support.processes import free_port
+from tests.support.processes import lb_port_block
 
 APP = Path(__file__).parents[1] / "support" / "apps" / "probe_target.py"
 
@@ -107,7 +107,7 @@ def harness(
         Settings.from_env({}),
         home=tmp_path / "home",
         database_url=db_url,
-        lb_port_start=free_port(),
+        lb_port_start=lb_port_block(),
         probe_failures_to_not_ready=2,
         not_ready_grace_seconds=1.0,
         orphan_scan_seconds=0.0,

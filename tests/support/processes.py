@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,6 +28,17 @@ FAST = {
     "SERVE_NOT_READY_GRACE_SECONDS": "3",
     "SERVE_REFUSAL_BACKOFF_SECONDS": "3",
 }
+
+
+def lb_port_block() -> int:
+    """Where a test controller starts looking for load balancer ports: below the kernel's
+    ephemeral range (32768-60999 on Linux), where no `free_port()` or client connection
+    lands, at a random place in a block of its own per pytest-xdist worker (a controller
+    that picks a port another test's process holds keeps failing to start its load
+    balancer there)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    index = int(worker) if worker.isdigit() else 0
+    return 12000 + (index % 5) * 4000 + random.randrange(0, 3800, 10)
 
 
 def free_port() -> int:
@@ -55,7 +67,7 @@ class Env:
     home: Path
     database_url: str
     port: int = field(default_factory=free_port)
-    lb_port_start: int = field(default_factory=lambda: free_port() + 1000)
+    lb_port_start: int = field(default_factory=lambda: lb_port_block())
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
