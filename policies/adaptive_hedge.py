@@ -16,12 +16,19 @@ plain JSON. Per call, with N = target, B = base on-demand replicas, E = num_over
   K_od = K if `fallback_covers_hedge` else 0; and while the last preemption anywhere is less
   than `stable_seconds` old, the on-demand replicas already running are kept (spot that just
   came back is not trusted yet); never above N;
+- optional, off by default (`hot_risk` = inf): a zone is one failure domain. While a zone is
+  hot (recent preemptions, halving every `hot_half_life`, at `hot_risk` or more), on-demand
+  is kept so that losing every ready spot replica of the hot zone holding most of them still
+  leaves N ready (`target - (ready_spot - exposed)`); with `diversify`, as many extra spot
+  replicas are launched in zones that are not hot (whichever is not needed once ready is
+  stopped); with `standby_drops_hedge`, the hedge is not paid for while that standby runs;
 - replicas of older versions are kept only until N replicas of the latest are ready.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +46,7 @@ class AdaptiveHedgeState:
 
     risk: zone_risk.RiskTable = ()
     market: zone_risk.RiskTable = ()
+    hot: zone_risk.RiskTable = ()
     started_at: float | None = None
     last_preempted_at: float | None = None
     spot_refused: refusals.RefusalLog = ()
@@ -59,6 +67,11 @@ class AdaptiveHedgeParams:
     cover_risk: float = 1.5
     rebalance_risk: float = 0.1
     rebalance: bool = True
+    # Zone-as-failure-domain standby (off by default: see benchmarks/policy/README.md).
+    hot_risk: float = math.inf
+    hot_half_life: float = 300.0
+    diversify: bool = False
+    standby_drops_hedge: bool = False
 
 
 def hedge_size(risk: float, config: PlacementConfig, params: AdaptiveHedgeParams) -> int:
@@ -103,6 +116,13 @@ class AdaptiveHedgePolicy:
         risk = zone_risk.zone_risk(state.risk, p.refusal_weight)
         avoid = refusals.recently_refused(state.spot_refused, inp.now, self.refusal_backoff)
         usable = usable_offers(inp.offers, risk, p.avoid_risk)
+        _, exposed, hot = self._exposure(inp, state)
+        if p.standby_drops_hedge and cfg.use_spot and exposed:
+            want_spot = max(0, target - cfg.base_ondemand_fallback_replicas)
+        if p.diversify and cfg.use_spot and exposed:
+            want_spot += exposed
+            cool = [o for o in usable if o.location.key not in hot]
+            usable = cool or usable
         excess = len(spots) - want_spot
         clean = [o for o in usable if risk.get(o.location.key, 0.0) < p.rebalance_risk]
         ready_ones = [r for r in spots if r.ready]
@@ -151,11 +171,27 @@ class AdaptiveHedgePolicy:
             cover = target + (hedge if market_risk >= self.params.cover_risk else 0)
             short = max(0, cover - cfg.base_ondemand_fallback_replicas - ready_spot)
             wanted += short
+            ready, exposed, _ = self._exposure(inp, state)
+            if exposed:
+                wanted = max(wanted, target - (ready - exposed))
             last = state.last_preempted_at
             if last is not None and inp.now - last < self.params.stable_seconds:
                 current, _ = split_by_version(inp.replicas, inp.latest_version)
                 wanted = max(wanted, sum(1 for r in current if not r.spot))
         return max(0, min(target, wanted))
+
+    def _exposure(
+        self, inp: PolicyInput, state: AdaptiveHedgeState
+    ) -> tuple[int, int, frozenset[str]]:
+        """(ready spot replicas, the most of them in one hot zone, the hot zones): a zone is
+        hot while its recent preemptions, halving every `hot_half_life`, reach `hot_risk`."""
+        p = self.params
+        current, _ = split_by_version(inp.replicas, inp.latest_version)
+        ready = Counter(r.location.key for r in current if r.spot and r.ready)
+        scores = zone_risk.zone_risk(state.hot, 0.0)
+        hot = frozenset(k for k, v in scores.items() if v >= p.hot_risk)
+        exposed = max((n for k, n in ready.items() if k in hot), default=0)
+        return sum(ready.values()), exposed, hot
 
     def _market_risk(self, now: float, state: AdaptiveHedgeState) -> float:
         """Recent preemptions anywhere, plus a prior of one at the start: a policy that has
@@ -175,6 +211,7 @@ class AdaptiveHedgePolicy:
         return AdaptiveHedgeState(
             risk=zone_risk.observe(state.risk, inp.events, inp.now, self.params.zone_half_life),
             market=zone_risk.observe(state.market, inp.events, inp.now, self.params.half_life),
+            hot=zone_risk.observe(state.hot, inp.events, inp.now, self.params.hot_half_life),
             started_at=inp.now if state.started_at is None else state.started_at,
             last_preempted_at=last,
             spot_refused=refusals.prune(spot_log, inp.now, backoff),
@@ -185,6 +222,7 @@ class AdaptiveHedgePolicy:
         return {
             "risk": zone_risk.table_to_json(state.risk),
             "market": zone_risk.table_to_json(state.market),
+            "hot": zone_risk.table_to_json(state.hot),
             "started_at": state.started_at,
             "last_preempted_at": state.last_preempted_at,
             "spot_refused": refusals.log_to_json(state.spot_refused),
@@ -197,6 +235,7 @@ class AdaptiveHedgePolicy:
         return AdaptiveHedgeState(
             risk=zone_risk.table_from_json(data.get("risk")),
             market=zone_risk.table_from_json(data.get("market")),
+            hot=zone_risk.table_from_json(data.get("hot")),
             started_at=None if started is None else float(started),
             last_preempted_at=None if last is None else float(last),
             spot_refused=refusals.log_from_json(data.get("spot_refused")),

@@ -122,3 +122,53 @@ def test_state_round_trips_through_json_and_plans_the_same(world, later):
     assert restored == state
     nxt = inp(target=world.target, offers=world.offers, now=world.now + later)
     assert policy.plan(nxt, restored) == policy.plan(nxt, state)
+
+
+def crowded_in_a() -> tuple:
+    """Three ready spot replicas left in A (which just preempted one) and one in B."""
+    return (replica(1, A), replica(2, A), replica(3, A), replica(4, B))
+
+
+def test_a_hot_zone_is_one_failure_domain_covered_by_on_demand_standby():
+    policy = AdaptiveHedgePolicy(hot_risk=0.5, hot_half_life=300.0)
+    now = 100 * HOUR
+    state = calm_state(policy, now)
+    hit = (event(P, A, now),)
+    plan, state = policy.plan(inp(target=3, replicas=crowded_in_a(), now=now, events=hit), state)
+    # losing A's 3 ready replicas would leave 1: 2 on-demand keep the target
+    assert plan.on_demand_target == 2
+    assert sum(1 for launch in plan.launches if not launch.spot) == 2
+    plan, _ = policy.plan(inp(target=3, replicas=crowded_in_a(), now=now + HOUR), state)
+    assert plan.on_demand_target == 0  # A has cooled down: no standby
+
+
+def test_without_the_standby_a_crowded_hot_zone_gets_no_on_demand():
+    policy = AdaptiveHedgePolicy()
+    now = 100 * HOUR
+    state = calm_state(policy, now)
+    hit = (event(P, A, now),)
+    plan, _ = policy.plan(inp(target=3, replicas=crowded_in_a(), now=now, events=hit), state)
+    assert plan.on_demand_target == 0
+
+
+def test_diversify_launches_spot_outside_the_hot_zone_and_can_drop_the_hedge():
+    policy = AdaptiveHedgePolicy(
+        hot_risk=0.5, hot_half_life=300.0, diversify=True, standby_drops_hedge=True
+    )
+    now = 100 * HOUR
+    state = calm_state(policy, now)
+    hit = (event(P, A, now),)
+    plan, _ = policy.plan(inp(target=3, replicas=crowded_in_a(), now=now, events=hit), state)
+    assert plan.spot_target == 3 + 3  # the target (no hedge) plus A's 3 exposed replicas
+    spot = [launch.location for launch in plan.launches if launch.spot]
+    assert spot and A not in spot
+
+
+def test_hot_table_round_trips_through_json():
+    policy = AdaptiveHedgePolicy(hot_risk=0.5)
+    now = 100 * HOUR
+    _, state = policy.plan(
+        inp(target=3, now=now, events=(event(P, A, now),)), calm_state(policy, now)
+    )
+    assert state.hot
+    assert policy.state_from_dict(policy.state_to_dict(state)) == state

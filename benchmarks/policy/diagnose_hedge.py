@@ -1,0 +1,97 @@
+"""Why a policy is unavailable: each stretch of ticks below the target, and what caused it.
+
+    .venv/bin/python benchmarks/policy/diagnose_hedge.py aws1 spothedge [-v]
+
+The paper's setup (10 x 24 h windows, seed 0). A stretch is classed by how many replicas were
+ready just before, how many were lost at its first tick, in how many zones, and whether
+spot launches were refused during it; -v lists every stretch. Use it on in-sample traces
+(aws1, gcp1) only when choosing adaptive_hedge's parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from policies.registry import make_policy
+from policies.simulation.engine import RunResult, SimSettings, run_window
+from policies.simulation.experiment import ExperimentSpec, _offers, choose_windows
+from policies.simulation.traces import load_trace, shared_dir
+from policies.types import LocationEventKind, Plan, Policy, PolicyInput
+
+
+class Recorder:
+    """Wraps a policy and remembers how many spot launches were refused per tick."""
+
+    def __init__(self, inner: Policy, tick: float) -> None:
+        self.inner, self.name, self.tick = inner, inner.name, tick
+        self.refused: Counter[int] = Counter()
+
+    def initial_state(self) -> Any:
+        return self.inner.initial_state()
+
+    def plan(self, inp: PolicyInput, state: Any) -> tuple[Plan, Any]:
+        t = round(inp.now / self.tick)
+        self.refused[t] += sum(e.kind is LocationEventKind.LAUNCH_REFUSED for e in inp.events)
+        return self.inner.plan(inp, state)
+
+    def state_to_dict(self, state: Any) -> dict[str, Any]:
+        return self.inner.state_to_dict(state)
+
+    def state_from_dict(self, data: dict[str, Any]) -> Any:
+        return self.inner.state_from_dict(data)
+
+
+def stretches(res: RunResult, rec: Recorder, settings: SimSettings, ticks: int) -> list[str]:
+    tick = settings.tick_seconds
+    ready = np.zeros(ticks, int)
+    for s in res.spans:
+        if s.ready_at is not None:
+            ready[round(s.ready_at / tick) : round(s.ended_at / tick)] += 1
+    found, t = [], settings.cold_start_ticks
+    while t < ticks:
+        if ready[t] >= settings.target:
+            t += 1
+            continue
+        start = t
+        while t < ticks and ready[t] < settings.target:
+            t += 1
+        lost = [s for s in res.spans if s.lost and round(s.ended_at / tick) == start]
+        zones = len({s.location.key for s in lost})
+        refused = sum(rec.refused[k] for k in range(start - 1, t))
+        kind = f"lost {len(lost)} of {ready[start - 1]} ready in {zones} zone(s)"
+        found.append(kind + (", spot refused" if refused else "") + f"|{start}|{t - start}")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("trace")
+    parser.add_argument("policy")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args()
+    trace = load_trace(shared_dir() / "traces" / args.trace)
+    settings = SimSettings()
+    spec = ExperimentSpec(trace, (args.policy,), settings, workloads=())
+    full = trace.capacity_at_ticks(settings.tick_seconds)
+    kinds: Counter[str] = Counter()
+    lost_ticks: Counter[str] = Counter()
+    for w in choose_windows(full.shape[1], spec.window_ticks, len(trace.zones), 10, 0):
+        cap = full[list(w.zone_order), w.offset_ticks : w.offset_ticks + spec.window_ticks]
+        rec = Recorder(make_policy(args.policy), settings.tick_seconds)
+        res = run_window(rec, cap, _offers(spec, w.zone_order), settings, w.repeat)
+        for line in stretches(res, rec, settings, cap.shape[1]):
+            kind, start, length = line.split("|")
+            kinds[kind] += 1
+            lost_ticks[kind] += int(length)
+            if args.verbose:
+                print(f"repeat {w.repeat} ticks {start}+{length}: {kind}")
+    for kind, count in kinds.most_common():
+        print(f"{count:3d} stretches, {lost_ticks[kind]:4d} ticks: {kind}")
+
+
+if __name__ == "__main__":
+    main()
