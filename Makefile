@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# pytest-xdist workers: the suite mostly waits on real processes, so 3 beat 2 on 2 cores;
+# tests that must not overlap share an xdist_group (tests/support/xdist_groups.py).
+PYTEST_WORKERS ?= 3
+PYTEST := $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 # Azurite (npm) for the Azure Blob tests, installed into .cache/emulators (git-ignored).
 AZURITE := .cache/emulators/node_modules/.bin/azurite-blob
 
@@ -34,10 +38,10 @@ test: $(STAMP) $(AZURITE)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy --strict common policies provisioners load_balancer
 	$(PY) -m mypy controller replica_manager autoscaler
-	$(PY) -m pytest
+	$(PYTEST)
 
 test-fast: $(STAMP) $(AZURITE)
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 typecheck: $(STAMP)
 	$(PY) -m mypy --strict common policies provisioners load_balancer
