@@ -5,10 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# pytest-xdist workers: the suite mostly waits on real processes, so 3 beat 2 on 2 cores;
-# tests that must not overlap share an xdist_group (tests/support/xdist_groups.py).
+# pytest-xdist workers: the suite mostly waits on real processes, so 3 beat 2 on 2 cores.
+# (Not --dist loadgroup: it runs one of schemathesis's per-operation tests of a function.)
 PYTEST_WORKERS ?= 3
-PYTEST := $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST := $(PY) -m pytest -n $(PYTEST_WORKERS)
 # Azurite (npm) for the Azure Blob tests, installed into .cache/emulators (git-ignored).
 AZURITE := .cache/emulators/node_modules/.bin/azurite-blob
 

@@ -27,9 +27,8 @@ from provisioners.object_store import bucket_name
 from tests.fakes.azure_arm import IP, NIC, NSG, VM, FakeAzureARM
 from tests.support import azurite as azurite_npm
 from tests.support.processes import REPO, ControllerProcess, Env, free_port, wait_until
-from tests.support.xdist_groups import VM_BOOT
 
-pytestmark = [pytest.mark.slow, VM_BOOT]
+pytestmark = pytest.mark.slow
 
 NAME = "hello-azure"
 SECRET = "hello-secret-4f1c9a"

@@ -26,9 +26,8 @@ from tests.fakes.gcp_compute import FakeGCPCompute
 from tests.provisioners.object_store_kits import service_account_key
 from tests.support.gcs_emulator import gcs_emulator
 from tests.support.processes import REPO, ControllerProcess, Env, wait_until
-from tests.support.xdist_groups import VM_BOOT
 
-pytestmark = [pytest.mark.slow, VM_BOOT]
+pytestmark = pytest.mark.slow
 
 NAME = "hello"
 READY_SECONDS = 180

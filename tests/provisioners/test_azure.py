@@ -60,9 +60,6 @@ from tests.provisioners.contract_suite import *  # noqa: F403
 from tests.provisioners.contract_suite import CloudUnderTest, terminate_fully
 from tests.provisioners.object_store_kits import AzureKit, new_installation_id
 from tests.support.processes import wait_until
-from tests.support.xdist_groups import VM_BOOT
-
-pytestmark = VM_BOOT
 
 EAST_1 = Location("azure", "eastus", "eastus-1")
 WEST_2 = Location("azure", "westus2", "westus2-2")

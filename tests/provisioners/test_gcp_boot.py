@@ -26,9 +26,6 @@ from tests.fakes.gcp_compute import FakeGCPCompute
 from tests.provisioners.contract_suite import CloudUnderTest, terminate_fully
 from tests.provisioners.object_store_kits import GCSKit, new_installation_id
 from tests.support.processes import wait_until
-from tests.support.xdist_groups import VM_BOOT
-
-pytestmark = VM_BOOT
 
 ZONE_A = Location("gcp", "us-central1", "us-central1-a")
 ZONE_B = Location("gcp", "us-east1", "us-east1-b")
