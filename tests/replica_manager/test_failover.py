@@ -151,7 +151,8 @@ def test_crash_between_launch_and_record_on_aws_adopts_the_instance(
     assert [(r.replica_id, r.instance_id) for r in records] == [
         (intent.replica_id, inst.instance_id)
     ]
-    live = {i.instance_id for i in aws.list_owned("svc")}
+    ours = failover.rt.installation_id  # not a late launch of an earlier test's runtime
+    live = {i.instance_id for i in aws.list_owned("svc") if i.controller_id == ours}
     assert live == {inst.instance_id}, "the orphan must be terminated, the adopted kept"
     assert orphan.instance_id not in live
 
