@@ -130,8 +130,7 @@ def tokens_table(services: list[dict[str, Any]]) -> Table | None:
         table.add_column(col, justify="left" if col in ("SERVICE_NAME", "MARKET") else "right")
     for svc in metered:
         tokens = svc["tokens"]
-        rows = [(m, figures) for m, figures in sorted(tokens["markets"].items())]
-        for market, figures in [*rows, ("all", tokens)]:
+        for market, figures in [*sorted(tokens["markets"].items()), ("all", tokens)]:
             per_million = figures.get("usd_per_million_tokens")
             table.add_row(
                 svc["name"],
