@@ -8,7 +8,6 @@ instances that do not exist stay as written); the lb-sync call goes through the 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,12 @@ from controller.capacity import CapacityTable
 from controller.lb_process import start_lb, stop_lb
 from controller.runtime import ControllerRuntime
 from controller.services import create_service
-from controller.settings import Settings
 from controller.spec import load_spec_text
 from policies.types import Location, Offer
 from replica_manager.records import ReplicaRecord
 from replica_manager.records import ReplicaStatus as S
-from tests.support.processes import free_port, lb_port_block, wait_until
+from tests.controller.runtimes import in_process_runtime
+from tests.support.processes import free_port, wait_until
 
 PER_ACCELERATOR = """
 service:
@@ -47,19 +46,8 @@ A100_VM, L4_VM = "a2-highgpu-1g", "g2-standard-4"  # catalog rows: 1 A100, 1 L4
 
 @pytest.fixture
 def rt(db_url: str, tmp_path: Path) -> Iterator[ControllerRuntime]:
-    settings = replace(
-        Settings.from_env({}),
-        home=tmp_path / "home",
-        database_url=db_url,
-        lb_port_start=lb_port_block(),
-        clouds=("local",),
-    )
-    runtime = ControllerRuntime(settings)
-    runtime.start(schedule=False)
-    try:
+    with in_process_runtime(db_url, tmp_path / "home") as runtime:
         yield runtime
-    finally:
-        runtime.stop()
 
 
 def _create(rt: ControllerRuntime, name: str, text: str = PER_ACCELERATOR) -> None:

@@ -9,7 +9,6 @@ FastAPI app, against SQLite and Postgres.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,10 @@ from controller.app import create_app
 from controller.db.token_counts import trim_token_counts
 from controller.runtime import ControllerRuntime
 from controller.services import create_service
-from controller.settings import Settings
 from controller.spec import load_spec_text
 from policies.types import Location
 from replica_manager.records import ReplicaStatus as S
-from tests.support.processes import lb_port_block
+from tests.controller.runtimes import in_process_runtime
 
 SPEC = """
 service: {readiness_probe: /health, replicas: 2}
@@ -50,19 +48,8 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def rt(db_url: str, tmp_path: Path, clock: ManualClock) -> Iterator[ControllerRuntime]:
-    settings = replace(
-        Settings.from_env({}),
-        home=tmp_path / "home",
-        database_url=db_url,
-        lb_port_start=lb_port_block(),
-        clouds=("local",),
-    )
-    runtime = ControllerRuntime(settings, clock)
-    runtime.start(schedule=False)
-    try:
+    with in_process_runtime(db_url, tmp_path / "home", clock) as runtime:
         yield runtime
-    finally:
-        runtime.stop()
 
 
 @pytest.fixture
