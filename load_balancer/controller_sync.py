@@ -7,8 +7,10 @@ completion]}}`` (tokens only when answers reported usage since the last sync); 2
 "replica_weights": {url: qps}, "session_header": "x-session-id", "api_key_hashes": [...]}``
 (policy, resume, session header and key hashes may be absent: the current setting stays;
 weights may be absent: every replica weighs the same; an empty ``api_key_hashes`` opens the
-endpoint). Invariants: a request, and a token, is reported exactly once (the reported totals
-advance only after a 200); on any failure the last known replicas keep serving.
+endpoint). Invariants: a request, and a token, is reported once (the reported totals advance
+only after a 200), except that a sync whose 200 is lost on the way back (say a timeout after
+the controller recorded it) is reported again with the next one; on any failure the last
+known replicas keep serving.
 """
 
 from __future__ import annotations

@@ -92,7 +92,10 @@ def test_the_usage_of_every_answer_reaches_the_controller_once_per_replica(
     )
     assert {url for url, _ in expected} == {one.url, two.url}
 
-    wait_until(lambda: _reported(controller) == expected, "every token reported", timeout=30)
+    try:
+        wait_until(lambda: _reported(controller) == expected, "every token reported", timeout=30)
+    except AssertionError:
+        raise AssertionError(f"reported {_reported(controller)}, expected {expected}") from None
     assert _metric(lb, "prompt") == sum(v for (_, kind), v in expected.items() if kind == "prompt")
     assert _metric(lb, "completion") == sum(
         v for (_, kind), v in expected.items() if kind == "completion"
