@@ -22,6 +22,7 @@ plain JSON. Per call, with N = target, B = base on-demand replicas, E = num_over
   leaves N ready (`target - (ready_spot - exposed)`); with `diversify`, as many extra spot
   replicas are launched in zones that are not hot (whichever is not needed once ready is
   stopped); with `standby_drops_hedge`, the hedge is not paid for while that standby runs;
+  `standby_spare` = 1 covers all but one of the hot zone's ready spot replicas;
 - replicas of older versions are kept only until N replicas of the latest are ready.
 """
 
@@ -72,6 +73,8 @@ class AdaptiveHedgeParams:
     hot_half_life: float = 300.0
     diversify: bool = False
     standby_drops_hedge: bool = False
+    # The standby leaves this many of the hot zone's ready spot replicas uncovered (0: all).
+    standby_spare: int = 0
 
 
 def hedge_size(risk: float, config: PlacementConfig, params: AdaptiveHedgeParams) -> int:
@@ -191,6 +194,7 @@ class AdaptiveHedgePolicy:
         scores = zone_risk.zone_risk(state.hot, 0.0)
         hot = frozenset(k for k, v in scores.items() if v >= p.hot_risk)
         exposed = max((n for k, n in ready.items() if k in hot), default=0)
+        exposed = max(0, exposed - p.standby_spare)
         return sum(ready.values()), exposed, hot
 
     def _market_risk(self, now: float, state: AdaptiveHedgeState) -> float:

@@ -142,6 +142,16 @@ def test_a_hot_zone_is_one_failure_domain_covered_by_on_demand_standby():
     assert plan.on_demand_target == 0  # A has cooled down: no standby
 
 
+def test_a_standby_with_a_spare_covers_all_but_one_of_the_hot_zone():
+    policy = AdaptiveHedgePolicy(hot_risk=0.5, hot_half_life=300.0, standby_spare=1)
+    now = 100 * HOUR
+    state = calm_state(policy, now)
+    hit = (event(P, A, now),)
+    plan, _ = policy.plan(inp(target=3, replicas=crowded_in_a(), now=now, events=hit), state)
+    # losing 2 of A's 3 ready replicas would leave 2: 1 on-demand keeps the target
+    assert plan.on_demand_target == 1
+
+
 def test_without_the_standby_a_crowded_hot_zone_gets_no_on_demand():
     policy = AdaptiveHedgePolicy()
     now = 100 * HOUR
