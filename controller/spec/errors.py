@@ -46,3 +46,13 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     if close:
         return f"did you mean '{close[0]}'?"
     return "valid keys here: " + ", ".join(options)
+
+
+class SpecProblem(ValueError):
+    """A rule across fields was broken; `field` is the offending key under the model."""
+
+    def __init__(self, message: str, hint: str = "", field: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.field = field

@@ -21,6 +21,15 @@ from pydantic import (
     model_validator,
 )
 
+from controller.spec.errors import SpecProblem
+from controller.spec.resource_values import (
+    Accelerators,
+    Scalar,
+    check_amount,
+    parse_accelerators,
+    port_list,
+)
+
 CLOUDS = ("aws", "gcp", "azure", "kubernetes", "local")
 CLOUD_ALIASES = {"k8s": "kubernetes", "amazon": "aws", "google": "gcp"}
 SERVICE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -36,16 +45,6 @@ QpsTarget = Annotated[
     Annotated[PositiveQps, Tag("number")] | Annotated[dict[str, PositiveQps], Tag("mapping")],
     Discriminator(lambda v: "mapping" if isinstance(v, dict) else "number"),
 ]
-
-
-class SpecProblem(ValueError):
-    """A rule across fields was broken; `field` is the offending key under the model."""
-
-    def __init__(self, message: str, hint: str = "", field: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.field = field
 
 
 class Strict(BaseModel):
@@ -254,10 +253,6 @@ class ServiceSection(Strict):
         return self.replica_policy
 
 
-Accelerators = str | list[str] | dict[str, int | None]
-Scalar = str | int | float
-
-
 class Place(Strict):
     """One candidate in `resources.any_of` / `resources.ordered`."""
 
@@ -313,7 +308,7 @@ class Resources(Strict):
                 "use any_of (cheapest first) or ordered (your order), not both",
                 "ordered",
             )
-        object.__setattr__(self, "ports", _port_list(self.ports))
+        object.__setattr__(self, "ports", port_list(self.ports))
         return self
 
 
@@ -334,83 +329,4 @@ def _normalise_location(obj: Place | Resources) -> None:
     if obj.accelerators is not None:
         object.__setattr__(obj, "accelerators", parse_accelerators(obj.accelerators))
     for field in ("cpus", "memory"):
-        _check_amount(field, getattr(obj, field))
-
-
-AMOUNT = re.compile(r"^\d+(\.\d+)?\+?$")
-
-
-def _check_amount(field: str, value: Scalar | None) -> None:
-    """SkyPilot's `cpus`/`memory` syntax as the catalog reads it: '8' exactly, '8+' at
-    least (memory in GiB)."""
-    if value is None:
-        return
-    text = str(value).strip()
-    if not isinstance(value, bool) and AMOUNT.match(text) and float(text.rstrip("+")) > 0:
-        return
-    unit = " GiB" if field == "memory" else ""
-    raise SpecProblem(
-        f"{field} {value!r} is not a positive number, optionally followed by '+'",
-        f"write e.g. 8 (exactly 8{unit}) or 8+ (at least 8{unit})",
-        field,
-    )
-
-
-def parse_accelerators(value: Accelerators) -> dict[str, int]:
-    """'A100:4', ['A100:4', 'L4:8'] or {'A100': 4} -> ordered {'A100': 4, ...}."""
-    items: list[tuple[str, int | None]]
-    if isinstance(value, str):
-        items = [_split_accelerator(value)]
-    elif isinstance(value, list):
-        items = [_split_accelerator(v) for v in value]
-    else:
-        # `{L4:8, A100:4}` in flow style parses as keys 'L4:8' with null values.
-        items = [
-            _split_accelerator(k) if v is None else (_split_accelerator(k)[0], v)
-            for k, v in value.items()
-        ]
-    out: dict[str, int] = {}
-    for name, count in items:
-        if count is not None and count <= 0:
-            raise SpecProblem(f"accelerator count for {name} must be positive", "", "accelerators")
-        out[name] = int(count or 1)
-    return out
-
-
-def _split_accelerator(text: str) -> tuple[str, int]:
-    name, _, count = text.strip().partition(":")
-    if not name:
-        raise SpecProblem(
-            f"accelerator {text!r} has no name", "write e.g. 'A100:4'", "accelerators"
-        )
-    try:
-        return name, int(float(count)) if count else 1
-    except ValueError:
-        raise SpecProblem(
-            f"accelerator {text!r} has a count that is not a number",
-            "write e.g. 'A100:4'",
-            "accelerators",
-        ) from None
-
-
-def _port_list(ports: int | str | list[int | str] | None) -> list[int] | None:
-    if ports is None:
-        return None
-    raw = ports if isinstance(ports, list) else [ports]
-    out: list[int] = []
-    for item in raw:
-        text = str(item)
-        low, _, high = text.partition("-")
-        try:
-            first, last = int(low), int(high or low)
-        except ValueError:
-            raise SpecProblem(f"port {text!r} is not a number or range", "", "ports") from None
-        if not 1 <= first <= last <= 65535:
-            raise SpecProblem(f"port {text!r} is out of range 1-65535", "", "ports")
-        out.extend(range(first, last + 1))
-    return out
-
-
-def accelerator_counts(value: Accelerators | None) -> dict[str, int]:
-    """Validated accelerators (always a `{name: count}` mapping after validation)."""
-    return {k: int(v or 1) for k, v in value.items()} if isinstance(value, dict) else {}
+        check_amount(field, getattr(obj, field))

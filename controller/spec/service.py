@@ -22,8 +22,8 @@ from controller.spec.models import (
     ServiceSection,
     SpecProblem,
     Strict,
-    accelerator_counts,
 )
+from controller.spec.resource_values import accelerator_counts
 from policies.types import PlacementConfig
 from provisioners.base import Accelerator, BucketMount, LocationFilter, ResourceRequest
 
