@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from self_signed import write_pair
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo, for tests.support
+from tests.support.tls import self_signed
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -218,7 +219,7 @@ def run(sky_python: str | None, our_python: str, seconds: int, only: list[str]) 
     WORK.mkdir(exist_ok=True)
     ports = [free_port(), free_port()]
     urls = [f"http://127.0.0.1:{p}" for p in ports]
-    tls = write_pair(WORK)
+    tls = self_signed(WORK, ecdsa=True, stem="bench-")
     targets: list[Target] = [
         (DIRECT, lambda: measure(DIRECT, urls[0] + "/", seconds)),
         ("nginx reverse proxy", lambda: _measure_nginx(ports, None, seconds)),

@@ -10,29 +10,13 @@ import httpx
 import pytest
 
 from controller.bundle import pack
-from tests.support.databases import database_url
-from tests.support.processes import ControllerProcess, Env, kill_everything_of
+from tests.support.processes import ControllerProcess
 
 SPEC = {
     "service": {"readiness_probe": "/health", "replicas": 1},
     "resources": {"ports": 8080},
     "run": "sleep 600",
 }
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def controller(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ControllerProcess]:
-    """One controller per database for the module; each test uses its own service names."""
-    root = tmp_path_factory.mktemp("api")
-    with database_url(request.param, root) as url:
-        env = Env(home=root / "serve-home", database_url=url)
-        env.home.mkdir()
-        proc = ControllerProcess(env).start()
-        yield proc
-        proc.kill()
-        kill_everything_of(env.home)
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.support.databases import database_url
-from tests.support.processes import ControllerProcess, Env, kill_everything_of, wait_until
+from tests.support.processes import ControllerProcess, wait_until
 from tests.support.tls import self_signed
 
 SERVICE = {"readiness_probe": "/health", "replicas": 1}
@@ -22,20 +21,6 @@ SPEC = {"service": SERVICE, "resources": {"ports": 8080}, "run": "sleep 600"}
 
 def with_tls(certfile: str, keyfile: str) -> dict[str, Any]:
     return {**SPEC, "service": {**SERVICE, "tls": {"certfile": certfile, "keyfile": keyfile}}}
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def controller(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ControllerProcess]:
-    root = tmp_path_factory.mktemp("keys")
-    with database_url(request.param, root) as url:
-        env = Env(home=root / "serve-home", database_url=url)
-        env.home.mkdir()
-        proc = ControllerProcess(env).start()
-        yield proc
-        proc.kill()
-        kill_everything_of(env.home)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.databases import database_url
 from tests.support.processes import ControllerProcess, Env, kill_everything_of, wait_until
 
 SPEC = {
@@ -21,20 +20,6 @@ SPEC = {
     "resources": {"ports": 8080},
     "run": "sleep 600",
 }
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def controller(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ControllerProcess]:
-    root = tmp_path_factory.mktemp("dashboard-api")
-    with database_url(request.param, root) as url:
-        env = Env(home=root / "serve-home", database_url=url)
-        env.home.mkdir()
-        proc = ControllerProcess(env).start()
-        yield proc
-        proc.kill()
-        kill_everything_of(env.home)
 
 
 @pytest.fixture
