@@ -43,7 +43,9 @@ class UsageMeter:
     def for_request(cls, method: bytes, target: bytes) -> UsageMeter | None:
         if method != b"POST":
             return None
-        path = urlsplit(target).path.rstrip(b"/")
+        # Origin form (what clients send) without urlsplit: this runs for every POST.
+        path = target.partition(b"?")[0] if target[:1] == b"/" else urlsplit(target).path
+        path = path.rstrip(b"/")
         return cls() if path in METERED_PATHS else None
 
     def start(self, status: int, headers: Headers) -> bool:

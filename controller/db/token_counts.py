@@ -1,10 +1,10 @@
 """Tokens the load balancers read off OpenAI answers, kept per service and market.
 
 A sync adds one row per market it saw tokens for (the recent rate reads a window of rows)
-and adds the same figures to the market's running total, in one transaction: a load
-balancer reports a token once (load_balancer/controller_sync.py), so both stay exact with
-several load balancers and several controllers writing at once (the total is added to in
-SQL, never read and written back).
+and adds the same figures to the market's running total, in the same transaction. The total
+is added to in SQL, never read and written back, so several load balancers and controllers
+writing at once lose nothing. (A load balancer reports again a sync whose answer it lost:
+load_balancer/controller_sync.py.)
 """
 
 from __future__ import annotations
