@@ -6,23 +6,26 @@ plain JSON. Per call, with N = target, B = base on-demand replicas, E = num_over
   (`policies/zone_risk.py`), plus a prior of one preemption at the first plan (a policy
   that has seen nothing has not seen a calm market either);
 - extra spot replicas K = 0 while R < `calm_risk`, max(1, E) while R < `volatile_risk`,
-  max(1, E) + 1 above: no hedge is paid for in calm periods, more in volatile ones;
+  max(1, E) + 1 above (off by default): the hedge is not paid for in long calm periods;
 - spot replicas kept S = max(0, N + K - B), spread over calm zones, zone risk remembered
   with a longer half-life (`zone_half_life`: a zone that failed hours ago tends to fail again);
-  when more than half sit in one zone (`policies/risk_placement.py`), one extra spot replica
-  is launched in a clean zone and, once it is ready, one of the fullest zone is stopped
-  (make before break: serving capacity never drops to move a replica);
-- on-demand replicas kept: B + max(0, N + K_od - ready_spot) with `dynamic_ondemand_fallback`,
-  K_od = K if `fallback_covers_hedge` else 0; and while the last preemption anywhere is less
-  than `stable_seconds` old, the on-demand replicas already running are kept (spot that just
-  came back is not trusted yet); never above N;
-- optional, off by default (`hot_risk` = inf): a zone is one failure domain. While a zone is
-  hot (recent preemptions, halving every `hot_half_life`, at `hot_risk` or more), on-demand
-  is kept so that losing every ready spot replica of the hot zone holding most of them still
-  leaves N ready (`target - (ready_spot - exposed)`); with `diversify`, as many extra spot
-  replicas are launched in zones that are not hot (whichever is not needed once ready is
-  stopped); with `standby_drops_hedge`, the hedge is not paid for while that standby runs;
-  `standby_spare` = 1 covers all but one of the hot zone's ready spot replicas;
+  optionally (`rebalance`, off by default: it churned on aws1), when more than half sit in
+  one zone (`policies/risk_placement.py`), one extra spot replica is launched in a clean zone
+  and, once it is ready, one of the fullest zone is stopped (make before break);
+- on-demand fallback: B + max(0, N + K_od - ready_spot) with `dynamic_ondemand_fallback`,
+  where K_od = K while R >= `cover_risk` and the last preemption anywhere is less than
+  `cover_seconds` old, else 0 (a rough market's next loss tends to follow soon: on-demand
+  stands in for the hedge spot cannot get, and only for a while); optionally, while the last
+  preemption is less than `stable_seconds` old, the on-demand replicas already running are
+  kept; never above N;
+- a zone is one failure domain (`hot_risk` = inf turns this off): while a zone is hot
+  (recent preemptions, halving every `hot_half_life`, at `hot_risk` or more), on-demand is
+  kept so that losing every ready spot replica of the hot zone holding most of them still
+  leaves N ready (`target - (ready_spot - exposed)`): a zone that just fell from 4 to 2 tends
+  to fall to 0 next; with `diversify`, as many extra spot replicas are launched in zones that
+  are not hot (whichever is not needed once ready is stopped); with `standby_drops_hedge`,
+  the hedge is not paid for while that standby runs; `standby_spare` = 1 covers all but one
+  of the hot zone's ready spot replicas;
 - replicas of older versions are kept only until N replicas of the latest are ready.
 """
 
@@ -56,22 +59,26 @@ class AdaptiveHedgeState:
 
 @dataclass(frozen=True)
 class AdaptiveHedgeParams:
-    """Chosen on the aws1 and gcp1 traces only (benchmarks/policy/README.md)."""
+    """Chosen on the aws1 and gcp1 traces only (benchmarks/policy/README.md): the hedge is
+    dropped after about 20 quiet hours, on-demand covers the hedge for 30 minutes after a
+    preemption in a rough market, and a hot zone is one failure domain."""
 
-    half_life: float = 3600.0
+    half_life: float = 4 * 3600.0
     zone_half_life: float = 12 * 3600.0
-    calm_risk: float = 0.05
-    volatile_risk: float = 2.0
+    calm_risk: float = 0.1
+    volatile_risk: float = math.inf
     stable_seconds: float = 0.0
     avoid_risk: float = 0.5
     refusal_weight: float = 0.25
-    cover_risk: float = 1.5
+    cover_risk: float = 2.0
+    # On-demand covers the hedge only this long after the last preemption anywhere.
+    cover_seconds: float = 1800.0
     rebalance_risk: float = 0.1
-    rebalance: bool = True
-    # Zone-as-failure-domain standby (off by default: see benchmarks/policy/README.md).
-    hot_risk: float = math.inf
+    rebalance: bool = False
+    # Zone-as-failure-domain standby (inf: off).
+    hot_risk: float = 0.5
     hot_half_life: float = 300.0
-    diversify: bool = False
+    diversify: bool = True
     standby_drops_hedge: bool = False
     # The standby leaves this many of the hot zone's ready spot replicas uncovered (0: all).
     standby_spare: int = 0
@@ -171,7 +178,10 @@ class AdaptiveHedgePolicy:
             return target
         wanted = cfg.base_ondemand_fallback_replicas
         if cfg.dynamic_ondemand_fallback:
-            cover = target + (hedge if market_risk >= self.params.cover_risk else 0)
+            last = state.last_preempted_at
+            recent = last is not None and inp.now - last < self.params.cover_seconds
+            covered = market_risk >= self.params.cover_risk and recent
+            cover = target + (hedge if covered else 0)
             short = max(0, cover - cfg.base_ondemand_fallback_replicas - ready_spot)
             wanted += short
             ready, exposed, _ = self._exposure(inp, state)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,8 +44,37 @@ def test_a_fresh_policy_hedges_before_it_has_seen_the_market():
     assert plan.spot_target == 4
 
 
-def test_hedge_grows_with_preemptions_and_shrinks_as_they_age():
+def test_the_hedge_is_kept_for_half_a_day_after_a_preemption_then_dropped():
     policy = AdaptiveHedgePolicy()
+    now = 100 * HOUR
+    state = calm_state(policy, now)
+    hit = (event(P, A, now),)
+    _, state = policy.plan(inp(target=3, replicas=three_ready(), now=now, events=hit), state)
+    plan, state = policy.plan(inp(target=3, replicas=three_ready(), now=now + HOUR), state)
+    assert plan.spot_target == 4
+    plan, state = policy.plan(inp(target=3, replicas=three_ready(), now=now + 12 * HOUR), state)
+    assert plan.spot_target == 4  # risk 1/8 of a preemption: not calm yet
+    plan, _ = policy.plan(inp(target=3, replicas=three_ready(), now=now + 14 * HOUR), state)
+    assert plan.spot_target == 3
+
+
+def test_on_demand_stands_in_for_the_hedge_only_for_a_while_after_a_storm():
+    policy = AdaptiveHedgePolicy()
+    now = 100 * HOUR
+    state = calm_state(policy, now)
+    storm = tuple(event(P, loc, now) for loc in (A, B, C))
+    _, state = policy.plan(inp(target=3, now=now, events=storm), state)
+    # spot is back to the target but the hedge cannot be had: on-demand covers it for 30 min
+    plan, state = policy.plan(inp(target=3, replicas=three_ready(), now=now + 600), state)
+    assert plan.on_demand_target == 1
+    plan, _ = policy.plan(inp(target=3, replicas=three_ready(), now=now + 2000), state)
+    assert plan.on_demand_target == 0 and plan.spot_target == 4
+
+
+def test_with_a_volatile_threshold_the_hedge_grows_with_preemptions_and_shrinks():
+    policy = AdaptiveHedgePolicy(
+        half_life=HOUR, calm_risk=0.05, volatile_risk=2.0, hot_risk=math.inf, diversify=False
+    )
     now = 100 * HOUR
     state = calm_state(policy, now)
     storm = tuple(event(P, loc, now) for loc in (A, B, C))
@@ -67,7 +98,7 @@ def test_new_spot_replicas_avoid_the_zone_that_just_preempted():
 
 
 def test_a_zone_holding_most_replicas_is_relieved_make_before_break():
-    policy = AdaptiveHedgePolicy()
+    policy = AdaptiveHedgePolicy(rebalance=True)
     now = 100 * HOUR
     state = calm_state(policy, now)
     crowded = (replica(1, A), replica(2, A), replica(3, A, launched_at=50.0))
@@ -130,7 +161,7 @@ def crowded_in_a() -> tuple:
 
 
 def test_a_hot_zone_is_one_failure_domain_covered_by_on_demand_standby():
-    policy = AdaptiveHedgePolicy(hot_risk=0.5, hot_half_life=300.0)
+    policy = AdaptiveHedgePolicy()
     now = 100 * HOUR
     state = calm_state(policy, now)
     hit = (event(P, A, now),)
@@ -153,7 +184,7 @@ def test_a_standby_with_a_spare_covers_all_but_one_of_the_hot_zone():
 
 
 def test_without_the_standby_a_crowded_hot_zone_gets_no_on_demand():
-    policy = AdaptiveHedgePolicy()
+    policy = AdaptiveHedgePolicy(hot_risk=math.inf)
     now = 100 * HOUR
     state = calm_state(policy, now)
     hit = (event(P, A, now),)

@@ -1,6 +1,8 @@
-"""adaptive_hedge against SpotHedge with the paper's setup (10 x 24 h windows, seed 0) on the
-traces its parameters were chosen on (aws1, gcp1). The out-of-sample traces and the notices
-are in benchmarks/policy/compare_hedge.py and HEDGE.md."""
+"""adaptive_hedge against SpotHedge with the paper's setup (10 x 24 h windows, seed 0): on the
+traces its parameters were chosen on (aws1, gcp1) and out of sample (aws2, aws3-first-half).
+The notices are in benchmarks/policy/compare_hedge.py and HEDGE.md."""
+
+from functools import cache
 
 import pytest
 
@@ -12,6 +14,7 @@ TRACES = shared_dir() / "traces"
 Figures = dict[str, tuple[float, float]]
 
 
+@cache
 def paper_setup(name: str) -> Figures:
     folder = TRACES / name
     if not folder.is_dir():
@@ -25,25 +28,34 @@ def paper_setup(name: str) -> Figures:
     }
 
 
-def test_more_available_and_cheaper_than_spothedge_on_aws1():
+def meets_the_bar(results: Figures) -> bool:
+    """Issue 17's bar on one trace: at least 99.5% and SpotHedge's availability, at most
+    SpotHedge's cost."""
+    avail, cost = results["adaptive_hedge"]
+    return avail >= max(0.995, results["spothedge"][0]) and cost <= results["spothedge"][1]
+
+
+@pytest.mark.parametrize("name", ["aws1", "gcp1"])
+def test_meets_the_bar_on_the_traces_its_parameters_were_chosen_on(name):
+    results = paper_setup(name)
+    assert meets_the_bar(results), results
+
+
+def test_strictly_more_available_and_cheaper_than_spothedge_on_aws1():
     results = paper_setup("aws1")
-    assert results["adaptive_hedge"][0] >= results["spothedge"][0]
+    assert results["adaptive_hedge"][0] > results["spothedge"][0]
     assert results["adaptive_hedge"][1] < results["spothedge"][1]
 
 
-def test_cheaper_than_spothedge_and_above_99_5_percent_on_gcp1():
-    results = paper_setup("gcp1")
-    assert results["adaptive_hedge"][0] >= 0.995
-    assert results["adaptive_hedge"][1] < results["spothedge"][1] - 0.03
+def test_meets_the_bar_out_of_sample_on_aws3():
+    results = paper_setup("aws3-first-half")
+    assert meets_the_bar(results), results
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 17's bar is not met: aws1 99.49% (< 99.5%), gcp1 99.78% (< SpotHedge's "
-    "99.86%); see benchmarks/policy/HEDGE.md",
+    reason="issue 17's bar is not met out of sample on aws2: 97.96% (SpotHedge 98.04%, the bar "
+    "99.5%), cost 0.572 (SpotHedge 0.570); see benchmarks/policy/HEDGE.md",
 )
-@pytest.mark.parametrize("name", ["aws1", "gcp1"])
-def test_meets_the_issue_targets(name):
-    results = paper_setup(name)
-    assert results["adaptive_hedge"][0] >= max(0.995, results["spothedge"][0])
-    assert results["adaptive_hedge"][1] <= results["spothedge"][1]
+def test_meets_the_bar_out_of_sample_on_aws2():
+    assert meets_the_bar(paper_setup("aws2"))
