@@ -20,18 +20,23 @@ from controller.settings import Settings
 from controller.spec.models import TLS
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a load balancer could listen on `host:port` now (a port left in TIME_WAIT by
+    our own load balancer counts as free, as the load balancer reuses it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def pick_port(host: str, start: int, taken: Iterable[int]) -> int:
     used = set(taken)
     for port in range(start, start + 5000):
-        if port in used:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-        return port
+        if port not in used and port_is_free(host, port):
+            return port
     raise RuntimeError(f"no free load balancer port in {start}-{start + 5000} on {host}")
 
 

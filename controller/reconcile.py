@@ -21,7 +21,7 @@ from controller.capacity import CapacityTable
 from controller.db import Database
 from controller.db.replica_store import trim_events
 from controller.db.service_store import ServiceSnapshot, ServiceStore
-from controller.lb_process import is_our_lb, serves_tls_as, start_lb, stop_lb
+from controller.lb_process import is_our_lb, port_is_free, serves_tls_as, start_lb, stop_lb
 from controller.placement_round import PlacementRound
 from controller.settings import Settings
 from controller.spec import ServiceSpec
@@ -84,7 +84,7 @@ class Reconciler:
             return
         bundle = self.bundles.get(snap.bundle_digest) if snap.bundle_digest else None
         template = replica_template(name, snap.version, snap.spec, bundle)
-        self._ensure_lb(snap)
+        lb_problem = self._ensure_lb(snap)
         records = self.store.replicas(name)
         state, scanned = self._recover(name, snap.state, records)
         if scanned:  # it may have adopted instances or failed lost intents
@@ -93,7 +93,7 @@ class Reconciler:
         seen = self.observer.observe(template, records)
         state = self.placing.block_all(name, seen.blocked, state)
         streak = app_failure_streak(before, seen.records, state.app_failure_streak)
-        state = replace(state, app_failure_streak=streak)
+        state = replace(state, app_failure_streak=streak, lb_problem=lb_problem)
         fleet = self._fleet(snap.spec, template, seen.records)
         target, state = self._target(name, snap.spec, state, fleet)
         if state.app_failure_streak < self.settings.app_failures_to_fail_service:
@@ -193,21 +193,36 @@ class Reconciler:
 
     # -- the load balancer ---------------------------------------------------------------
 
-    def _ensure_lb(self, snap: ServiceSnapshot) -> None:
+    def _ensure_lb(self, snap: ServiceSnapshot) -> str:
         """The service's load balancer on this host, unless load balancers run elsewhere
-        (`SERVE_START_LOAD_BALANCERS=0`: they follow the controller from their hosts)."""
+        (`SERVE_START_LOAD_BALANCERS=0`: they follow the controller from their hosts).
+        Returns why it cannot start ("" if it runs). The endpoint never moves: if another
+        process took its port, the operator is told (an event, `serve status`) and the
+        load balancer starts as soon as the port is free."""
         if not self.settings.start_load_balancers:
-            return
+            return ""
         tls = snap.spec.service.tls
         if is_our_lb(snap.lb_pid, snap.name):
             if serves_tls_as(snap.lb_pid, tls):
-                return
+                return ""
             self._restart_lb_for_tls(snap)
         if snap.lb_port is None:
-            return
+            return ""
+        host, port, was = self.settings.lb_host, snap.lb_port, snap.state.lb_problem
+        if not port_is_free(host, port):
+            problem = (
+                f"load balancer port {port} on {host} is taken by another process: free it "
+                f"(the endpoint keeps its port) and the load balancer starts again"
+            )
+            if problem != was:
+                self.store.event(snap.name, "lb_port_taken", problem, data={"port": port})
+            return problem
         policy = snap.spec.service.load_balancing_policy
-        pid = start_lb(self.settings, snap.name, snap.lb_port, policy, tls)
-        self.services.lb_started(snap.name, pid, snap.lb_port)
+        pid = start_lb(self.settings, snap.name, port, policy, tls)
+        self.services.lb_started(snap.name, pid, port)
+        if was:
+            self.store.event(snap.name, "lb_started", f"load balancer started again on port {port}")
+        return ""
 
     def _restart_lb_for_tls(self, snap: ServiceSnapshot) -> None:
         """`service.tls` changed (`serve update`): the endpoint pauses while a load balancer

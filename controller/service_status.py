@@ -25,6 +25,17 @@ class ServiceStatus(enum.StrEnum):
 
 STICKY = frozenset({ServiceStatus.SHUTTING_DOWN, ServiceStatus.FAILED_CLEANUP})
 
+ENDPOINT_DOWN = "endpoint down: "
+"""Leads the reason while the load balancer cannot start; the status still says what the
+replicas are doing (they may all be READY behind an endpoint nobody can reach)."""
+
+
+def endpoint_problem(reason: str) -> str | None:
+    """Why the endpoint is down, read back from a stored reason (None: it is not)."""
+    if not reason.startswith(ENDPOINT_DOWN):
+        return None
+    return reason[len(ENDPOINT_DOWN) :].split("; ", 1)[0]
+
 
 def service_status(
     current: ServiceStatus,
@@ -32,9 +43,19 @@ def service_status(
     target: int,
     app_failure_streak: int,
     failure_limit: int,
+    lb_problem: str = "",
 ) -> tuple[ServiceStatus, str]:
     if current in STICKY:
         return current, ""
+    status, reason = _from_replicas(replicas, target, app_failure_streak, failure_limit)
+    if lb_problem:
+        return status, f"{ENDPOINT_DOWN}{lb_problem.replace('; ', ', ')}; {reason}"
+    return status, reason
+
+
+def _from_replicas(
+    replicas: Sequence[ReplicaRecord], target: int, app_failure_streak: int, failure_limit: int
+) -> tuple[ServiceStatus, str]:
     ready = sum(1 for r in replicas if r.status == ReplicaStatus.READY)
     alive = sum(1 for r in replicas if r.status in ALIVE)
     if ready and app_failure_streak >= failure_limit:

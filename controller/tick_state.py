@@ -3,7 +3,8 @@
 Stored with the service (`services.tick_state`, JSON) so a controller restart continues
 where the last leader stopped: the autoscaler's waits, the streak of replicas that failed
 before ever becoming ready, the on-demand/spot targets last reported (to tell the operator
-when they change), the clouds blocked for a while, and when orphans were last looked for.
+when they change), the clouds blocked for a while, when orphans were last looked for, and
+why the load balancer cannot start (so its event is written once, not every tick).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class TickState:
     last_orphan_scan: float = 0.0
     ready_version: int = 0
     """The newest version that has had a READY replica (its `ready_at` is recorded)."""
+    lb_problem: str = ""
+    """Why the service's load balancer cannot start ("" while it can): the endpoint is down."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -35,6 +38,7 @@ class TickState:
             "blocked": self.blocked.to_json(),
             "last_orphan_scan": self.last_orphan_scan,
             "ready_version": self.ready_version,
+            "lb_problem": self.lb_problem,
         }
 
     @classmethod
@@ -50,6 +54,7 @@ class TickState:
             blocked=CloudBlocks.from_json(data.get("blocked")),
             last_orphan_scan=float(data.get("last_orphan_scan") or 0.0),
             ready_version=int(data.get("ready_version") or 0),
+            lb_problem=str(data.get("lb_problem") or ""),
         )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from controller.api.views import tokens_view
 from controller.db import Database, EventRow, ReplicaRow, ServiceRow
 from controller.db.token_counts import TokenFigures, token_figures
+from controller.service_status import endpoint_problem
 
 
 class ControllerCollector(Collector):
@@ -34,6 +35,11 @@ class ControllerCollector(Collector):
             labels=["service"],
         )
         services = GaugeMetricFamily("serve_services", "Services by status", labels=["status"])
+        endpoint_down = GaugeMetricFamily(
+            "serve_endpoint_down",
+            "1 while the service's load balancer cannot start (its port is taken), else 0",
+            labels=["service"],
+        )
         preemptions = CounterMetricFamily(
             "serve_preemptions", "Spot preemptions seen", labels=["service"]
         )
@@ -74,6 +80,8 @@ class ControllerCollector(Collector):
                 target.add_metric([row.name], row.target_replicas)
                 cost.add_metric([row.name], hourly.get(row.name, 0.0))
                 status_counts[row.status] += 1
+                down = endpoint_problem(row.status_reason or "") is not None
+                endpoint_down.add_metric([row.name], int(down))
                 found = figures.get(row.id, TokenFigures())
                 for market, (prompt, completion) in found.total.items():
                     tokens.add_metric([row.name, market, "prompt"], prompt)
@@ -94,4 +102,5 @@ class ControllerCollector(Collector):
             ).all()
             for name, n in pre:
                 preemptions.add_metric([name], n)
-        yield from (replicas, target, cost, services, preemptions, tokens, token_rate, per_million)
+        yield from (replicas, target, cost, services, endpoint_down, preemptions)
+        yield from (tokens, token_rate, per_million)

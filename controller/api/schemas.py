@@ -110,6 +110,9 @@ class ServicePublic(BaseModel):
     status_reason: str
     version: int
     endpoint: str | None
+    endpoint_down: str | None = None
+    """Why the endpoint does not answer though the service runs (its load balancer cannot
+    start), or None."""
     created_at: float
     uptime_seconds: float | None
     target_replicas: int

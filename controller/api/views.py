@@ -18,6 +18,7 @@ from controller.api.schemas import (
 from controller.costs import hourly_rates, hourly_rates_by_market
 from controller.db import EventRow, ReplicaRow, ServiceRow
 from controller.db.token_counts import TOKEN_WINDOW_SECONDS, TokenFigures, Tokens, token_figures
+from controller.service_status import endpoint_problem
 from controller.services import VersionView, latest_version
 from controller.settings import Settings
 from controller.spec import ServiceSpec
@@ -114,6 +115,7 @@ def service_view(
         status_reason=row.status_reason,
         version=row.version,
         endpoint=endpoint_url(settings, row.lb_port, spec) if row.lb_port else None,
+        endpoint_down=endpoint_problem(row.status_reason or ""),
         created_at=row.created_at,
         uptime_seconds=now - row.ready_since if row.ready_since else None,
         target_replicas=row.target_replicas,

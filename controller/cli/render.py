@@ -73,11 +73,18 @@ def services_table(services: list[dict[str, Any]]) -> Table:
             duration(svc.get("uptime_seconds")),
             status_text(svc["status"]),
             f"{svc['ready_replicas']}/{svc['target_replicas']}",
-            svc.get("endpoint") or "-",
+            endpoint_text(svc),
             f"${cost['per_hour']:.2f} (od ${cost['on_demand_per_hour']:.2f})",
             f"{saved * 100:.0f}%" if saved is not None else "-",
         )
     return table
+
+
+def endpoint_text(svc: dict[str, Any]) -> Text:
+    endpoint = svc.get("endpoint") or "-"
+    if svc.get("endpoint_down"):
+        return Text(f"{endpoint} (DOWN)", style="bold red")
+    return Text(endpoint)
 
 
 def replicas_table(services: list[dict[str, Any]], now: float | None = None) -> Table:
@@ -162,7 +169,7 @@ def events_table(events: list[dict[str, Any]]) -> Table:
 def reasons(services: list[dict[str, Any]]) -> Text:
     lines = Text()
     for svc in services:
-        if svc["status"] != "READY" and svc.get("status_reason"):
+        if (svc["status"] != "READY" or svc.get("endpoint_down")) and svc.get("status_reason"):
             lines.append(f"{svc['name']}: ", style="bold")
             lines.append(svc["status_reason"] + "\n")
         for r in svc["replicas"]:

@@ -110,6 +110,7 @@ class ServiceStore:
                 target,
                 state.app_failure_streak,
                 failures_to_fail,
+                state.lb_problem,
             )
             if status.value != row.status:
                 add_event(

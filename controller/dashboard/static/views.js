@@ -19,7 +19,14 @@ const EVENT_CLASS = {
   replica_failed: "bad",
   launch_failed: "bad",
   orphan_terminated: "bad",
+  lb_port_taken: "bad",
+  lb_started: "good",
 };
+
+/** The endpoint does not answer though replicas may be READY: its port is taken. */
+function endpointDown(why) {
+  return el("span", { class: "pill s-FAILED endpoint-down", title: why, text: "DOWN" });
+}
 
 function mixBar(spot, onDemand) {
   const total = spot + onDemand;
@@ -57,7 +64,7 @@ export function renderServices(tbody, empty, services, selected, onSelect) {
           mixBar(s.spot_replicas, s.on_demand_replicas),
           `${s.spot_replicas} spot · ${s.on_demand_replicas} on-demand`,
         ),
-        el("td", {}, link(s.endpoint)),
+        el("td", {}, link(s.endpoint), s.endpoint_down ? endpointDown(s.endpoint_down) : null),
         el("td", { class: "num", text: money(s.cost.per_hour) }),
         el("td", { class: "num muted", text: money(s.cost.on_demand_per_hour) }),
         el("td", { class: "num saved", text: percent(s.cost.savings_fraction) }),
