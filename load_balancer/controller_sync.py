@@ -1,15 +1,16 @@
 """The sync call: report request counts to the controller, learn the ready replicas.
 
 Contract: ``POST {controller}/api/v1/services/{name}/lb-sync`` with a bearer token and
-``{"request_count", "window_seconds", "lb_id", "in_flight", "tokens": {url: [prompt,
-completion]}}`` (tokens only when answers reported usage since the last sync); 200 answers
+``{"request_count", "window_seconds", "lb_id", "seq", "in_flight", "tokens": {url: [prompt,
+completion]}}`` (tokens only when answers reported usage since the last report); 200 answers
 ``{"ready_replicas": [...], "load_balancing_policy": ..., "resume_streams": bool,
 "replica_weights": {url: qps}, "session_header": "x-session-id", "api_key_hashes": [...]}``
 (policy, resume, session header and key hashes may be absent: the current setting stays;
 weights may be absent: every replica weighs the same; an empty ``api_key_hashes`` opens the
-endpoint). Invariants: a request, and a token, is reported once (the reported totals advance
-only after a 200), except that a sync whose 200 is lost on the way back (say a timeout after
-the controller recorded it) is reported again with the next one; on any failure the last
+endpoint). Invariants: a request, and a token, is counted once. Reports are numbered
+(`seq`); one that gets no 200 is sent again unchanged until one comes, and the controller
+records each (`lb_id`, `seq`) once, so a report whose 200 was lost on the way back (say a
+timeout after the controller recorded it) is not counted twice. On any failure the last
 known replicas keep serving.
 """
 
@@ -88,6 +89,16 @@ class SyncOutcome:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Report:
+    """One numbered report: what it says, and the totals it brings the reported ones to."""
+
+    body: dict[str, object]
+    received_total: int
+    tokens: TokenTotals
+    taken_at: float
+
+
 class ControllerSync:
     """Runs the sync right away and then every ``--sync-interval`` seconds."""
 
@@ -122,6 +133,11 @@ class ControllerSync:
         self._reported = 0
         self._last_success = clock()
         self._current = 0
+        self._seq = 0
+        self._unanswered: Report | None = None
+        """The last report, until a controller answers it: sent again as it was (same number,
+        same counts), so a controller that recorded it before its answer was lost sees the
+        number and does not count it twice. Newer counts wait for the next report."""
 
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=max(self._config.sync_interval, 5.0)) as client:
@@ -143,26 +159,36 @@ class ControllerSync:
         wake.sync_now.clear()
 
     async def sync_once(self, client: httpx.AsyncClient) -> SyncOutcome:
+        report = self._unanswered or self._next_report()
+        payload = dict(report.body)
+        if self._in_flight is not None:
+            payload["in_flight"] = self._in_flight()  # a gauge: now, not when first sent
+        outcome = await self._post(client, payload)
+        if not outcome.ok:
+            self._unanswered = report
+            return outcome
+        self._unanswered = None
+        self._seq += 1
+        self._tokens_reported.update(report.tokens)
+        self._reported = report.received_total
+        self._last_success = report.taken_at
+        if self._synced is not None:
+            self._synced()
+        return outcome
+
+    def _next_report(self) -> Report:
         total = self._received_total()
         now = self._clock()
-        payload: dict[str, object] = {
+        body: dict[str, object] = {
             "request_count": total - self._reported,
             "window_seconds": round(max(now - self._last_success, 0.0), 3),
             "lb_id": self._id,
+            "seq": self._seq,
         }
-        if self._in_flight is not None:
-            payload["in_flight"] = self._in_flight()
         tokens = self._tokens() if self._tokens is not None else {}
         if deltas := self._token_deltas(tokens):
-            payload["tokens"] = deltas
-        outcome = await self._post(client, payload)
-        if outcome.ok:
-            self._tokens_reported.update(tokens)
-            self._reported = total
-            self._last_success = now
-            if self._synced is not None:
-                self._synced()
-        return outcome
+            body["tokens"] = deltas
+        return Report(body, total, dict(tokens), now)
 
     def _token_deltas(self, totals: TokenTotals) -> dict[str, list[int]]:
         """Replica URL -> [prompt, completion] tokens not reported yet."""

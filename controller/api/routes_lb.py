@@ -3,17 +3,20 @@ used, per replica), it gets the ready replicas (and the hashes of the service's 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controller.api.deps import require_token, runtime
 from controller.api.schemas import LbSyncRequest, LbSyncResponse
 from controller.api_keys import active_hashes
 from controller.capacity import CapacityTable
-from controller.db import ReplicaRow
+from controller.db import ReplicaRow, ServiceRow
+from controller.db.request_counts import add_count, already_recorded
 from controller.db.token_counts import ON_DEMAND, SPOT, UNKNOWN, Tokens, record_tokens
 from controller.runtime import ControllerRuntime
 from controller.services import get_or_404, latest_version
@@ -51,11 +54,7 @@ def lb_sync(
             ready = _draining(s, row.id, rt.clock.now())
         weights = replica_weights(s, row.id, latest.spec, ready)
         key_hashes = active_hashes(s, row.id)
-        if body.tokens:
-            record_tokens(s, row.id, tokens_by_market(s, row.id, body.tokens), rt.clock.now())
-    rt.rates.record(
-        name, body.request_count, body.window_seconds, rt.clock.now(), body.in_flight, body.lb_id
-    )
+    record_report(rt, name, body)
     return LbSyncResponse(
         ready_replicas=ready,
         load_balancing_policy=service.load_balancing_policy,
@@ -64,6 +63,31 @@ def lb_sync(
         session_header=_session_header(service),
         api_key_hashes=key_hashes,
     )
+
+
+def record_report(rt: ControllerRuntime, name: str, body: LbSyncRequest) -> None:
+    """The report's request count and tokens, together and once: a report sent again after
+    its answer was lost (same `lb_id` and `seq`) is not counted again, also when two
+    controllers receive it at once (the unique index refuses the second)."""
+    now = rt.clock.now()
+    with contextlib.suppress(IntegrityError), rt.db.session() as s:
+        if already_recorded(s, name, body.lb_id, body.seq):
+            return
+        add_count(
+            s,
+            name,
+            body.request_count,
+            body.window_seconds,
+            now,
+            body.in_flight,
+            body.lb_id,
+            body.seq,
+        )
+        s.flush()  # the unique index speaks before the tokens are added
+        if body.tokens:
+            service_id = s.scalar(select(ServiceRow.id).where(ServiceRow.name == name))
+            if service_id is not None:
+                record_tokens(s, service_id, tokens_by_market(s, service_id, body.tokens), now)
 
 
 def tokens_by_market(

@@ -159,6 +159,9 @@ class LbSyncRequest(BaseModel):
     """Requests in flight at the load balancer now (concurrency autoscaling)."""
     lb_id: str | None = Field(None, max_length=64)
     """Which load balancer reports (a service may have several)."""
+    seq: int | None = Field(None, ge=0, le=2**62)
+    """The load balancer's report number: a report sent again (its answer was lost) carries
+    the same number and the same counts, and is recorded once."""
     tokens: dict[str, tuple[TokenCount, TokenCount]] | None = Field(None, max_length=1024)
     """Replica URL -> [prompt, completion] tokens its answers reported since the last sync."""
 

@@ -161,7 +161,11 @@ class RequestCountRow(Base):
     controller (a standby may receive the sync; the leader reads it)."""
 
     __tablename__ = "request_counts"
-    __table_args__ = (Index("ix_request_counts_service_at", "service_name", "at"),)
+    __table_args__ = (
+        Index("ix_request_counts_service_at", "service_name", "at"),
+        # A report sent again after its answer was lost is the same report: recorded once.
+        Index("ux_request_counts_report", "service_name", "lb_id", "seq", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     service_name: Mapped[str] = mapped_column(String(64))
@@ -171,6 +175,8 @@ class RequestCountRow(Base):
     # Requests in flight at the load balancer when it synced, and which one it is.
     in_flight: Mapped[float | None] = mapped_column(Float, nullable=True)
     lb_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The load balancer's report number (None from load balancers that do not send one)."""
 
 
 class TokenCountRow(Base):

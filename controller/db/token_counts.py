@@ -3,8 +3,8 @@
 A sync adds one row per market it saw tokens for (the recent rate reads a window of rows)
 and adds the same figures to the market's running total, in the same transaction. The total
 is added to in SQL, never read and written back, so several load balancers and controllers
-writing at once lose nothing. (A load balancer reports again a sync whose answer it lost:
-load_balancer/controller_sync.py.)
+writing at once lose nothing. A report sent again after its answer was lost carries the same
+number and is recorded once (controller/api/routes_lb.py, load_balancer/controller_sync.py).
 """
 
 from __future__ import annotations

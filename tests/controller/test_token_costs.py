@@ -173,3 +173,26 @@ def test_bad_token_reports_are_refused_naming_the_field(
     assert answer.status_code == 422
     assert "tokens" in answer.text
     assert _service(client)["tokens"]["tokens_so_far"] == 0
+
+
+def test_a_report_sent_again_after_its_answer_was_lost_counts_once(
+    rt: ControllerRuntime, client: TestClient, clock: ManualClock
+) -> None:
+    create_service(rt.db, rt.settings, rt.clock, "llm", load_spec_text(SPEC))
+    spot = _ready(rt, True, 1.0, 1)
+    clock.at = CREATED + 600
+    report = {"lb_id": "a", "seq": 7, "request_count": 60, "window_seconds": 60.0}
+    for _ in range(3):  # the load balancer heard no answer twice
+        answer = client.post(
+            "/api/v1/services/llm/lb-sync", json={**report, "tokens": {spot: [1_000, 500]}}
+        )
+        assert answer.status_code == 200, answer.text
+    assert _service(client)["tokens"]["tokens_so_far"] == 1_500
+    assert rt.rates.qps("llm", clock.at) == pytest.approx(1.0)  # 60 requests over 60 s
+
+    nxt = {**report, "seq": 8, "tokens": {spot: [10, 5]}}
+    assert client.post("/api/v1/services/llm/lb-sync", json=nxt).status_code == 200
+    assert _service(client)["tokens"]["tokens_so_far"] == 1_515
+    other = {**report, "lb_id": "b", "tokens": {spot: [1, 1]}}  # another load balancer's 7
+    assert client.post("/api/v1/services/llm/lb-sync", json=other).status_code == 200
+    assert _service(client)["tokens"]["tokens_so_far"] == 1_517

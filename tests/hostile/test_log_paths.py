@@ -50,6 +50,8 @@ def planted(
     (a / "replica-3.log").symlink_to(Path("..") / "b" / "replica-1.log")
     (a / "replica-4.log").write_text("a's own log line\n")
     (a / "replica-5.log").symlink_to("/etc/passwd")
+    # The controller may have started a's load balancer already, which made its own lb.log.
+    (a / "lb.log").unlink(missing_ok=True)
     (a / "lb.log").symlink_to(Path("..") / ".." / "controller.log")
     if (services / "c").exists():
         (services / "c").rmdir()

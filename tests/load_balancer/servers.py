@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -197,6 +198,8 @@ class FakeController:
 
     ``status`` other than 200 makes it answer that status; every call is recorded in ``syncs``
     as ``(authorization header, parsed body)``, and the bodies it answered 200 in ``accepted``.
+    ``lose_answers`` records the body as accepted, then drops the connection without an
+    answer: a controller that recorded the report but whose answer was lost on the way.
     """
 
     ready_replicas: list[str] = field(default_factory=list)
@@ -206,6 +209,7 @@ class FakeController:
     session_header: str | None = None
     api_key_hashes: list[str] | None = None
     status: int = 200
+    lose_answers: bool = False
     service: str = "svc"
     syncs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     accepted: list[dict[str, Any]] = field(default_factory=list)
@@ -226,6 +230,10 @@ class FakeController:
                     self._answer(controller.status, {"detail": "programmed failure"})
                     return
                 controller.accepted.append(body)
+                if controller.lose_answers:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 answer: dict[str, Any] = {"ready_replicas": list(controller.ready_replicas)}
                 if controller.policy:
                     answer["load_balancing_policy"] = controller.policy
@@ -259,8 +267,10 @@ class FakeController:
         self._server.server_close()
 
     def reported_count(self) -> int:
-        """Requests the load balancer reported in syncs this controller accepted."""
-        return sum(int(body["request_count"]) for body in list(self.accepted))
+        """Requests the load balancer reported in syncs this controller accepted, each
+        numbered report once (as the controller records them)."""
+        reports = {(b.get("lb_id"), b.get("seq")): b for b in list(self.accepted)}
+        return sum(int(body["request_count"]) for body in reports.values())
 
 
 def main() -> None:

@@ -89,6 +89,48 @@ def test_keeps_serving_and_counting_while_the_controller_errors(
     wait_until(lambda: controller.reported_count() == 6, "unreported counts delivered later")
 
 
+def test_a_report_whose_answer_was_lost_is_sent_again_unchanged_and_counted_once(
+    procs: ProcessFactory,
+    controller: FakeController,
+    token_file: Path,
+    two_backends: tuple[Proc, Proc],
+) -> None:
+    controller.ready_replicas = [two_backends[0].url]
+    lb = _follow(procs, controller, token_file)
+    wait_until(lambda: httpx.get(lb.url + "/").status_code == 200, "first sync")
+    sent, stop = [1], threading.Event()
+
+    def steady() -> None:  # requests all along: every report has some to carry
+        while not stop.is_set():
+            assert httpx.get(lb.url + "/").status_code == 200
+            sent[0] += 1
+            stop.wait(0.02)
+
+    client = threading.Thread(target=steady)
+    client.start()
+    try:
+        wait_until(lambda: controller.reported_count() > 3, "reports answered")
+        for _ in range(20):  # until a lost report carried requests (a busy client may not)
+            controller.lose_answers = True
+            lost_from = len(controller.accepted)
+            wait_until(lambda n=lost_from + 3: len(controller.accepted) > n, "sent again")
+            controller.lose_answers = False
+            wait_until(lambda n=lost_from + 6: len(controller.accepted) > n, "answered again")
+            seq = controller.accepted[lost_from]["seq"]
+            again = [b for b in controller.accepted[lost_from:] if b["seq"] == seq]
+            if again[0]["request_count"] > 0:
+                break
+    finally:
+        stop.set()
+        client.join()
+    wait_until(lambda: controller.reported_count() == sent[0], "every request counted once")
+    assert len(again) >= 3 and again[0]["request_count"] > 0, "a report was sent again"
+    strip = [{k: v for k, v in b.items() if k != "in_flight"} for b in again]
+    assert all(b == strip[0] for b in strip), "sent again unchanged"
+    seqs = [body["seq"] for body in controller.accepted]
+    assert seqs == sorted(seqs)
+
+
 def test_service_gone_404_keeps_the_last_replicas_and_logs_it(
     procs: ProcessFactory,
     controller: FakeController,
