@@ -4,8 +4,9 @@
 
 The paper's setup (10 x 24 h windows, seed 0). A stretch is classed by how many replicas were
 ready just before, how many were lost at its first tick, in how many zones, and whether
-spot launches were refused during it; -v lists every stretch. Use it on in-sample traces
-(aws1, gcp1) only when choosing adaptive_hedge's parameters.
+spot launches were refused during it; -v lists every stretch. Then the share of ticks where
+the ready spot replicas were spread, or all in one zone (with or without room elsewhere).
+Use it on in-sample traces (aws1, gcp1) only when choosing adaptive_hedge's parameters.
 """
 
 from __future__ import annotations
@@ -67,6 +68,29 @@ def stretches(res: RunResult, rec: Recorder, settings: SimSettings, ticks: int) 
     return found
 
 
+def concentration(
+    res: RunResult, cap: np.ndarray[Any, Any], keys: list[str], settings: SimSettings
+) -> Counter[str]:
+    """Ticks by where the ready spot replicas were: spread over zones, all in one zone while
+    another zone had room for more, or all in one zone while no other zone had any."""
+    tick, ticks = settings.tick_seconds, cap.shape[1]
+    held = np.zeros((len(keys), ticks), int)
+    for s in res.spans:
+        if s.spot and s.ready_at is not None:
+            held[
+                keys.index(s.location.key), round(s.ready_at / tick) : round(s.ended_at / tick)
+            ] += 1
+    found: Counter[str] = Counter()
+    for t in range(settings.cold_start_ticks, ticks):
+        h = held[:, t]
+        if h.sum() == 0 or h.max() < h.sum():
+            found["spread (or no spot)"] += 1
+            continue
+        room = max(int(cap[i, t] - h[i]) for i in range(len(keys)) if h[i] == 0)
+        found["one zone, another had room" if room > 0 else "one zone, no room elsewhere"] += 1
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("trace")
@@ -79,10 +103,14 @@ def main() -> None:
     full = trace.capacity_at_ticks(settings.tick_seconds)
     kinds: Counter[str] = Counter()
     lost_ticks: Counter[str] = Counter()
+    where: Counter[str] = Counter()
     for w in choose_windows(full.shape[1], spec.window_ticks, len(trace.zones), 10, 0):
         cap = full[list(w.zone_order), w.offset_ticks : w.offset_ticks + spec.window_ticks]
         rec = Recorder(make_policy(args.policy), settings.tick_seconds)
-        res = run_window(rec, cap, _offers(spec, w.zone_order), settings, w.repeat)
+        offers = _offers(spec, w.zone_order)
+        res = run_window(rec, cap, offers, settings, w.repeat)
+        keys = [o.location.key for o in offers]
+        where += concentration(res, cap, keys, settings)
         for line in stretches(res, rec, settings, cap.shape[1]):
             kind, start, length = line.split("|")
             kinds[kind] += 1
@@ -91,6 +119,9 @@ def main() -> None:
                 print(f"repeat {w.repeat} ticks {start}+{length}: {kind}")
     for kind, count in kinds.most_common():
         print(f"{count:3d} stretches, {lost_ticks[kind]:4d} ticks: {kind}")
+    total = sum(where.values())
+    for kind, count in where.most_common():
+        print(f"{100 * count / total:5.1f}% of ticks: ready spot {kind}")
 
 
 if __name__ == "__main__":
