@@ -10,27 +10,17 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 
 import uvicorn
 
 from controller.app import create_app
+from controller.lb_process import port_is_free
 from controller.logs import configure_logging
 from controller.settings import Settings
 
 log = logging.getLogger("controller")
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def open_reads_refusal(settings: Settings) -> str | None:
@@ -86,7 +76,7 @@ def main() -> int:
         log.error(refusal)
         print(refusal, file=sys.stderr)
         return 2
-    if not port_free(settings.host, settings.port):
+    if not port_is_free(settings.host, settings.port):
         log.error("port %s on %s is taken; set SERVE_CONTROLLER_PORT", settings.port, settings.host)
         return 2
     app = create_app(settings)

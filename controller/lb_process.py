@@ -21,8 +21,8 @@ from controller.spec.models import TLS
 
 
 def port_is_free(host: str, port: int) -> bool:
-    """Whether a load balancer could listen on `host:port` now (a port left in TIME_WAIT by
-    our own load balancer counts as free, as the load balancer reuses it)."""
+    """Whether a server could listen on `host:port` now (a port left in TIME_WAIT by our own
+    load balancer or controller counts as free, as both reuse it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
