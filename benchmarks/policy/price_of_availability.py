@@ -1,0 +1,129 @@
+"""What 99.5% availability costs on each trace: the bar of issue 17 against what buys it.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/policy/price_of_availability.py [--out FILE]
+
+The paper's setup (N_tar = 3, N_extra = 1, cold start 120 s, 10 x 24 h windows, seed 0).
+Runs SpotHedge, adaptive_hedge at its defaults, adaptive_hedge with the always-hot standby
+(every zone that ever preempted stays a failure domain to cover: the most availability the
+policy's shape can buy) and three on-demand replicas, and prints per trace: availability and
+cost per policy, per window, and how many outage ticks (30 s each) 99.5% allows against how
+many the policies have. The last row is a clairvoyant bound: the cheapest way to 99.5% by
+choosing, for each 24 h window with the window's outcome known in advance, which of those
+policies to run (no online policy that switches between them can do better). It reads the
+out-of-sample traces too: it chooses nothing, it measures what the bar asks for.
+"""
+
+from __future__ import annotations
+
+import argparse
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Any
+
+from policies.adaptive_hedge import AdaptiveHedgePolicy
+from policies.registry import make_policy
+from policies.simulation.engine import RunResult, SimSettings, run_window
+from policies.simulation.experiment import ExperimentSpec, _offers, choose_windows
+from policies.simulation.traces import SpotTrace, load_trace, shared_dir
+
+REPEATS, SEED, BAR = 10, 0, 0.995
+TRACES = ("aws1", "gcp1", "aws2", "aws3-first-half")
+# The always-hot standby: search_hedge.py's `c/standing` point at the defaults.
+STANDING: dict[str, Any] = {"hot_risk": 0.001, "hot_half_life": 1e9}
+POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "SpotHedge": ("spothedge", {}),
+    "adaptive_hedge": ("adaptive_hedge", {}),
+    "always-hot standby": ("adaptive_hedge", STANDING),
+    "3 on-demand": ("on_demand", {}),
+}
+
+_TRACES: dict[str, SpotTrace] = {}
+
+
+def run_one(task: tuple[str, str, int]) -> tuple[str, str, int, RunResult]:
+    """One 24 h window of one policy on one trace."""
+    label, trace_name, repeat = task
+    if trace_name not in _TRACES:
+        _TRACES[trace_name] = load_trace(shared_dir() / "traces" / trace_name)
+    trace = _TRACES[trace_name]
+    spec = ExperimentSpec(trace, ("spothedge",), SimSettings(), workloads=())
+    full = trace.capacity_at_ticks(spec.settings.tick_seconds)
+    windows = choose_windows(full.shape[1], spec.window_ticks, len(trace.zones), REPEATS, SEED)
+    w = windows[repeat]
+    cap = full[list(w.zone_order), w.offset_ticks : w.offset_ticks + spec.window_ticks]
+    name, options = POLICIES[label]
+    policy = AdaptiveHedgePolicy(**options) if name == "adaptive_hedge" else make_policy(name)
+    res = run_window(policy, cap, _offers(spec, w.zone_order), spec.settings, SEED * 1000 + repeat)
+    return label, trace_name, repeat, res
+
+
+def clairvoyant_mix(runs: dict[str, list[RunResult]], allowed: int, measured: int) -> str:
+    """The cheapest per-window choice among the policies with at most `allowed` outage ticks in
+    all: a knapsack over windows, keyed by outage ticks spent so far."""
+    best: dict[int, tuple[float, tuple[str, ...]]] = {0: (0.0, ())}
+    for r in range(REPEATS):
+        step: dict[int, tuple[float, tuple[str, ...]]] = {}
+        for spent, (cost, picks) in best.items():
+            for label, results in runs.items():
+                res = results[r]
+                out = spent + res.measured_ticks - res.available_ticks
+                total = cost + res.relative_cost / REPEATS
+                if out <= allowed and total < step.get(out, (float("inf"), ()))[0]:
+                    step[out] = (total, (*picks, label))
+        best = step
+    if not best:
+        return "| clairvoyant per-window mix | not reachable | | | |"
+    spent, (cost, picks) = min(best.items(), key=lambda kv: kv[1][0])
+    names = {label: i for i, label in enumerate(runs, 1)}
+    chosen = " ".join(str(names[p]) for p in picks)
+    return (
+        f"| clairvoyant per-window mix | {(1 - spent / measured) * 100:.2f}% "
+        f"| {cost:.3f} | {spent} | policy per window, numbered as listed: {chosen} |"
+    )
+
+
+def table(trace: str, results: dict[tuple[str, int], RunResult]) -> list[str]:
+    measured = sum(results[("SpotHedge", r)].measured_ticks for r in range(REPEATS))
+    allowed = int(measured * (1 - BAR))
+    lines = [
+        f"### {trace}",
+        "",
+        f"99.5% allows {allowed} outage ticks of {measured} "
+        f"({allowed * 30 / 3600:.1f} h over {REPEATS} days).",
+        "",
+        "| policy | availability | cost | outage ticks | per window (avail % / cost) |",
+        "|---|---|---|---|---|",
+    ]
+    by_policy = {p: [results[(p, r)] for r in range(REPEATS)] for p in POLICIES}
+    for label, runs in by_policy.items():
+        out = sum(r.measured_ticks - r.available_ticks for r in runs)
+        avail = sum(r.available_ticks for r in runs) / measured
+        cost = sum(r.relative_cost for r in runs) / REPEATS
+        windows = ", ".join(f"{r.availability * 100:.2f} / {r.relative_cost:.2f}" for r in runs)
+        lines.append(f"| {label} | {avail * 100:.2f}% | {cost:.3f} | {out} | {windows} |")
+    lines.append(clairvoyant_mix(by_policy, allowed, measured))
+    return [*lines, ""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--traces", nargs="*", default=list(TRACES))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    tasks = [(p, t, r) for t in args.traces for p in POLICIES for r in range(REPEATS)]
+    found: dict[str, dict[tuple[str, int], RunResult]] = {t: {} for t in args.traces}
+    with Pool(args.jobs) as pool:
+        for label, trace, repeat, res in pool.imap_unordered(run_one, tasks):
+            found[trace][(label, repeat)] = res
+    lines = ["# What 99.5% availability costs (`price_of_availability.py`)", ""]
+    for trace in args.traces:
+        lines += table(trace, found[trace])
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
