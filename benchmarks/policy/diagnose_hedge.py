@@ -19,7 +19,7 @@ import numpy as np
 
 from policies.registry import make_policy
 from policies.simulation.engine import RunResult, SimSettings, run_window
-from policies.simulation.experiment import ExperimentSpec, _offers, choose_windows
+from policies.simulation.experiment import ExperimentSpec, window_runs
 from policies.simulation.traces import load_trace, shared_dir
 from policies.types import LocationEventKind, Plan, Policy, PolicyInput
 
@@ -100,15 +100,13 @@ def main() -> None:
     trace = load_trace(shared_dir() / "traces" / args.trace)
     settings = SimSettings()
     spec = ExperimentSpec(trace, (args.policy,), settings, workloads=())
-    full = trace.capacity_at_ticks(settings.tick_seconds)
     kinds: Counter[str] = Counter()
     lost_ticks: Counter[str] = Counter()
     where: Counter[str] = Counter()
-    for w in choose_windows(full.shape[1], spec.window_ticks, len(trace.zones), 10, 0):
-        cap = full[list(w.zone_order), w.offset_ticks : w.offset_ticks + spec.window_ticks]
+    for w in window_runs(spec):
+        cap, offers = w.capacity, w.offers
         rec = Recorder(make_policy(args.policy), settings.tick_seconds)
-        offers = _offers(spec, w.zone_order)
-        res = run_window(rec, cap, offers, settings, w.repeat)
+        res = run_window(rec, cap, offers, settings, w.seed)
         keys = [o.location.key for o in offers]
         where += concentration(res, cap, keys, settings)
         for line in stretches(res, rec, settings, cap.shape[1]):
@@ -116,7 +114,7 @@ def main() -> None:
             kinds[kind] += 1
             lost_ticks[kind] += int(length)
             if args.verbose:
-                print(f"repeat {w.repeat} ticks {start}+{length}: {kind}")
+                print(f"repeat {w.window.repeat} ticks {start}+{length}: {kind}")
     for kind, count in kinds.most_common():
         print(f"{count:3d} stretches, {lost_ticks[kind]:4d} ticks: {kind}")
     total = sum(where.values())

@@ -25,7 +25,7 @@ from typing import Any
 from policies.adaptive_hedge import AdaptiveHedgePolicy
 from policies.registry import make_policy
 from policies.simulation.engine import SimSettings, run_window
-from policies.simulation.experiment import ExperimentSpec, _offers, choose_windows
+from policies.simulation.experiment import ExperimentSpec, WindowRun, window_runs
 from policies.simulation.traces import SpotTrace, load_trace, shared_dir
 
 TRACES = ("aws1", "gcp1")
@@ -151,10 +151,12 @@ def grid_points(grid: dict[str, tuple[Any, ...]], tag: str) -> list[tuple[str, d
 
 
 def spec_for(trace: SpotTrace) -> ExperimentSpec:
-    return ExperimentSpec(trace, ("adaptive_hedge",), SimSettings(), workloads=())
+    return ExperimentSpec(
+        trace, ("adaptive_hedge",), SimSettings(), repeats=REPEATS, seed=SEED, workloads=()
+    )
 
 
-_TRACES: dict[str, SpotTrace] = {}
+_WINDOWS: dict[str, list[WindowRun]] = {}
 
 
 def run_one(
@@ -162,16 +164,13 @@ def run_one(
 ) -> tuple[str, str, int, float, float]:
     """One 24 h window of one point (None: SpotHedge) on one trace."""
     name, trace_name, params, repeat = task
-    if trace_name not in _TRACES:
-        _TRACES[trace_name] = load_trace(shared_dir() / "traces" / trace_name)
-    trace = _TRACES[trace_name]
-    spec = spec_for(trace)
-    full = trace.capacity_at_ticks(spec.settings.tick_seconds)
-    windows = choose_windows(full.shape[1], spec.window_ticks, len(trace.zones), REPEATS, SEED)
-    w = windows[repeat]
-    cap = full[list(w.zone_order), w.offset_ticks : w.offset_ticks + spec.window_ticks]
+    if trace_name not in _WINDOWS:
+        _WINDOWS[trace_name] = window_runs(
+            spec_for(load_trace(shared_dir() / "traces" / trace_name))
+        )
+    w = _WINDOWS[trace_name][repeat]
     policy = make_policy("spothedge") if params is None else AdaptiveHedgePolicy(**params)
-    res = run_window(policy, cap, _offers(spec, w.zone_order), spec.settings, SEED * 1000 + repeat)
+    res = run_window(policy, w.capacity, w.offers, SimSettings(), w.seed)
     return name, trace_name, repeat, res.availability, res.relative_cost
 
 

@@ -108,6 +108,31 @@ def choose_windows(
     return windows
 
 
+@dataclass(frozen=True)
+class WindowRun:
+    """What one window of an experiment replays: the same for every policy, so a benchmark
+    that runs policies one window at a time sees exactly what `run_experiment` sees."""
+
+    window: Window
+    capacity: np.ndarray[Any, Any]
+    offers: tuple[Offer, ...]
+    seed: int
+
+
+def window_runs(spec: ExperimentSpec) -> list[WindowRun]:
+    full = spec.trace.capacity_at_ticks(spec.settings.tick_seconds)
+    windows = choose_windows(
+        full.shape[1], spec.window_ticks, len(spec.trace.zones), spec.repeats, spec.seed
+    )
+    runs = []
+    for window in windows:
+        order = list(window.zone_order)
+        capacity = full[order, window.offset_ticks : window.offset_ticks + spec.window_ticks]
+        seed = spec.seed * 1000 + window.repeat
+        runs.append(WindowRun(window, capacity, _offers(spec, order), seed))
+    return runs
+
+
 def _offers(spec: ExperimentSpec, order: Sequence[int]) -> tuple[Offer, ...]:
     offers = []
     for i in order:
@@ -160,22 +185,16 @@ def run_experiment(
     spec: ExperimentSpec, on_run_done: Callable[[str, int], None] | None = None
 ) -> list[PolicySummary]:
     """Every policy of `spec` over the same windows; `on_run_done(policy, repeat)` per run."""
-    tick = spec.settings.tick_seconds
-    full = spec.trace.capacity_at_ticks(tick)
-    windows = choose_windows(
-        full.shape[1], spec.window_ticks, len(spec.trace.zones), spec.repeats, spec.seed
-    )
+    windows = window_runs(spec)
     summaries = []
     for name in spec.policies:
         runs = []
         pooled: dict[str, list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]] = {}
-        for window in windows:
-            order = list(window.zone_order)
-            capacity = full[order, window.offset_ticks : window.offset_ticks + spec.window_ticks]
-            offers = _offers(spec, order)
-            policy = _build(name, spec, capacity, offers)
-            seed = spec.seed * 1000 + window.repeat
-            result = run_window(policy, capacity, offers, _settings_for(name, spec.settings), seed)
+        for w in windows:
+            window = w.window
+            policy = _build(name, spec, w.capacity, w.offers)
+            settings = _settings_for(name, spec.settings)
+            result = run_window(policy, w.capacity, w.offers, settings, w.seed)
             latency = {}
             for k, workload in enumerate(spec.workloads):
                 rng = np.random.default_rng([spec.seed, window.repeat, k])
