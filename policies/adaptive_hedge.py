@@ -26,6 +26,12 @@ plain JSON. Per call, with N = target, B = base on-demand replicas, E = num_over
   are not hot (whichever is not needed once ready is stopped); with `standby_drops_hedge`,
   the hedge is not paid for while that standby runs; `standby_spare` = 1 covers all but one
   of the hot zone's ready spot replicas;
+- with an availability target (the YAML's `availability_target`, off by default): while the
+  service's recent outage is above what the target allows (`policies/outage_budget.py`), it
+  runs on N on-demand replicas only, each spot replica stopped once an on-demand one is ready
+  in its stead; when the outage has faded to half the budget, spot comes back as SpotHedge's
+  fallback does (on-demand stays until the spot replicas are ready). No foresight: it buys
+  availability on a market that keeps taking the zone everything runs in;
 - replicas of older versions are kept only until N replicas of the latest are ready.
 """
 
@@ -33,10 +39,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from policies import refusals, zone_risk
+from policies import outage_budget, refusals, zone_risk
 from policies.on_demand import scale_on_demand
 from policies.replica_sets import outdated_to_remove, split_by_version
 from policies.risk_placement import place_spread, replica_to_move, spot_removal, usable_offers
@@ -55,6 +61,7 @@ class AdaptiveHedgeState:
     last_preempted_at: float | None = None
     spot_refused: refusals.RefusalLog = ()
     on_demand_refused: refusals.RefusalLog = ()
+    budget: outage_budget.OutageBudget = field(default_factory=outage_budget.OutageBudget)
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,25 @@ class AdaptiveHedgeParams:
     standby_drops_hedge: bool = False
     # The standby leaves this many of the hot zone's ready spot replicas uncovered (0: all).
     standby_spare: int = 0
+    # The outage weighed against `availability_target` halves this often (outage_budget.py).
+    budget_half_life: float = outage_budget.DEFAULT_HALF_LIFE
+
+
+_PROTECTING = "recent outage above the {:g}% availability target"
+
+
+def _protecting(target: float | None) -> str:
+    return _PROTECTING.format(round(100 * (target or 0.0), 6))
+
+
+def protecting(saved_state: dict[str, Any]) -> bool:
+    """Whether a saved state serves from on-demand only for an availability target."""
+    return outage_budget.OutageBudget.from_json(saved_state.get("budget")).protecting
+
+
+def on_demand_only(saved_state: dict[str, Any], target: float | None) -> str:
+    """Why a service runs on on-demand only, from its saved state ("" when it does not)."""
+    return _protecting(target) if target is not None and protecting(saved_state) else ""
 
 
 def hedge_size(risk: float, config: PlacementConfig, params: AdaptiveHedgeParams) -> int:
@@ -133,6 +159,10 @@ class AdaptiveHedgePolicy:
             want_spot += exposed
             cool = [o for o in usable if o.location.key not in hot]
             usable = cool or usable
+        protect = cfg.use_spot and state.budget.protecting
+        if protect:
+            ready_od = sum(1 for r in current if not r.spot and r.ready)
+            want_spot = min(len(spots), max(0, target - ready_od))
         excess = len(spots) - want_spot
         clean = [o for o in usable if risk.get(o.location.key, 0.0) < p.rebalance_risk]
         ready_ones = [r for r in spots if r.ready]
@@ -149,6 +179,8 @@ class AdaptiveHedgePolicy:
         new_spot = place_spread(where, (r.location for r in kept), missing, risk, avoid)
 
         want_od = self._on_demand_target(inp, target, hedge, ready_spot, state, market_risk)
+        if protect:
+            want_od = target
         avoid_od = refusals.recently_refused(state.on_demand_refused, inp.now, self.refusal_backoff)
         new_od, stop_od = scale_on_demand(inp, want_od, avoid_od)
         plan = Plan(
@@ -161,6 +193,7 @@ class AdaptiveHedgePolicy:
                 f"spot {len(spots)}/{want_spot} launched, {ready_spot} ready",
                 f"on-demand fallback {want_od}",
             ),
+            on_demand_reason=_protecting(cfg.availability_target) if protect else "",
         )
         return plan, state
 
@@ -230,6 +263,13 @@ class AdaptiveHedgePolicy:
             last_preempted_at=last,
             spot_refused=refusals.prune(spot_log, inp.now, backoff),
             on_demand_refused=refusals.prune(od_log, inp.now, backoff),
+            budget=state.budget.observe(
+                inp.now,
+                _serving(inp),
+                max(0, inp.target),
+                inp.config.availability_target,
+                self.params.budget_half_life,
+            ),
         )
 
     def state_to_dict(self, state: AdaptiveHedgeState) -> dict[str, Any]:
@@ -241,6 +281,7 @@ class AdaptiveHedgePolicy:
             "last_preempted_at": state.last_preempted_at,
             "spot_refused": refusals.log_to_json(state.spot_refused),
             "on_demand_refused": refusals.log_to_json(state.on_demand_refused),
+            "budget": state.budget.to_json(),
         }
 
     def state_from_dict(self, data: dict[str, Any]) -> AdaptiveHedgeState:
@@ -254,4 +295,12 @@ class AdaptiveHedgePolicy:
             last_preempted_at=None if last is None else float(last),
             spot_refused=refusals.log_from_json(data.get("spot_refused")),
             on_demand_refused=refusals.log_from_json(data.get("on_demand_refused")),
+            budget=outage_budget.OutageBudget.from_json(data.get("budget")),
         )
+
+
+def _serving(inp: PolicyInput) -> int:
+    """Ready replicas of the latest version (one on notice serves until the notice ends,
+    where the driver says so)."""
+    current, _ = split_by_version(inp.replicas, inp.latest_version)
+    return sum(1 for r in current if r.ready) + inp.serving_on_notice

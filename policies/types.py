@@ -92,6 +92,9 @@ class PlacementConfig:
     base_ondemand_fallback_replicas: int = 0
     dynamic_ondemand_fallback: bool = False
     dynamic_placement: bool = True
+    availability_target: float | None = None
+    """Our extension (a fraction, 0.995): `adaptive_hedge` buys on-demand while the service's
+    recent outage is above what it allows (policies/outage_budget.py). None: no target."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,10 @@ class PolicyInput:
     now: float
     latest_version: int = 1
     events: tuple[LocationEvent, ...] = ()
+    serving_on_notice: int = 0
+    """Ready replicas left out of `replicas` because their preemption notice runs (they are
+    being replaced) that still serve until it ends: the simulator's notice model. Live it is
+    0: a DRAINING replica takes no new requests."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,8 @@ class Plan:
     spot_target: int = 0
     on_demand_target: int = 0
     notes: tuple[str, ...] = field(default=())
+    on_demand_reason: str = ""
+    """Why on-demand is planned when the reason is not spot being short (the operator's event)."""
 
 
 class Policy(Protocol):

@@ -14,7 +14,8 @@ With a preemption notice of n ticks (`notice_seconds`, rounded up to ticks), the
 n ticks ahead: a zone's capacity at tick t is the lowest it will be over ticks t..t+n, a
 replica above it gets its notice at t (the PREEMPTED event, and it leaves the policy's view,
 as a DRAINING replica leaves the controller's, so its replacement can start at once), keeps
-serving and costing until t+n, then is taken. With n = 0 this is the plain model above.
+serving and costing until t+n, then is taken (the policy hears how many such replicas still
+serve: `PolicyInput.serving_on_notice`). With n = 0 this is the plain model above.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class SimSettings:
     tick_seconds: float = 30.0
     preemption: PreemptionOrder = "newest"
     notice_seconds: float = 0.0
+    availability_target: float | None = None
+    """A fraction (0.995) for `adaptive_hedge` (policies/outage_budget.py); others ignore it."""
 
     @property
     def cold_start_ticks(self) -> int:
@@ -65,6 +68,7 @@ class SimSettings:
             num_overprovision=self.overprovision,
             base_ondemand_fallback_replicas=self.base_on_demand,
             dynamic_ondemand_fallback=self.dynamic_fallback,
+            availability_target=self.availability_target,
         )
 
 
@@ -261,7 +265,14 @@ def run_window(
         events += _preempt(world, cap, t, settings, rng)
         for _ in range(len(offers) + 2):
             views = tuple(r.view for r in world.live.values() if r.taken_at_tick is None)
-            inp = PolicyInput(settings.target, offers, views, config, now, 1, tuple(events))
+            noticed = sum(
+                1
+                for r in world.live.values()
+                if r.taken_at_tick is not None and r.ready_tick is not None
+            )
+            inp = PolicyInput(
+                settings.target, offers, views, config, now, 1, tuple(events), noticed
+            )
             plan, state = policy.plan(inp, state)
             for rid in plan.terminations:
                 if rid in world.live:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.adaptive_hedge import AdaptiveHedgePolicy, AdaptiveHedgeState
 from policies.types import LocationEventKind, Plan
-from tests.policies.builders import A, B, C, event, inp, replica
+from tests.policies.builders import SPOTHEDGE, A, B, C, event, inp, replica
 from tests.policies.test_policy_properties import worlds
 
 HOUR = 3600.0
@@ -213,3 +214,78 @@ def test_hot_table_round_trips_through_json():
     )
     assert state.hot
     assert policy.state_from_dict(policy.state_to_dict(state)) == state
+
+
+TARGETED = replace(SPOTHEDGE, availability_target=0.995)
+
+
+def two_losses(policy: AdaptiveHedgePolicy, now: float) -> AdaptiveHedgeState:
+    """A service serving since long ago loses zone A at `now` and again 30 minutes later,
+    each time short for one cold start (2 minutes)."""
+    serving = inp(3, replicas=three_ready(), config=TARGETED, now=now - 48 * HOUR)
+    _, state = policy.plan(serving, policy.initial_state())
+    for at in (now, now + 1800):
+        rest = (replica(2, B), replica(3, C))
+        lost = inp(3, replicas=rest, config=TARGETED, now=at, events=(event(P, A, at),))
+        _, state = policy.plan(lost, state)
+        _, state = policy.plan(inp(3, replicas=three_ready(), config=TARGETED, now=at + 120), state)
+    return state
+
+
+def test_an_availability_target_turns_a_rough_market_into_on_demand_make_before_break():
+    policy = AdaptiveHedgePolicy()
+    now = 100 * HOUR
+    state = two_losses(policy, now)
+    at = now + 1800 + 150
+    plan, state = policy.plan(inp(3, replicas=three_ready(), config=TARGETED, now=at), state)
+    assert plan.on_demand_target == 3 and plan.spot_target == 3
+    assert sum(1 for launch in plan.launches if not launch.spot) == 3
+    assert spot_launches(plan) == 0 and plan.terminations == ()  # spot serves meanwhile
+    assert "above the 99.5% availability target" in plan.on_demand_reason
+    on_demand = tuple(replica(10 + i, A, spot=False) for i in range(3))
+    plan, _ = policy.plan(
+        inp(3, replicas=(*three_ready(), *on_demand), config=TARGETED, now=at + 150), state
+    )
+    assert sorted(plan.terminations) == [1, 2, 3] and plan.spot_target == 0
+
+
+def test_spot_returns_once_the_outage_has_faded_and_on_demand_waits_for_it():
+    policy = AdaptiveHedgePolicy()
+    now = 100 * HOUR
+    state = two_losses(policy, now)
+    on_demand = tuple(replica(10 + i, A, spot=False) for i in range(3))
+    plan, state = policy.plan(inp(3, replicas=on_demand, config=TARGETED, now=now + HOUR), state)
+    assert plan.on_demand_reason and plan.spot_target == 0
+    later = now + 12 * HOUR  # 233 s of outage fades to half the 156 s budget in 9.5 hours
+    plan, _ = policy.plan(inp(3, replicas=on_demand, config=TARGETED, now=later), state)
+    assert plan.on_demand_reason == "" and spot_launches(plan) == plan.spot_target >= 3
+    assert plan.on_demand_target == 3 and plan.terminations == ()
+
+
+def test_without_a_target_the_same_losses_keep_spot():
+    policy = AdaptiveHedgePolicy()
+    now = 100 * HOUR
+    _, state = policy.plan(
+        inp(3, replicas=three_ready(), now=now - 48 * HOUR), policy.initial_state()
+    )
+    for at in (now, now + 1800):
+        rest = (replica(2, B), replica(3, C))
+        _, state = policy.plan(inp(3, replicas=rest, now=at, events=(event(P, A, at),)), state)
+        _, state = policy.plan(inp(3, replicas=three_ready(), now=at + 120), state)
+    plan, _ = policy.plan(inp(3, replicas=three_ready(), now=now + 1950), state)
+    assert plan.on_demand_reason == "" and plan.spot_target >= 3 and plan.terminations == ()
+
+
+def test_a_replica_serving_out_its_notice_is_no_outage():
+    policy = AdaptiveHedgePolicy()
+    now = 100 * HOUR
+    serving = inp(3, replicas=three_ready(), config=TARGETED, now=now - HOUR)
+    _, state = policy.plan(serving, policy.initial_state())
+    rest = (replica(2, B), replica(3, C))
+    noticed = replace(inp(3, replicas=rest, config=TARGETED, now=now), serving_on_notice=1)
+    _, state = policy.plan(noticed, state)
+    _, state = policy.plan(replace(noticed, now=now + 120), state)
+    assert state.budget.outage == 0.0
+    _, state = policy.plan(inp(3, replicas=rest, config=TARGETED, now=now + 150), state)
+    _, state = policy.plan(inp(3, replicas=rest, config=TARGETED, now=now + 180), state)
+    assert state.budget.outage == 30.0  # the notice ran out: now it is short

@@ -38,6 +38,7 @@ configs = st.builds(
     num_overprovision=st.integers(0, 3),
     base_ondemand_fallback_replicas=st.integers(0, 4),
     dynamic_ondemand_fallback=st.booleans(),
+    availability_target=st.one_of(st.none(), st.sampled_from([0.9, 0.995, 0.99999])),
 )
 offer_sets = st.lists(st.sampled_from(LOCATIONS), min_size=1, max_size=4, unique=True).map(
     lambda locs: tuple(offer(loc) for loc in locs)
