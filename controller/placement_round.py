@@ -125,14 +125,15 @@ class PlacementRound:
         """Tell the operator when the policy leans on on-demand, and when it stops."""
         base = inp.config.base_ondemand_fallback_replicas
         before = base if state.on_demand_target is None else state.on_demand_target
+        state = self._note_reason(name, plan, state)
         state = replace(state, on_demand_target=plan.on_demand_target, spot_target=plan.spot_target)
         if before == plan.on_demand_target or not inp.config.use_spot:
             return state
         ready_spot = sum(1 for r in inp.replicas if r.spot and r.ready)
         if plan.on_demand_target > before:
-            kind, why = "fallback_to_on_demand", "spot short"
+            kind, why = "fallback_to_on_demand", plan.on_demand_reason or "spot short"
         else:
-            kind, why = "back_to_spot", "spot recovered"
+            kind, why = "back_to_spot", plan.on_demand_reason or "spot recovered"
         message = (
             f"{why} ({ready_spot}/{plan.spot_target} ready): "
             f"on-demand replicas {before} -> {plan.on_demand_target}"
@@ -140,6 +141,18 @@ class PlacementRound:
         data = {"on_demand": plan.on_demand_target, "ready_spot": ready_spot}
         self.store.event(name, kind, message, data=data)
         return state
+
+    def _note_reason(self, name: str, plan: Plan, state: TickState) -> TickState:
+        """An availability target's on-demand-only stretches begin and end with an event."""
+        if plan.on_demand_reason == state.on_demand_reason:
+            return state
+        if plan.on_demand_reason:
+            message = f"{plan.on_demand_reason}: serving from on-demand replicas until it fades"
+            self.store.event(name, "on_demand_only", message, data={"on": True})
+        else:
+            message = f"recent outage back within budget ({state.on_demand_reason} before)"
+            self.store.event(name, "on_demand_only", message, data={"on": False})
+        return replace(state, on_demand_reason=plan.on_demand_reason)
 
 
 def _view(r: ReplicaRecord) -> ReplicaView:

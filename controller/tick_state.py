@@ -2,9 +2,10 @@
 
 Stored with the service (`services.tick_state`, JSON) so a controller restart continues
 where the last leader stopped: the autoscaler's waits, the streak of replicas that failed
-before ever becoming ready, the on-demand/spot targets last reported (to tell the operator
-when they change), the clouds blocked for a while, when orphans were last looked for, and
-why the load balancer cannot start (so its event is written once, not every tick).
+before ever becoming ready, the on-demand/spot targets and the reason for on-demand last
+reported (to tell the operator when they change), the clouds blocked for a while, when
+orphans were last looked for, and why the load balancer cannot start (so its event is
+written once, not every tick).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class TickState:
     """The newest version that has had a READY replica (its `ready_at` is recorded)."""
     lb_problem: str = ""
     """Why the service's load balancer cannot start ("" while it can): the endpoint is down."""
+    on_demand_reason: str = ""
+    """Why the policy last ran on on-demand beyond spot being short ("" for none)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +42,7 @@ class TickState:
             "last_orphan_scan": self.last_orphan_scan,
             "ready_version": self.ready_version,
             "lb_problem": self.lb_problem,
+            "on_demand_reason": self.on_demand_reason,
         }
 
     @classmethod
@@ -55,6 +59,7 @@ class TickState:
             last_orphan_scan=float(data.get("last_orphan_scan") or 0.0),
             ready_version=int(data.get("ready_version") or 0),
             lb_problem=str(data.get("lb_problem") or ""),
+            on_demand_reason=str(data.get("on_demand_reason") or ""),
         )
 
 

@@ -15,6 +15,7 @@ from controller.api.views import tokens_view
 from controller.db import Database, EventRow, ReplicaRow, ServiceRow
 from controller.db.token_counts import TokenFigures, token_figures
 from controller.service_status import endpoint_problem
+from policies.adaptive_hedge import protecting
 
 
 class ControllerCollector(Collector):
@@ -38,6 +39,12 @@ class ControllerCollector(Collector):
         endpoint_down = GaugeMetricFamily(
             "serve_endpoint_down",
             "1 while the service's load balancer cannot start (its port is taken), else 0",
+            labels=["service"],
+        )
+        on_demand_only = GaugeMetricFamily(
+            "serve_on_demand_only",
+            "1 while the service runs on on-demand only because its recent outage is above "
+            "its availability_target, else 0",
             labels=["service"],
         )
         preemptions = CounterMetricFamily(
@@ -82,6 +89,7 @@ class ControllerCollector(Collector):
                 status_counts[row.status] += 1
                 down = endpoint_problem(row.status_reason or "") is not None
                 endpoint_down.add_metric([row.name], int(down))
+                on_demand_only.add_metric([row.name], int(protecting(row.policy_state or {})))
                 found = figures.get(row.id, TokenFigures())
                 for market, (prompt, completion) in found.total.items():
                     tokens.add_metric([row.name, market, "prompt"], prompt)
@@ -102,5 +110,5 @@ class ControllerCollector(Collector):
             ).all()
             for name, n in pre:
                 preemptions.add_metric([name], n)
-        yield from (replicas, target, cost, services, endpoint_down, preemptions)
+        yield from (replicas, target, cost, services, endpoint_down, on_demand_only, preemptions)
         yield from (tokens, token_rate, per_million)

@@ -122,6 +122,9 @@ class ServicePublic(BaseModel):
     load_balancing_policy: str
     policy: str
     policy_state: dict[str, Any]
+    on_demand_only: str = ""
+    """Why the policy serves from on-demand only though spot may be had ("" when it does
+    not): the recent outage is above the YAML's availability_target."""
     cost: CostPublic
     tokens: TokensPublic
     replicas: list[ReplicaPublic]

@@ -22,6 +22,7 @@ from controller.service_status import endpoint_problem
 from controller.services import VersionView, latest_version
 from controller.settings import Settings
 from controller.spec import ServiceSpec
+from policies.adaptive_hedge import on_demand_only
 from replica_manager.lifecycle import ALIVE
 from replica_manager.records import ReplicaStatus
 
@@ -125,6 +126,9 @@ def service_view(
         load_balancing_policy=spec.service.load_balancing_policy,
         policy=row.policy_name or ("spothedge" if spec.any_spot else "on_demand"),
         policy_state=row.policy_state or {},
+        on_demand_only=on_demand_only(
+            row.policy_state or {}, spec.placement_config().availability_target
+        ),
         cost=cost_view(per_hour, od_per_hour, row.cost_so_far, row.on_demand_cost_so_far),
         tokens=tokens_view(
             tokens or TokenFigures(),

@@ -172,6 +172,9 @@ def reasons(services: list[dict[str, Any]]) -> Text:
         if (svc["status"] != "READY" or svc.get("endpoint_down")) and svc.get("status_reason"):
             lines.append(f"{svc['name']}: ", style="bold")
             lines.append(svc["status_reason"] + "\n")
+        if svc.get("on_demand_only"):
+            lines.append(f"{svc['name']}: ", style="bold")
+            lines.append(f"on-demand only: {svc['on_demand_only']}\n", style="yellow")
         for r in svc["replicas"]:
             if "FAILED" in r["status"] or r["status"] in ("PREEMPTED", "DRAINING"):
                 lines.append(f"{svc['name']} replica {r['id']} {r['status']}: ", style="dim")

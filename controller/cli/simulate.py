@@ -149,6 +149,7 @@ def _document(
             "tick_seconds": s.tick_seconds,
             "preemption": s.preemption,
             "notice_seconds": s.notice_seconds,
+            "availability_target": s.availability_target,
             "hours": spec.hours,
             "repeats": spec.repeats,
             "seed": spec.seed,
@@ -164,10 +165,12 @@ def _document(
 def _tables(doc: dict[str, Any]) -> list[Table]:
     t = doc["trace"]
     s = doc["settings"]
+    goal = s["availability_target"]
+    target = "" if goal is None else f"availability target {round(100 * goal, 6):g}%, "
     main = Table(
         title=f"{t['name']}: {len(t['zones'])} zones, N_tar={s['target']}, "
         f"N_extra={s['overprovision']}, cold start {s['cold_start_seconds']:g}s, "
-        f"notice {s['notice_seconds']:g}s, "
+        f"notice {s['notice_seconds']:g}s, {target}"
         f"{s['repeats']} x {s['hours']:g}h",
     )
     for name in ("Policy", "Cost vs on-demand", "Availability", "Preemptions", "Launches"):
@@ -232,6 +235,10 @@ def simulate(
         float,
         typer.Option(min=0, help="Preemption notice in seconds: the replica serves until it ends."),
     ] = 0.0,
+    availability_target: Annotated[
+        float | None,
+        typer.Option(help="adaptive_hedge: availability in percent (99.5) to buy with on-demand."),
+    ] = None,
     tick: Annotated[float, typer.Option(min=1, help="Seconds per simulation step.")] = 30.0,
     hours: Annotated[float, typer.Option(help="Length of each replayed window.")] = 24.0,
     repeats: Annotated[int, typer.Option(min=1, help="Windows at random offsets.")] = 10,
@@ -258,6 +265,11 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Replay placement policies on spot traces: cost, availability, preemptions, latency."""
+    if availability_target is not None and not 0 < availability_target < 100:
+        raise _fail(
+            f"--availability-target {availability_target:g} is not a percent above 0 and below "
+            "100: write e.g. 99.5"
+        )
     try:
         loaded: SpotTrace = load_trace(trace, capacity.value)
         workloads, maf_trace = _maf(list(workload or WORKLOADS), workload is not None, maf)
@@ -273,6 +285,9 @@ def simulate(
                 tick_seconds=tick,
                 preemption=preemption.value,
                 notice_seconds=notice,
+                availability_target=(
+                    None if availability_target is None else availability_target / 100
+                ),
             ),
             hours=hours,
             repeats=repeats,

@@ -87,6 +87,10 @@ class ReplicaPolicy(Strict):
     # (policies/registry.py). SpotHedge is SkyPilot's; adaptive_hedge sizes the hedge from
     # recent preemptions (policies/adaptive_hedge.py) and always spreads like the placer.
     spot_policy: Literal["spothedge", "adaptive_hedge"] = "spothedge"
+    # Our extension, read by adaptive_hedge: the availability in percent (99.5) to keep by
+    # serving from on-demand while recent outage is above what it allows
+    # (policies/outage_budget.py). Unset: no target, cost first.
+    availability_target: float | None = Field(None, gt=0, lt=100)
 
     @field_validator("spot_placer", "spot_policy", mode="before")
     @classmethod
@@ -111,6 +115,25 @@ class ReplicaPolicy(Strict):
                 raise SpecProblem(f"accelerator {key!r} is empty or named twice", "")
             out[name] = qps
         return out
+
+    @model_validator(mode="after")
+    def _target_needs_adaptive_hedge(self) -> ReplicaPolicy:
+        if self.availability_target is None:
+            return self
+        if self.spot_policy != "adaptive_hedge":
+            raise SpecProblem(
+                "availability_target is read by spot_policy: adaptive_hedge only",
+                "add spot_policy: adaptive_hedge, or remove availability_target",
+                "availability_target",
+            )
+        if not self.dynamic_ondemand_fallback:
+            raise SpecProblem(
+                "availability_target needs dynamic_ondemand_fallback: true (on-demand must "
+                "cover while spot replicas come back after on-demand-only stretches)",
+                "add dynamic_ondemand_fallback: true",
+                "availability_target",
+            )
+        return self
 
     @model_validator(mode="after")
     def _bounds(self) -> ReplicaPolicy:
@@ -157,6 +180,7 @@ class ReplicaPolicy(Strict):
             or self.spot_placer
             or self.num_overprovision
             or self.spot_policy != "spothedge"
+            or self.availability_target is not None
         )
 
 

@@ -92,7 +92,8 @@ class ServiceSpec(Strict):
         if policy.uses_spot_options and not self.any_spot:
             raise SpecProblem(
                 "spot options (base_ondemand_fallback_replicas, dynamic_ondemand_fallback, "
-                "spot_placer, num_overprovision) need spot replicas",
+                "spot_placer, num_overprovision, spot_policy, availability_target) need spot "
+                "replicas",
                 "set resources.use_spot: true",
                 "resources",
             )
@@ -135,6 +136,9 @@ class ServiceSpec(Strict):
             base_ondemand_fallback_replicas=policy.base_ondemand_fallback_replicas,
             dynamic_ondemand_fallback=policy.dynamic_ondemand_fallback,
             dynamic_placement=policy.spot_placer == "dynamic_fallback",
+            availability_target=(
+                None if policy.availability_target is None else policy.availability_target / 100
+            ),
         )
 
     def resource_requests(self) -> list[ResourceRequest]:

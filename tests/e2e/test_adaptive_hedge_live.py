@@ -56,3 +56,43 @@ def test_adaptive_hedge_rides_a_zone_preemption_and_its_recovery(
     assert "fallback_to_on_demand" in kinds[preempted_at:]
     assert "back_to_spot" in kinds[preempted_at:]
     assert client.sent > 40 and client.failures == []
+
+
+def test_an_availability_target_moves_a_service_short_of_it_onto_on_demand(
+    sqlite_controller: ControllerProcess, tmp_path: Path
+) -> None:
+    """99.999% allows a third of a second of weighted outage: two zones lost at once leave
+    one ready replica of two, and the next tick finds the budget spent. On-demand takes over
+    before any spot replica is stopped, and stays when the zones come back. (The policy state
+    on Postgres is covered by the test above.)"""
+    env = sqlite_controller.env
+    path = adaptive_yaml(tmp_path)
+    yaml = path.read_text().replace(
+        "    spot_policy: adaptive_hedge\n",
+        "    spot_policy: adaptive_hedge\n    availability_target: 99.999\n",
+    )
+    path.write_text(yaml)
+    endpoint = up(env, path)
+    settle_spot(env, spot_ready=3, on_demand=0)
+
+    client = SteadyClient(endpoint, rate=20).start()
+    try:
+        market(env, "local-a", 0)
+        market(env, "local-b", 0)
+        protected = settle_spot(env, spot_ready=0, on_demand=2)
+        shown = env.serve("status", "live").stdout
+        market(env, "local-a", None)
+        market(env, "local-b", None)
+        sent_before = client.sent
+        while client.sent < sent_before + 20:
+            settle_spot(env, spot_ready=0, on_demand=2)
+    finally:
+        client.stop()
+
+    assert protected["policy_state"]["budget"]["protecting"] is True
+    assert "99.999% availability target" in protected["on_demand_only"]
+    assert "on-demand only" in shown, shown
+    switches = [e for e in events(env) if e["kind"] == "on_demand_only"]
+    assert len(switches) == 1 and switches[0]["data"]["on"] is True, switches  # written once
+    assert "above the 99.999% availability target" in switches[0]["message"]
+    assert client.sent > 40 and client.failures == []

@@ -101,3 +101,34 @@ def test_notice_is_applied_to_both_policies_and_reported(tmp_path):
         runs[notice] = {p["policy"]: p["availability"] for p in doc["policies"]}
     assert runs["120"]["spothedge"] == 1.0 > runs["0"]["spothedge"]
     assert runs["120"]["adaptive_hedge"] == 1.0
+
+
+def test_an_availability_target_buys_availability_on_a_market_that_keeps_emptying_its_zone(
+    tmp_path,
+):
+    """The only spot zone is emptied for 2 minutes every 20: each loss costs a cold start
+    until the target's budget is spent, then adaptive_hedge serves from on-demand."""
+    trace = write_trace(
+        tmp_path / "rough",
+        {"us-east-1a": ([4] * 40 + [0] * 4) * 17, "us-west-2a": [0] * 44 * 17},
+    )
+    runs = {}
+    for target in (None, "99.5"):
+        extra = () if target is None else ("--availability-target", target)
+        done = serve(
+            "--trace", str(trace), "--policy", "adaptive_hedge", "--hours", "6",
+            "--repeats", "1", "--target", "1", "--workload", "poisson", "--json", *extra,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        doc = json.loads(done.stdout)
+        assert doc["settings"]["availability_target"] == (None if target is None else 0.995)
+        (policy,) = doc["policies"]
+        runs[target] = (policy["availability"], policy["cost_relative"])
+    assert runs[None][0] < 0.95  # about one cold start lost in every 22 minutes
+    assert runs["99.5"][0] > 0.98  # two losses, then on-demand for the rest of the 6 hours
+
+
+def test_an_availability_target_of_100_is_refused_naming_the_option(tmp_path):
+    done = serve("--trace", str(steady_trace(tmp_path)), "--availability-target", "100")
+    assert done.returncode == 2
+    assert "--availability-target" in done.stderr
