@@ -5,13 +5,15 @@ request fails throughout."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_spot_live import SPOT, alive, events, market, settle_spot, up
+from tests.support.browser import chromium
 from tests.support.load import SteadyClient
-from tests.support.processes import ControllerProcess
+from tests.support.processes import ControllerProcess, Env
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +60,18 @@ def test_adaptive_hedge_rides_a_zone_preemption_and_its_recovery(
     assert client.sent > 40 and client.failures == []
 
 
+def dashboard_shows_on_demand_only(env: Env) -> None:
+    from playwright.sync_api import expect
+
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(env.url)
+        pill = page.locator('#services tr[data-service="live"] .on-demand-only')
+        expect(pill).to_have_text("ON-DEMAND ONLY", timeout=60_000)
+        expect(pill).to_have_attribute("title", re.compile("99.999% availability target"))
+        page.close()
+
+
 def test_an_availability_target_moves_a_service_short_of_it_onto_on_demand(
     sqlite_controller: ControllerProcess, tmp_path: Path
 ) -> None:
@@ -81,6 +95,7 @@ def test_an_availability_target_moves_a_service_short_of_it_onto_on_demand(
         market(env, "local-b", 0)
         protected = settle_spot(env, spot_ready=0, on_demand=2)
         shown = env.serve("status", "live").stdout
+        dashboard_shows_on_demand_only(env)
         market(env, "local-a", None)
         market(env, "local-b", None)
         sent_before = client.sent

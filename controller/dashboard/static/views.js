@@ -21,11 +21,17 @@ const EVENT_CLASS = {
   orphan_terminated: "bad",
   lb_port_taken: "bad",
   lb_started: "good",
+  on_demand_only: "fallback",
 };
 
 /** The endpoint does not answer though replicas may be READY: its port is taken. */
 function endpointDown(why) {
   return el("span", { class: "pill s-FAILED endpoint-down", title: why, text: "DOWN" });
+}
+
+/** The policy runs on on-demand only to keep the service's availability target. */
+function onDemandOnly(why) {
+  return el("span", { class: "pill s-NOT_READY on-demand-only", title: why, text: "ON-DEMAND ONLY" });
 }
 
 function mixBar(spot, onDemand) {
@@ -63,6 +69,7 @@ export function renderServices(tbody, empty, services, selected, onSelect) {
           {},
           mixBar(s.spot_replicas, s.on_demand_replicas),
           `${s.spot_replicas} spot · ${s.on_demand_replicas} on-demand`,
+          s.on_demand_only ? onDemandOnly(s.on_demand_only) : null,
         ),
         el("td", {}, link(s.endpoint), s.endpoint_down ? endpointDown(s.endpoint_down) : null),
         el("td", { class: "num", text: money(s.cost.per_hour) }),
