@@ -27,7 +27,7 @@ the target (for L = 120 s, 0.67% instead of 0.5%). Ending at half the budget mak
 longer: at 99.5% and 6 hours the next loss lifts the outage from 78 s to 198 s, which takes
 8 hours to fade back to 78 s, about 0.4% of the time in outage, within the target.
 
-Pure: times are passed in; the state is five plain values.
+Pure: times are passed in; the state is five plain values, changed only on transitions.
 """
 
 from __future__ import annotations
@@ -40,44 +40,60 @@ DEFAULT_HALF_LIFE = 6 * 3600.0
 
 @dataclass(frozen=True)
 class OutageBudget:
-    """The weighted outage as of `seen_at`; whether the service was short at that moment (the
-    time until the next observation counts as outage if it was); the replica target it last
-    met; whether on-demand protection is on."""
+    """The weighted outage as of `as_of`; since when the service has been short (None while
+    it is not); the replica target it last met; whether on-demand protection is on.
+
+    Changed only when one of those changes (the outage between is computed, not stored), so
+    a policy state holding it is written to the database on transitions, not every tick."""
 
     outage: float = 0.0
-    seen_at: float | None = None
-    short: bool = False
+    as_of: float | None = None
+    short_since: float | None = None
     met: int = 0
     protecting: bool = False
+
+    def at(self, now: float, half_life: float) -> float:
+        """The weighted outage at `now`: the stored figure decayed, plus the current short
+        stretch integrated, (h / ln 2) (1 - 2 ** (-seconds / h))."""
+        if self.as_of is None:
+            return 0.0
+        value = self.outage * math.pow(2.0, -max(0.0, now - self.as_of) / half_life)
+        if self.short_since is not None:
+            seconds = max(0.0, now - self.short_since)
+            value += half_life / math.log(2.0) * (1.0 - math.pow(2.0, -seconds / half_life))
+        return value
 
     def observe(
         self, now: float, serving: int, wanted: int, goal: float | None, half_life: float
     ) -> OutageBudget:
         """The budget at `now`, with `serving` replicas of the `wanted` from now on, for an
-        availability `goal` (a fraction, None for none).
+        availability `goal` (a fraction; None: nothing is tracked).
 
         Short means fewer serving than the target last met, or than `wanted` if that is
         lower: a service's first cold start and a scale-up's new replicas are not an outage
         (they were never serving), a loss below what already served is."""
+        if goal is None:
+            return OutageBudget()
         met = wanted if serving >= wanted else self.met
-        outage, seen = self.outage, now
-        if self.seen_at is not None and now <= self.seen_at:
-            seen = self.seen_at
-        elif self.seen_at is not None:
-            outage *= math.pow(2.0, -(now - self.seen_at) / half_life)
-            if self.short:
-                outage += now - self.seen_at
-        protecting = False
-        if goal is not None:
-            allowed = allowed_outage(goal, half_life)
-            protecting = outage > allowed or (self.protecting and outage > allowed / 2)
-        return OutageBudget(outage, seen, serving < min(wanted, met), met, protecting)
+        short = serving < min(wanted, met)
+        outage = self.at(now, half_life)
+        allowed = allowed_outage(goal, half_life)
+        protecting = outage > allowed or (self.protecting and outage > allowed / 2)
+        was_short = self.short_since is not None
+        unchanged = (short, met, protecting) == (was_short, self.met, self.protecting)
+        if self.as_of is not None and unchanged:
+            return self
+        return OutageBudget(outage, now, now if short else None, met, protecting)
+
+    @property
+    def short(self) -> bool:
+        return self.short_since is not None
 
     def to_json(self) -> dict[str, object]:
         return {
             "outage": self.outage,
-            "seen_at": self.seen_at,
-            "short": self.short,
+            "as_of": self.as_of,
+            "short_since": self.short_since,
             "met": self.met,
             "protecting": self.protecting,
         }
@@ -86,11 +102,11 @@ class OutageBudget:
     def from_json(data: object) -> OutageBudget:
         if not isinstance(data, dict):
             return OutageBudget()
-        seen = data.get("seen_at")
+        as_of, since = data.get("as_of"), data.get("short_since")
         return OutageBudget(
             float(data.get("outage", 0.0)),
-            None if seen is None else float(seen),
-            bool(data.get("short", False)),
+            None if as_of is None else float(as_of),
+            None if since is None else float(since),
             int(data.get("met", 0)),
             bool(data.get("protecting", False)),
         )

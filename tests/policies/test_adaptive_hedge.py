@@ -285,7 +285,9 @@ def test_a_replica_serving_out_its_notice_is_no_outage():
     noticed = replace(inp(3, replicas=rest, config=TARGETED, now=now), serving_on_notice=1)
     _, state = policy.plan(noticed, state)
     _, state = policy.plan(replace(noticed, now=now + 120), state)
-    assert state.budget.outage == 0.0
+    half_life = policy.params.budget_half_life
+    assert state.budget.at(now + 120, half_life) == 0.0
     _, state = policy.plan(inp(3, replicas=rest, config=TARGETED, now=now + 150), state)
     _, state = policy.plan(inp(3, replicas=rest, config=TARGETED, now=now + 180), state)
-    assert state.budget.outage == 30.0  # the notice ran out: now it is short
+    outage = state.budget.at(now + 180, half_life)
+    assert math.isclose(outage, 30.0, rel_tol=1e-3)  # the notice ran out: now it is short
