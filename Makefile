@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# pytest-xdist workers: the suite mostly waits on real processes, so 3 beat 2 (and 4) on 2
-# cores. Work stealing, because a few end-to-end tests take 30-70 s: with the default
-# scheduling they queued on one worker at the end (pytest 16.4 min against 15.2).
+# pytest-xdist workers: the suite mostly waits on real processes, so 3 beat 2 on 2 cores
+# (4 were slower still: 18.9 min, with the default scheduling). Work stealing, because a few
+# end-to-end tests take 30-70 s: with the default scheduling they queued on one worker at
+# the end (pytest 16.4 min against 15.2).
 # (Not --dist loadgroup: it runs one of schemathesis's per-operation tests of a function.)
 PYTEST_WORKERS ?= 3
 PYTEST := $(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal
