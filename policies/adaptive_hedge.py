@@ -178,9 +178,11 @@ class AdaptiveHedgePolicy:
         missing = want_spot - len(kept) + balance
         new_spot = place_spread(where, (r.location for r in kept), missing, risk, avoid)
 
-        want_od = self._on_demand_target(inp, target, hedge, ready_spot, state, market_risk)
-        if protect:
-            want_od = target
+        want_od = (
+            target
+            if protect
+            else self._on_demand_target(inp, target, hedge, ready_spot, state, market_risk)
+        )
         avoid_od = refusals.recently_refused(state.on_demand_refused, inp.now, self.refusal_backoff)
         new_od, stop_od = scale_on_demand(inp, want_od, avoid_od)
         plan = Plan(
